@@ -1,4 +1,4 @@
-from llmrec.cli import app
+from llmrec.cli import main
 
 if __name__ == "__main__":
-    app()
+    main()

@@ -70,7 +70,7 @@ def read_info(root: Path) -> dict[str, Any]:
 
 
 @contextmanager
-def _locked(lock_file: Path) -> Iterator[None]:
+def locked(lock_file: Path) -> Iterator[None]:
     lock_file.parent.mkdir(parents=True, exist_ok=True)
     with open(lock_file, "w") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
@@ -89,7 +89,7 @@ def ensure_entry(
     callers wait on a lock, so only one builds.
     """
     root = Path(root)
-    with _locked(root.parent / f".{root.name}.lock"):
+    with locked(root.parent / f".{root.name}.lock"):
         if root.exists() and not force:
             problem = check_entry(root)
             if problem is None:
