@@ -23,8 +23,10 @@ app = typer.Typer(
 )
 data_app = typer.Typer(help="Import datasets, show statistics and user histories.", no_args_is_help=True)
 models_app = typer.Typer(help="The bundled default models: list them, prepare (convert) them.", no_args_is_help=True)
+encoder_app = typer.Typer(help="Sequential encoders: train, recommend.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 app.add_typer(models_app, name="models")
+app.add_typer(encoder_app, name="encoder")
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON object as the last line of stdout.")]
 DatasetArg = Annotated[str, typer.Argument(help="A builtin dataset name (ml-100k) or a dataset directory.")]
@@ -153,6 +155,101 @@ def models_prepare(
     else:
         _echo(f"llm       {path} ({'converted' if converted else 'already prepared'})")
         _echo(f"embedder  {models['embedder']['path']}")
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    import yaml
+
+    if not path.exists():
+        raise LlmrecError(f"{path}: config file not found")
+    try:
+        values = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        raise LlmrecError(f"{where}: not valid YAML; fix the file") from None
+    if not isinstance(values, dict) or set(values) - {"model", "encoder", "train"}:
+        raise LlmrecError(f"{path}: expected a mapping with sections model, encoder and train")
+    return values
+
+
+@encoder_app.command("train")
+def encoder_train(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Run directory to create (or to resume).")],
+    dataset: Annotated[str, typer.Option(help="Builtin name or dataset directory.")] = "ml-100k",
+    model: Annotated[str | None, typer.Option(help="Encoder name: sasrec, bert4rec, gru4rec, pop.")] = None,
+    config: Annotated[
+        Path | None, typer.Option(help="YAML with `model:`, `encoder:` (model fields) and `train:` sections.")
+    ] = None,
+    epochs: Annotated[int | None, typer.Option(help="Maximum epochs.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
+    loss: Annotated[str | None, typer.Option(help="ce, sampled, bce or gbce.")] = None,
+    resume: Annotated[bool, typer.Option(help="Continue the interrupted run in --out.")] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Train an encoder with early stopping on validation NDCG@10 (leave-one-out split)."""
+    from llmrec.encoders.train import train_encoder
+
+    values = _read_yaml(config) if config else {}
+    encoder_values = dict(values.get("encoder") or {})
+    train_values = dict(values.get("train") or {})
+    if loss is not None:
+        encoder_values["loss"] = loss
+    if epochs is not None:
+        train_values["epochs"] = epochs
+    if seed is not None:
+        train_values["seed"] = seed
+    name = model or values.get("model") or "sasrec"
+    metrics = train_encoder(out, name, dataset, encoder_values, train_values, resume=resume)
+    if as_json:
+        emit_json(metrics)
+    else:
+        test = metrics["test"]
+        _echo(
+            f"{metrics['model']}: best epoch {metrics['best_epoch']} of {metrics['epochs']}, "
+            f"test ndcg@10 {test['ndcg@10']:.4f} hr@10 {test['hr@10']:.4f} ({test['protocol']} ranking); run in {out}"
+        )
+
+
+@encoder_app.command("recommend")
+def encoder_recommend(
+    run: Annotated[Path, typer.Argument(help="Run directory of a trained encoder.")],
+    user: Annotated[str, typer.Option("--user", "-u", help="Raw user id, or #N for internal id N.")],
+    k: Annotated[int, typer.Option("-k", help="How many items.")] = 10,
+    include_seen: Annotated[bool, typer.Option(help="Allow items the user already has.")] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Top-k next items for a user after their whole history, with titles and scores."""
+    from llmrec.encoders.recommend import recommend
+
+    result = recommend(run, user, k=k, include_seen=include_seen)
+    if as_json:
+        emit_json(result)
+        return
+    _echo(f"user {result['raw_id']} ({result['history_length']} interactions), {result['model']}:")
+    for row in result["recommendations"]:
+        _echo(f"  {row['rank']:>3}. {row['title']}  [{row['raw_id']}]  {row['score']:.3f}")
+
+
+@app.command("eval")
+def eval_run(
+    run: Annotated[Path, typer.Argument(help="Run directory.")],
+    protocol: Annotated[str, typer.Option(help="full, c20, sampled-N or sampled-N-pop.")] = "full",
+    split: Annotated[str, typer.Option(help="valid or test.")] = "test",
+    mask_history: Annotated[bool, typer.Option(help="Full protocol: remove history items from the ranking.")] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Evaluate a run on the leave-one-out split under a protocol."""
+    from llmrec.eval.runner import evaluate_run
+
+    result = evaluate_run(run, protocol=protocol, which=split, mask_history=mask_history)
+    if as_json:
+        emit_json(result)
+        return
+    _echo(f"{result['model']} on {result['dataset']}: {result['protocol']} protocol, {result['split']} split, "
+          f"mask_history={result['mask_history']}, {result['examples']} users")
+    for key in ("hr@1", "hr@5", "hr@10", "ndcg@5", "ndcg@10", "mrr@10", "hr@20", "ndcg@20"):
+        _echo(f"  {key:<8} {result[key]:.4f}")
 
 
 @app.command()

@@ -109,6 +109,10 @@ class Encoder(nn.Module):
             return scores
         return torch.einsum("bh,bch->bc", state, items[candidates])  # (B, C)
 
+    def forward(self, batch: Batch) -> torch.Tensor:
+        """The training loss (so that data-parallel wrappers, which hook ``forward``, see it)."""
+        return self.loss(batch)
+
     def loss(self, batch: Batch) -> torch.Tensor:
         """Next-item loss over every position that has a target."""
         states = self.sequence_states(batch.inputs)  # (B, L, H)

@@ -1,0 +1,47 @@
+"""Top-k recommendations from a trained encoder run, with titles."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from llmrec.data.builtin import load_dataset
+from llmrec.encoders.base import load_encoder
+from llmrec.encoders.train import load_run_config
+
+
+def recommend(run: Path, user: str, k: int = 10, include_seen: bool = False) -> dict[str, Any]:
+    """The ``k`` best next items for ``user`` (raw id, or ``#N``) after their whole history.
+
+    Items the user already interacted with are left out unless ``include_seen``.
+    """
+    config = load_run_config(run)
+    dataset = load_dataset(config.dataset)
+    model = load_encoder(Path(run) / "checkpoints" / "best")
+    uid = dataset.user_id(user)
+    history = dataset.sequences[uid]
+    seqs = torch.zeros(1, model.config.max_len, dtype=torch.long)
+    recent = torch.tensor(history[-model.config.max_len :], dtype=torch.long)
+    if len(recent):
+        seqs[0, -len(recent) :] = recent
+    with torch.inference_mode():
+        scores = model.score(seqs)[0]  # (N+1,)
+        if not include_seen and len(history):
+            scores[torch.tensor(history, dtype=torch.long)] = float("-inf")
+        top = torch.topk(scores, min(k, int(torch.isfinite(scores).sum())))
+    items = dataset.items.set_index("item_id")
+    recommendations = [
+        {
+            "rank": rank,
+            "item_id": int(item),
+            "raw_id": str(items.at[int(item), "raw_id"]),
+            "title": str(items.at[int(item), "title"]),
+            "score": float(score),
+        }
+        for rank, (score, item) in enumerate(zip(top.values.tolist(), top.indices.tolist(), strict=True), start=1)
+    ]
+    raw_id = str(dataset.users.loc[dataset.users["user_id"] == uid, "raw_id"].iat[0])
+    return {"user_id": uid, "raw_id": raw_id, "history_length": int(len(history)), "model": config.model,
+            "recommendations": recommendations}

@@ -1,0 +1,363 @@
+"""Training sequential encoders into a run directory, with early stopping, checkpoints and exact resume.
+
+A run directory holds ``config.yaml`` (the full resolved config), ``checkpoints/last.pt`` (everything needed
+to continue: weights, optimizer, epoch, early-stopping state, history; rewritten atomically after every epoch),
+``checkpoints/best/`` (the best encoder by validation NDCG@10, as ``encoder.json`` + ``model.safetensors``),
+``metrics.json`` and ``log.jsonl`` (one line per epoch).
+
+Determinism: all randomness of epoch ``e`` (shuffling, dropout, negatives, masking) is seeded from
+``(seed, e)``, so a run resumed from its last checkpoint after a crash, even a SIGKILL mid-epoch, ends
+with the same weights as an uninterrupted one.
+
+Multi-process data parallelism goes through accelerate: ``accelerate launch --cpu --num_processes 2 -m
+llmrec encoder train ...`` runs the same loop with DDP; each process takes every other batch.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+
+from llmrec import __version__
+from llmrec.data.builtin import load_dataset
+from llmrec.data.dataset import Dataset
+from llmrec.data.splits import Split, leave_one_out_split
+from llmrec.encoders.base import Batch, Encoder, build_encoder, load_encoder, make_config, save_encoder
+from llmrec.encoders.windows import training_windows
+from llmrec.errors import LlmrecError
+from llmrec.eval.protocols import evaluate
+from llmrec.progress import progress_bar
+
+RUN_FORMAT = 1
+
+
+@dataclass
+class TrainConfig:
+    """How an encoder is trained.
+
+    Optimisation: ``epochs``, ``batch_size``, ``lr``, ``weight_decay``, ``grad_clip``. Examples: ``stride``.
+    Early stopping: ``patience``, ``valid_metric``, ``mask_history``. Reproducibility and speed: ``seed``,
+    ``threads``, ``eval_batch_size``.
+    """
+
+    epochs: int = field(default=200, metadata={"help": "Upper bound on epochs; early stopping usually ends sooner."})
+    batch_size: int = field(default=128, metadata={"help": "Training windows per batch (over all processes)."})
+    lr: float = field(default=1e-3, metadata={"help": "AdamW learning rate."})
+    weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay."})
+    grad_clip: float = field(default=5.0, metadata={"help": "Clip the gradient norm to this (0: no clipping)."})
+    stride: int = field(
+        default=0,
+        metadata={"help": "Positions between training windows; each target sees >= max_len - stride items of "
+                  "history (0: max_len // 5)."},
+    )
+    patience: int = field(default=10, metadata={"help": "Stop after this many epochs without a better valid metric."})
+    valid_metric: str = field(default="ndcg@10", metadata={"help": "Validation metric (full ranking) to maximise."})
+    mask_history: bool = field(default=False, metadata={"help": "Mask history items when ranking (full protocol)."})
+    seed: int = field(default=42, metadata={"help": "Seed of every random draw."})
+    threads: int = field(default=0, metadata={"help": "torch CPU threads per process (0: cores / processes)."})
+    eval_batch_size: int = field(default=512, metadata={"help": "Users per evaluation batch."})
+
+
+@dataclass
+class RunConfig:
+    """Everything a run was made from; saved as ``config.yaml`` and enough to resume or re-evaluate it."""
+
+    model: str
+    dataset: str
+    encoder: dict[str, Any]
+    train: dict[str, Any]
+    split: dict[str, Any]
+    dataset_fingerprint: str = ""
+    num_items: int = 0
+    llmrec_version: str = __version__
+    run_format: int = RUN_FORMAT
+
+
+def load_run_config(run: Path) -> RunConfig:
+    """Read a run directory's ``config.yaml``, rejecting runs of another format."""
+    file = Path(run) / "config.yaml"
+    if not file.exists():
+        raise LlmrecError(f"{run}: not a run directory (no config.yaml)")
+    try:
+        values = yaml.safe_load(file.read_text())
+        config = RunConfig(**values)
+    except (yaml.YAMLError, TypeError) as err:
+        raise LlmrecError(f"{file}: unreadable run config ({err}); this run may come from another llmrec version")
+    if config.run_format != RUN_FORMAT:
+        raise LlmrecError(f"{file}: run format {config.run_format} is not {RUN_FORMAT}; retrain with this version")
+    return config
+
+
+def _seed_everything(seed: int) -> None:
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+
+
+def _epoch_seed(seed: int, epoch: int) -> int:
+    return seed * 1_000_003 + epoch
+
+
+def _atomic_torch_save(obj: Any, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def _write_json(path: Path, payload: dict[str, Any]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(payload, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def score_function(model: Encoder):
+    """``score_fn`` for :func:`llmrec.eval.protocols.evaluate` from an encoder (in eval mode)."""
+
+    def score(histories: torch.Tensor, candidates: torch.Tensor | None) -> torch.Tensor:
+        return model.score(histories, candidates)
+
+    return score
+
+
+def evaluate_encoder(
+    model: Encoder, split: Split, which: str, dataset: Dataset, protocol: str = "full", mask_history: bool = False,
+    batch_size: int = 512,
+) -> dict[str, Any]:
+    """Evaluate ``model`` on the ``valid`` or ``test`` examples of ``split`` under ``protocol``."""
+    was_training = model.training
+    model.eval()
+    try:
+        return evaluate(
+            score_function(model), split, which, num_items=dataset.num_items, max_len=model.config.max_len,
+            protocol=protocol, mask_history=mask_history, batch_size=batch_size, cache_dir=dataset.path / "splits",
+        )
+    finally:
+        model.train(was_training)
+
+
+class Trainer:
+    """Trains one encoder on one dataset split into one run directory."""
+
+    def __init__(self, run: Path, config: RunConfig, dataset: Dataset, split: Split) -> None:
+        from accelerate import Accelerator
+
+        self.run = Path(run)
+        self.config = config
+        self.train_config = TrainConfig(**config.train)
+        self.dataset = dataset
+        self.split = split
+        self.accelerator = Accelerator(cpu=True)
+        threads = self.train_config.threads or max(1, (os.cpu_count() or 1) // self.accelerator.num_processes)
+        torch.set_num_threads(threads)
+        _seed_everything(self.train_config.seed)
+        self.model = build_encoder(config.model, dataset.num_items, config.encoder)
+
+    @property
+    def is_main(self) -> bool:
+        return self.accelerator.is_main_process
+
+    def fit(self, resume: bool = False) -> dict[str, Any]:
+        """Train until early stopping or the epoch limit, then evaluate the best checkpoint on valid and test."""
+        if not self.model.trainable:
+            return self._fit_untrained()
+        tc = self.train_config
+        encoder_config = self.model.config
+        stride = tc.stride or max(1, encoder_config.max_len // 5)
+        inputs, targets = training_windows(
+            self.split.train_sequences(), encoder_config.max_len, stride, self.model.objective
+        )
+        inputs_t, targets_t = torch.from_numpy(inputs), torch.from_numpy(targets)
+        optimizer = torch.optim.AdamW(self.model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
+        state = {"epoch": 0, "best": -math.inf, "best_epoch": 0, "bad_epochs": 0, "history": []}
+        checkpoint = self.run / "checkpoints" / "last.pt"
+        if resume:
+            saved = self._load_checkpoint(checkpoint)
+            self.model.load_state_dict(saved["model"])
+            optimizer.load_state_dict(saved["optimizer"])
+            state = saved["state"]
+            if state.get("finished"):
+                raise LlmrecError(f"{self.run}: this run already finished (epoch {state['epoch']}); nothing to resume")
+            print(f"llmrec: resuming {self.run} after epoch {state['epoch']}", file=sys.stderr)
+        model, optimizer = self.accelerator.prepare(self.model, optimizer)
+        processes, rank = self.accelerator.num_processes, self.accelerator.process_index
+        num_batches = math.ceil(len(inputs) / tc.batch_size)
+        num_batches -= num_batches % processes
+        per_process = tc.batch_size // processes
+        started = time.perf_counter() - sum(h["seconds"] for h in state["history"])
+        last_metric = state["history"][-1]["valid"][tc.valid_metric] if state["history"] else float("nan")
+        for epoch in range(state["epoch"] + 1, tc.epochs + 1):
+            epoch_start = time.perf_counter()
+            seed = _epoch_seed(tc.seed, epoch)
+            torch.manual_seed(seed + rank)
+            generator = torch.Generator().manual_seed(seed)
+            order = torch.randperm(len(inputs), generator=generator)
+            model.train()
+            total, count = 0.0, 0
+            bar = progress_bar(num_batches // processes, f"{self.config.model} epoch {epoch}", unit="batch")
+            bar.disable = bar.disable or not self.is_main
+            for b in range(rank, num_batches, processes):
+                index = order[b * tc.batch_size : (b + 1) * tc.batch_size]
+                batch = self._batch(inputs_t[index], targets_t[index], generator, per_process)
+                loss = model(batch)
+                optimizer.zero_grad(set_to_none=True)
+                self.accelerator.backward(loss)
+                if tc.grad_clip > 0:
+                    self.accelerator.clip_grad_norm_(model.parameters(), tc.grad_clip)
+                optimizer.step()
+                total += float(loss.detach())
+                count += 1
+                bar.update(1)
+                if count % 20 == 0:
+                    bar.set_postfix(loss=f"{total / count:.4f}", valid=f"{last_metric:.4f}")
+            bar.close()
+            if not math.isfinite(total):
+                raise LlmrecError(f"training diverged at epoch {epoch} (loss {total}); lower --lr or check the data")
+            valid = evaluate_encoder(
+                self.model, self.split, "valid", self.dataset, mask_history=tc.mask_history,
+                batch_size=tc.eval_batch_size,
+            )
+            last_metric = valid[tc.valid_metric]
+            seconds = time.perf_counter() - epoch_start
+            entry = {"epoch": epoch, "loss": total / max(count, 1), "valid": valid, "seconds": seconds}
+            state["history"].append(entry)
+            state["epoch"] = epoch
+            improved = last_metric > state["best"]
+            if improved:
+                state.update(best=last_metric, best_epoch=epoch, bad_epochs=0)
+            else:
+                state["bad_epochs"] += 1
+            done = state["bad_epochs"] >= tc.patience or epoch == tc.epochs
+            state["finished"] = done
+            if self.is_main:
+                if improved:
+                    self._save_best()
+                with open(self.run / "log.jsonl", "a") as log:
+                    log.write(json.dumps({k: entry[k] for k in ("epoch", "loss", "seconds")}
+                                         | {f"valid_{k}": v for k, v in valid.items() if "@" in k}) + "\n")
+                _atomic_torch_save(
+                    {"model": self.model.state_dict(), "optimizer": optimizer.state_dict(), "state": state},
+                    checkpoint,
+                )
+                print(
+                    f"llmrec: epoch {epoch} loss {entry['loss']:.4f} valid {tc.valid_metric} {last_metric:.4f}"
+                    f"{' (best)' if improved else ''} [{seconds:.1f}s]",
+                    file=sys.stderr,
+                )
+            self.accelerator.wait_for_everyone()
+            if done:
+                break
+        wall = time.perf_counter() - started
+        return self._finish(state, wall)
+
+    def _batch(self, inputs: torch.Tensor, targets: torch.Tensor, generator: torch.Generator, per_process: int) -> Batch:
+        config = self.model.config
+        negatives = None
+        if config.loss != "ce":
+            count = 1 if config.loss == "bce" else config.num_negatives
+            negatives = torch.randint(1, self.dataset.num_items + 1, (*targets.shape, count), generator=generator)
+        return Batch(inputs, targets, negatives, generator)
+
+    def _load_checkpoint(self, path: Path) -> dict[str, Any]:
+        if not path.exists():
+            raise LlmrecError(f"{self.run}: no checkpoint to resume from ({path} is missing); start without --resume")
+        try:
+            return torch.load(path, weights_only=False)
+        except Exception as err:  # noqa: BLE001 - torch raises many types for a damaged file
+            raise LlmrecError(f"{path}: corrupted checkpoint ({type(err).__name__}); delete the run and retrain") from None
+
+    def _save_best(self) -> None:
+        best = self.run / "checkpoints" / "best"
+        tmp = self.run / "checkpoints" / "best.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        save_encoder(self.model, tmp)
+        shutil.rmtree(best, ignore_errors=True)
+        os.replace(tmp, best)
+
+    def _fit_untrained(self) -> dict[str, Any]:
+        self.model.fit(self.split.train_sequences())
+        if self.is_main:
+            self._save_best()
+        state = {"epoch": 0, "best_epoch": 0, "history": [], "finished": True}
+        return self._finish(state, 0.0)
+
+    def _finish(self, state: dict[str, Any], wall: float) -> dict[str, Any]:
+        best = load_encoder(self.run / "checkpoints" / "best")
+        tc = self.train_config
+        metrics: dict[str, Any] = {
+            "model": self.config.model,
+            "dataset": self.dataset.name,
+            "epochs": state["epoch"],
+            "best_epoch": state["best_epoch"],
+            "seconds_per_epoch": float(np.mean([h["seconds"] for h in state["history"]])) if state["history"] else 0.0,
+            "wall_seconds": wall,
+            "valid": evaluate_encoder(best, self.split, "valid", self.dataset, mask_history=tc.mask_history),
+            "test": evaluate_encoder(best, self.split, "test", self.dataset, mask_history=tc.mask_history),
+        }
+        if self.is_main:
+            _write_json(self.run / "metrics.json", metrics)
+        return metrics
+
+
+def prepare_run(
+    run: Path,
+    model: str,
+    dataset_name: str,
+    encoder_values: dict[str, Any] | None = None,
+    train_values: dict[str, Any] | None = None,
+    resume: bool = False,
+) -> tuple[RunConfig, Dataset, Split]:
+    """Resolve and validate the run config, load data and split; writes ``config.yaml`` for a new run."""
+    run = Path(run)
+    if resume:
+        config = load_run_config(run)
+        dataset = load_dataset(config.dataset)
+    else:
+        if (run / "config.yaml").exists():
+            raise LlmrecError(f"{run}: a run already exists here; pass --resume to continue it or choose another --out")
+        encoder_config = make_config(model, encoder_values)
+        train_config = TrainConfig(**(train_values or {}))
+        dataset = load_dataset(dataset_name)
+        config = RunConfig(
+            model=model,
+            dataset=str(dataset.path) if str(dataset_name) != dataset.name else dataset_name,
+            encoder=asdict(encoder_config),
+            train=asdict(train_config),
+            split={"kind": "leave-one-out", "min_len": 3},
+            num_items=dataset.num_items,
+        )
+    split = leave_one_out_split(dataset, min_len=config.split.get("min_len", 3))
+    if config.dataset_fingerprint and config.dataset_fingerprint != split.fingerprint():
+        raise LlmrecError(f"{run}: the dataset changed since this run started (split fingerprint differs)")
+    config.dataset_fingerprint = split.fingerprint()
+    if split.not_evaluated.get("too_short"):
+        print(
+            f"llmrec: {split.not_evaluated['too_short']:,} users have fewer than 3 interactions; they are trained on "
+            "but not evaluated", file=sys.stderr,
+        )
+    if not resume:
+        (run / "checkpoints").mkdir(parents=True, exist_ok=True)
+        (run / "config.yaml").write_text(yaml.safe_dump(asdict(config), sort_keys=False))
+    return config, dataset, split
+
+
+def train_encoder(
+    run: Path,
+    model: str = "sasrec",
+    dataset: str = "ml-100k",
+    encoder: dict[str, Any] | None = None,
+    train: dict[str, Any] | None = None,
+    resume: bool = False,
+) -> dict[str, Any]:
+    """Train (or resume) an encoder run and return its ``metrics.json`` content."""
+    config, data, split = prepare_run(Path(run), model, dataset, encoder, train, resume)
+    return Trainer(Path(run), config, data, split).fit(resume=resume)

@@ -1,0 +1,59 @@
+"""Training examples for sequential encoders: every target once per epoch, each with (nearly) full context.
+
+A user's training sequence is cut into overlapping windows of ``max_len`` positions that end ``stride``
+positions apart, latest first. A window computes the loss only on its last ``stride`` positions (the earliest
+window: on all of them), so every target is trained exactly once per epoch and sees at least
+``max_len - stride`` items of history, at about ``1/stride`` of the cost of training every prefix as its own
+example.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from llmrec.errors import LlmrecError
+
+
+def training_windows(
+    sequences: list[np.ndarray], max_len: int, stride: int, objective: str = "next"
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(inputs, targets)``, both ``[W, max_len]`` and left-padded; a target of 0 means no loss there.
+
+    ``objective="next"`` pairs each position with the following item; ``"cloze"`` uses the items themselves
+    as targets (the model masks some of them).
+
+    >>> inputs, targets = training_windows([np.array([]), np.array([1, 2, 3, 4, 5])], max_len=3, stride=2)
+    >>> inputs.tolist(), targets.tolist()
+    ([[2, 3, 4], [0, 1, 2]], [[0, 4, 5], [0, 2, 3]])
+    """
+    if not 1 <= stride <= max_len:
+        raise LlmrecError(f"stride must be between 1 and max_len ({max_len}), got {stride}")
+    rows_in: list[np.ndarray] = []
+    rows_out: list[np.ndarray] = []
+    for seq in sequences:
+        seq = np.asarray(seq, dtype=np.int64)
+        if objective == "next":
+            if len(seq) < 2:
+                continue
+            x, y = seq[:-1], seq[1:]
+        else:
+            if len(seq) < 1:
+                continue
+            x, y = seq, seq
+        end = len(x)
+        while True:
+            start = max(0, end - max_len)
+            first = start == 0
+            row_in = np.zeros(max_len, dtype=np.int64)
+            row_out = np.zeros(max_len, dtype=np.int64)
+            row_in[max_len - (end - start) :] = x[start:end]
+            covered = end - start if first else min(stride, end - start)
+            row_out[max_len - covered :] = y[end - covered : end]
+            rows_in.append(row_in)
+            rows_out.append(row_out)
+            if first:
+                break
+            end -= stride
+    if not rows_in:
+        raise LlmrecError("no training examples: every training sequence is too short")
+    return np.stack(rows_in), np.stack(rows_out)
