@@ -64,7 +64,7 @@ class BERT4Rec(Encoder):
 
     def encode(self, seqs: torch.Tensor) -> torch.Tensor:
         masked = torch.full_like(seqs[:, :1], self.mask_token)
-        return self.sequence_states(torch.cat([seqs[:, 1:], masked], dim=1))[:, -1]  # (B, H)
+        return self.sequence_states(torch.cat([seqs, masked], dim=1))[:, -1]  # (B, H); keeps the last max_len
 
     def loss(self, batch: Batch) -> torch.Tensor:
         """Cloze loss: mask ``mask_prob`` of the positions with a target (at least one per row), predict them."""

@@ -42,7 +42,7 @@ class GRU4Rec(Encoder):
         self.dropout = nn.Dropout(config.dropout)
         self.gru = nn.GRU(hidden, hidden, num_layers=config.num_layers, batch_first=True)
         self.dense = nn.Linear(hidden, hidden)
-        nn.init.normal_(self.item_embedding.weight, std=0.02)
+        nn.init.xavier_normal_(self.item_embedding.weight)
 
     def sequence_states(self, seqs: torch.Tensor) -> torch.Tensor:
         seqs = seqs[:, -self.config.max_len :]

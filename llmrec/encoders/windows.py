@@ -20,7 +20,8 @@ def training_windows(
     """``(inputs, targets)``, both ``[W, max_len]`` and left-padded; a target of 0 means no loss there.
 
     ``objective="next"`` pairs each position with the following item; ``"cloze"`` uses the items themselves
-    as targets (the model masks some of them).
+    as targets at every real position of the window (the model masks a share of them, so overlapping windows
+    are extra masking draws rather than repeats).
 
     >>> inputs, targets = training_windows([np.array([]), np.array([1, 2, 3, 4, 5])], max_len=3, stride=2)
     >>> inputs.tolist(), targets.tolist()
@@ -47,7 +48,7 @@ def training_windows(
             row_in = np.zeros(max_len, dtype=np.int64)
             row_out = np.zeros(max_len, dtype=np.int64)
             row_in[max_len - (end - start) :] = x[start:end]
-            covered = end - start if first else min(stride, end - start)
+            covered = end - start if first or objective == "cloze" else min(stride, end - start)
             row_out[max_len - covered :] = y[end - covered : end]
             rows_in.append(row_in)
             rows_out.append(row_out)
