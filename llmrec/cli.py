@@ -50,7 +50,9 @@ def data_import(
         str | None, typer.Option(help="csv: ROLE=COLUMN pairs, e.g. user=userId,item=movieId,time=timestamp.")
     ] = None,
     titles: Annotated[Path | None, typer.Option(help="sequences: an item<TAB>title file.")] = None,
-    meta: Annotated[Path | None, typer.Option(help="amazon: the metadata JSON-lines file (titles, categories).")] = None,
+    meta: Annotated[
+        Path | None, typer.Option(help="amazon: the metadata JSON-lines file (titles, categories).")
+    ] = None,
     name: Annotated[str | None, typer.Option(help="Dataset name (default: the --out directory name).")] = None,
     min_user: Annotated[int, typer.Option(help="k-core: minimum interactions per user (iterated).")] = 0,
     min_item: Annotated[int, typer.Option(help="k-core: minimum interactions per item (iterated).")] = 0,
@@ -246,8 +248,10 @@ def eval_run(
     if as_json:
         emit_json(result)
         return
-    _echo(f"{result['model']} on {result['dataset']}: {result['protocol']} protocol, {result['split']} split, "
-          f"mask_history={result['mask_history']}, {result['examples']} users")
+    _echo(
+        f"{result['model']} on {result['dataset']}: {result['protocol']} protocol, {result['split']} split, "
+        f"mask_history={result['mask_history']}, {result['examples']} users"
+    )
     for key in ("hr@1", "hr@5", "hr@10", "ndcg@5", "ndcg@10", "mrr@10", "hr@20", "ndcg@20"):
         _echo(f"  {key:<8} {result[key]:.4f}")
 
@@ -257,7 +261,7 @@ def demo(
     dataset: Annotated[str, typer.Option(help="Builtin name or dataset directory.")] = "ml-100k",
     users: Annotated[int, typer.Option(help="How many users' histories to show.")] = 3,
 ) -> None:
-    """The main job on the bundled defaults: prepare models and data, show statistics and histories."""
+    """The main job on the bundled defaults: prepare models and data, train SASRec, recommend for a user."""
     from llmrec.demo import run_demo
 
     run_demo(dataset, users)

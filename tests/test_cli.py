@@ -36,7 +36,9 @@ def test_help_is_fast_and_imports_no_torch():
 def test_stats_and_show_on_builtin(ml100k):
     stats = last_json(run("data", "stats", "ml-100k", "--json"))
     assert {k: stats[k] for k in ("users", "items", "interactions")} == {
-        "users": 943, "items": 1682, "interactions": 100_000,
+        "users": 943,
+        "items": 1682,
+        "interactions": 100_000,
     }
     assert stats["avg_seq_len"] == pytest.approx(106.0445, abs=1e-4)
     assert stats["density"] == pytest.approx(0.063047, abs=1e-6)

@@ -118,7 +118,9 @@ def encode(raw: RawData, tie_order: str = "source") -> tuple[pd.DataFrame, pd.Da
         catalog["title"] = catalog["raw_id"]
     titles = catalog["title"].astype("string")
     catalog["title"] = titles.where(titles.notna() & (titles.str.strip() != ""), catalog["raw_id"]).astype(str)
-    catalog = catalog[["item_id", "raw_id", "title"] + [c for c in catalog.columns if c not in ("item_id", "raw_id", "title")]]
+    catalog = catalog[
+        ["item_id", "raw_id", "title"] + [c for c in catalog.columns if c not in ("item_id", "raw_id", "title")]
+    ]
 
     user_table = pd.DataFrame({"user_id": np.arange(1, len(users) + 1, dtype=np.int64), "raw_id": users.astype(str)})
     if raw.users is not None:

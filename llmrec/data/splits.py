@@ -116,9 +116,9 @@ def temporal_split(
     interactions (so a test history includes the validation period); interactions with no history (a user's
     first) are not evaluated and counted in ``not_evaluated["no_history"]``.
     """
-    if valid_time is None or test_time is None:
-        if not (0 < valid_frac < 1 and 0 < test_frac < 1 and valid_frac + test_frac < 1):
-            raise LlmrecError("temporal split: valid_frac and test_frac must be in (0, 1) with a sum below 1")
+    fractions_ok = 0 < valid_frac < 1 and 0 < test_frac < 1 and valid_frac + test_frac < 1
+    if (valid_time is None or test_time is None) and not fractions_ok:
+        raise LlmrecError("temporal split: valid_frac and test_frac must be in (0, 1) with a sum below 1")
     times = np.sort(dataset.interactions["timestamp"].to_numpy())
     if test_time is None:
         test_time = int(times[int(np.floor(len(times) * (1 - test_frac)))])

@@ -141,9 +141,9 @@ def next_item_loss(model: Encoder, states: torch.Tensor, batch: Batch) -> torch.
         logits = torch.cat([positive[:, None], negative], dim=1)  # (T, 1+K)
         return F.cross_entropy(logits, torch.zeros_like(targets))
     if config.loss == "bce":
-        return F.binary_cross_entropy_with_logits(positive, torch.ones_like(positive)) + F.binary_cross_entropy_with_logits(
-            negative[:, 0], torch.zeros_like(positive)
-        )
+        return F.binary_cross_entropy_with_logits(
+            positive, torch.ones_like(positive)
+        ) + F.binary_cross_entropy_with_logits(negative[:, 0], torch.zeros_like(positive))
     # gBCE (Petrov & Macdonald, RecSys 2023): sigmoid(positive) raised to beta counters the overconfidence that
     # negative sampling induces; beta = alpha * (t * (1 - 1/alpha) + 1/alpha) with alpha = K / (N - 1).
     alpha = negatives.shape[1] / max(model.num_items - 1, 1)
@@ -183,7 +183,9 @@ def make_config(name: str, values: dict[str, Any] | None = None) -> Any:
     known = {f.name for f in fields(config_cls)}
     unknown = sorted(set(values) - known)
     if unknown:
-        raise LlmrecError(f"{name} config has no field(s) {', '.join(unknown)}; known fields: {', '.join(sorted(known))}")
+        raise LlmrecError(
+            f"{name} config has no field(s) {', '.join(unknown)}; known fields: {', '.join(sorted(known))}"
+        )
     return config_cls(**values)
 
 
@@ -221,7 +223,9 @@ def load_encoder(directory: Path) -> Encoder:
         model = build_encoder(spec["name"], int(spec["num_items"]), spec["config"])
         state = load_file(str(directory / WEIGHTS_FILE))
     except (json.JSONDecodeError, KeyError, SafetensorError, FileNotFoundError, OSError) as err:
-        raise LlmrecError(f"{directory}: corrupted encoder checkpoint ({type(err).__name__}: {err}); retrain it") from None
+        raise LlmrecError(
+            f"{directory}: corrupted encoder checkpoint ({type(err).__name__}: {err}); retrain it"
+        ) from None
     try:
         model.load_state_dict(state)
     except RuntimeError as err:

@@ -43,5 +43,10 @@ def recommend(run: Path, user: str, k: int = 10, include_seen: bool = False) -> 
         for rank, (score, item) in enumerate(zip(top.values.tolist(), top.indices.tolist(), strict=True), start=1)
     ]
     raw_id = str(dataset.users.loc[dataset.users["user_id"] == uid, "raw_id"].iat[0])
-    return {"user_id": uid, "raw_id": raw_id, "history_length": int(len(history)), "model": config.model,
-            "recommendations": recommendations}
+    return {
+        "user_id": uid,
+        "raw_id": raw_id,
+        "history_length": int(len(history)),
+        "model": config.model,
+        "recommendations": recommendations,
+    }

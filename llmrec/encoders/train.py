@@ -58,8 +58,10 @@ class TrainConfig:
     grad_clip: float = field(default=5.0, metadata={"help": "Clip the gradient norm to this (0: no clipping)."})
     stride: int = field(
         default=0,
-        metadata={"help": "Positions between training windows; each target sees >= max_len - stride items of "
-                  "history (0: max_len // 5)."},
+        metadata={
+            "help": "Positions between training windows; each target sees >= max_len - stride items of "
+            "history (0: max_len // 5)."
+        },
     )
     patience: int = field(default=10, metadata={"help": "Stop after this many epochs without a better valid metric."})
     valid_metric: str = field(default="ndcg@10", metadata={"help": "Validation metric (full ranking) to maximise."})
@@ -93,7 +95,7 @@ def load_run_config(run: Path) -> RunConfig:
         values = yaml.safe_load(file.read_text())
         config = RunConfig(**values)
     except (yaml.YAMLError, TypeError) as err:
-        raise LlmrecError(f"{file}: unreadable run config ({err}); this run may come from another llmrec version")
+        raise LlmrecError(f"{file}: unreadable run config ({err}); it may come from another llmrec version") from None
     if config.run_format != RUN_FORMAT:
         raise LlmrecError(f"{file}: run format {config.run_format} is not {RUN_FORMAT}; retrain with this version")
     return config
@@ -130,7 +132,12 @@ def score_function(model: Encoder):
 
 
 def evaluate_encoder(
-    model: Encoder, split: Split, which: str, dataset: Dataset, protocol: str = "full", mask_history: bool = False,
+    model: Encoder,
+    split: Split,
+    which: str,
+    dataset: Dataset,
+    protocol: str = "full",
+    mask_history: bool = False,
     batch_size: int = 512,
 ) -> dict[str, Any]:
     """Evaluate ``model`` on the ``valid`` or ``test`` examples of ``split`` under ``protocol``."""
@@ -138,8 +145,15 @@ def evaluate_encoder(
     model.eval()
     try:
         return evaluate(
-            score_function(model), split, which, num_items=dataset.num_items, max_len=model.config.max_len,
-            protocol=protocol, mask_history=mask_history, batch_size=batch_size, cache_dir=dataset.path / "splits",
+            score_function(model),
+            split,
+            which,
+            num_items=dataset.num_items,
+            max_len=model.config.max_len,
+            protocol=protocol,
+            mask_history=mask_history,
+            batch_size=batch_size,
+            cache_dir=dataset.path / "splits",
         )
     finally:
         model.train(was_training)
@@ -192,7 +206,6 @@ class Trainer:
         processes, rank = self.accelerator.num_processes, self.accelerator.process_index
         num_batches = math.ceil(len(inputs) / tc.batch_size)
         num_batches -= num_batches % processes
-        per_process = tc.batch_size // processes
         started = time.perf_counter() - sum(h["seconds"] for h in state["history"])
         last_metric = state["history"][-1]["valid"][tc.valid_metric] if state["history"] else float("nan")
         for epoch in range(state["epoch"] + 1, tc.epochs + 1):
@@ -207,7 +220,7 @@ class Trainer:
             bar.disable = bar.disable or not self.is_main
             for b in range(rank, num_batches, processes):
                 index = order[b * tc.batch_size : (b + 1) * tc.batch_size]
-                batch = self._batch(inputs_t[index], targets_t[index], generator, per_process)
+                batch = self._batch(inputs_t[index], targets_t[index], generator)
                 loss = model(batch)
                 optimizer.zero_grad(set_to_none=True)
                 self.accelerator.backward(loss)
@@ -223,7 +236,11 @@ class Trainer:
             if not math.isfinite(total):
                 raise LlmrecError(f"training diverged at epoch {epoch} (loss {total}); lower --lr or check the data")
             valid = evaluate_encoder(
-                self.model, self.split, "valid", self.dataset, mask_history=tc.mask_history,
+                self.model,
+                self.split,
+                "valid",
+                self.dataset,
+                mask_history=tc.mask_history,
                 batch_size=tc.eval_batch_size,
             )
             last_metric = valid[tc.valid_metric]
@@ -242,8 +259,13 @@ class Trainer:
                 if improved:
                     self._save_best()
                 with open(self.run / "log.jsonl", "a") as log:
-                    log.write(json.dumps({k: entry[k] for k in ("epoch", "loss", "seconds")}
-                                         | {f"valid_{k}": v for k, v in valid.items() if "@" in k}) + "\n")
+                    log.write(
+                        json.dumps(
+                            {k: entry[k] for k in ("epoch", "loss", "seconds")}
+                            | {f"valid_{k}": v for k, v in valid.items() if "@" in k}
+                        )
+                        + "\n"
+                    )
                 _atomic_torch_save(
                     {"model": self.model.state_dict(), "optimizer": optimizer.state_dict(), "state": state},
                     checkpoint,
@@ -259,7 +281,7 @@ class Trainer:
         wall = time.perf_counter() - started
         return self._finish(state, wall)
 
-    def _batch(self, inputs: torch.Tensor, targets: torch.Tensor, generator: torch.Generator, per_process: int) -> Batch:
+    def _batch(self, inputs: torch.Tensor, targets: torch.Tensor, generator: torch.Generator) -> Batch:
         config = self.model.config
         negatives = None
         if config.loss != "ce":
@@ -273,7 +295,9 @@ class Trainer:
         try:
             return torch.load(path, weights_only=False)
         except Exception as err:  # noqa: BLE001 - torch raises many types for a damaged file
-            raise LlmrecError(f"{path}: corrupted checkpoint ({type(err).__name__}); delete the run and retrain") from None
+            raise LlmrecError(
+                f"{path}: corrupted checkpoint ({type(err).__name__}); delete the run and retrain"
+            ) from None
 
     def _save_best(self) -> None:
         best = self.run / "checkpoints" / "best"
@@ -323,7 +347,9 @@ def prepare_run(
         dataset = load_dataset(config.dataset)
     else:
         if (run / "config.yaml").exists():
-            raise LlmrecError(f"{run}: a run already exists here; pass --resume to continue it or choose another --out")
+            raise LlmrecError(
+                f"{run}: a run already exists here; pass --resume to continue it or choose another --out"
+            )
         encoder_config = make_config(model, encoder_values)
         train_config = TrainConfig(**(train_values or {}))
         dataset = load_dataset(dataset_name)
@@ -342,7 +368,8 @@ def prepare_run(
     if split.not_evaluated.get("too_short"):
         print(
             f"llmrec: {split.not_evaluated['too_short']:,} users have fewer than 3 interactions; they are trained on "
-            "but not evaluated", file=sys.stderr,
+            "but not evaluated",
+            file=sys.stderr,
         )
     if not resume:
         (run / "checkpoints").mkdir(parents=True, exist_ok=True)

@@ -115,7 +115,9 @@ def c20_candidates(split: Split, which: str, num_items: int, cache_dir: Path | N
     negatives = sample_negatives(split, examples, num_items, C20_SIZE - 1, seed)
     rng = np.random.default_rng(seed + 1)
     candidates = np.concatenate([examples.targets[:, None], negatives], axis=1)
-    candidates = np.take_along_axis(candidates, rng.permuted(np.tile(np.arange(C20_SIZE), (len(examples), 1)), axis=1), 1)
+    candidates = np.take_along_axis(
+        candidates, rng.permuted(np.tile(np.arange(C20_SIZE), (len(examples), 1)), axis=1), 1
+    )
     if file is not None:
         try:
             file.parent.mkdir(parents=True, exist_ok=True)
@@ -128,8 +130,13 @@ def c20_candidates(split: Split, which: str, num_items: int, cache_dir: Path | N
 
 
 def _ranks_full(
-    score_fn: ScoreFn, histories: np.ndarray, targets: np.ndarray, split: Split, examples: EvalSet,
-    mask_history: bool, batch_size: int,
+    score_fn: ScoreFn,
+    histories: np.ndarray,
+    targets: np.ndarray,
+    split: Split,
+    examples: EvalSet,
+    mask_history: bool,
+    batch_size: int,
 ) -> np.ndarray:
     ranks = np.zeros(len(targets), dtype=np.int64)
     for start in range(0, len(targets), batch_size):
@@ -150,8 +157,9 @@ def _ranks_full(
     return ranks
 
 
-def _ranks_candidates(score_fn: ScoreFn, histories: np.ndarray, candidates: np.ndarray, target_col: np.ndarray,
-                      batch_size: int) -> np.ndarray:
+def _ranks_candidates(
+    score_fn: ScoreFn, histories: np.ndarray, candidates: np.ndarray, target_col: np.ndarray, batch_size: int
+) -> np.ndarray:
     ranks = np.zeros(len(candidates), dtype=np.int64)
     for start in range(0, len(candidates), batch_size):
         stop = min(start + batch_size, len(candidates))
@@ -205,6 +213,10 @@ def evaluate(
         "examples": int(len(examples)),
     }
     if parsed.kind == "sampled":
-        result["negatives"] = {"count": parsed.negatives, "sampling": "popularity" if parsed.popularity else "uniform", "seed": seed}
+        result["negatives"] = {
+            "count": parsed.negatives,
+            "sampling": "popularity" if parsed.popularity else "uniform",
+            "seed": seed,
+        }
     result.update(ranking_metrics(ranks, ks))
     return result

@@ -9,4 +9,11 @@ from llmrec.models.defaults import (
     resolve_model,
 )
 
-__all__ = ["DEFAULTS", "default_embedder_path", "default_llm_path", "describe_defaults", "prepare_llm", "resolve_model"]
+__all__ = [
+    "DEFAULTS",
+    "default_embedder_path",
+    "default_llm_path",
+    "describe_defaults",
+    "prepare_llm",
+    "resolve_model",
+]

@@ -59,7 +59,8 @@ def test_resume_after_sigkill_matches_uninterrupted_run(walk_dataset, tmp_path):
     interrupted = tmp_path / "interrupted"
     proc = subprocess.Popen(
         [sys.executable, "-m", "llmrec", *args, "--config", str(config), "--out", str(interrupted)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     log = interrupted / "log.jsonl"
     deadline = time.time() + 120
@@ -86,11 +87,24 @@ def test_resume_after_sigkill_matches_uninterrupted_run(walk_dataset, tmp_path):
 
 def test_cli_train_recommend_eval(walk_dataset, tmp_path):
     run = tmp_path / "run"
-    out = cli("encoder", "train", "--dataset", str(walk_dataset), "--model", "gru4rec", "--out", str(run),
-              "--epochs", "3", "--json")
+    out = cli(
+        "encoder",
+        "train",
+        "--dataset",
+        str(walk_dataset),
+        "--model",
+        "gru4rec",
+        "--out",
+        str(run),
+        "--epochs",
+        "3",
+        "--json",
+    )
     metrics = json.loads(out.stdout.strip().splitlines()[-1])
     assert metrics["model"] == "gru4rec" and "ndcg@10" in metrics["test"]
-    rec = json.loads(cli("encoder", "recommend", str(run), "--user", "u3", "-k", "5", "--json").stdout.splitlines()[-1])
+    rec = json.loads(
+        cli("encoder", "recommend", str(run), "--user", "u3", "-k", "5", "--json").stdout.splitlines()[-1]
+    )
     assert len(rec["recommendations"]) == 5 and all(r["title"].startswith("Item ") for r in rec["recommendations"])
     for protocol in ("full", "c20", "sampled-10"):
         result = json.loads(cli("eval", str(run), "--protocol", protocol, "--json").stdout.splitlines()[-1])
@@ -122,10 +136,36 @@ def test_accelerate_two_processes(walk_dataset, tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     launcher = os.path.join(os.path.dirname(sys.executable), "accelerate")
     result = subprocess.run(
-        [launcher, "launch", "--cpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
-         "--dynamo_backend", "no", "-m", "llmrec", "encoder", "train", "--dataset", str(walk_dataset),
-         "--model", "sasrec", "--out", str(tmp_path / "ddp"), "--epochs", "8", "--json"],
-        capture_output=True, text=True, env=env, timeout=600,
+        [
+            launcher,
+            "launch",
+            "--cpu",
+            "--num_processes",
+            "2",
+            "--num_machines",
+            "1",
+            "--mixed_precision",
+            "no",
+            "--dynamo_backend",
+            "no",
+            "-m",
+            "llmrec",
+            "encoder",
+            "train",
+            "--dataset",
+            str(walk_dataset),
+            "--model",
+            "sasrec",
+            "--out",
+            str(tmp_path / "ddp"),
+            "--epochs",
+            "8",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = json.loads((tmp_path / "ddp" / "metrics.json").read_text())

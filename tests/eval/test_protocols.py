@@ -66,8 +66,14 @@ def test_sampled_negatives_are_unseen_and_distinct(ml100k):
         for row in range(0, 943, 50):
             seen = set(split.sequences[split.test.users[row]].tolist())
             assert len(set(negatives[row].tolist())) == 100 and not seen & set(negatives[row].tolist())
-    result = evaluate(popularity_scorer(ml100k.num_items, np.arange(1, ml100k.num_items + 1)), split, "test",
-                      num_items=ml100k.num_items, max_len=50, protocol="sampled-100-pop")
+    result = evaluate(
+        popularity_scorer(ml100k.num_items, np.arange(1, ml100k.num_items + 1)),
+        split,
+        "test",
+        num_items=ml100k.num_items,
+        max_len=50,
+        protocol="sampled-100-pop",
+    )
     assert result["protocol"] == "sampled-100-pop" and result["negatives"]["sampling"] == "popularity"
     assert parse_protocol("sampled-100").name == "sampled-100"
 

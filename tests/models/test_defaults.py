@@ -31,11 +31,13 @@ def test_llm_converts_to_bf16_checkpoint_that_generates(llm_path):
     assert model.dtype == torch.bfloat16
     assert tokenizer.chat_template and "<|im_start|>" in tokenizer.chat_template
     inputs = tokenizer.apply_chat_template(
-        [{"role": "user", "content": "Name a movie."}], add_generation_prompt=True, return_tensors="pt",
+        [{"role": "user", "content": "Name a movie."}],
+        add_generation_prompt=True,
+        return_tensors="pt",
         return_dict=True,
     )
     out = model.generate(**inputs, max_new_tokens=8, do_sample=False)
-    text = tokenizer.decode(out[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
+    text = tokenizer.decode(out[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
     assert len(text.strip()) > 0
 
 

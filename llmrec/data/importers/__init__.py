@@ -45,8 +45,11 @@ def read_source(
         raise LlmrecError(f"--format {fmt!r} is not a known format; choose one of {', '.join(FORMATS)}")
     if fmt == "csv" and not columns:
         raise LlmrecError("--format csv needs --columns, e.g. --columns user=userId,item=movieId,time=timestamp")
-    unused = {"--columns": columns if fmt != "csv" else None, "--titles": titles if fmt != "sequences" else None,
-              "--meta": meta if fmt != "amazon" else None}
+    unused = {
+        "--columns": columns if fmt != "csv" else None,
+        "--titles": titles if fmt != "sequences" else None,
+        "--meta": meta if fmt != "amazon" else None,
+    }
     for flag, value in unused.items():
         if value:
             raise LlmrecError(f"{flag} does not apply to --format {fmt}; drop it")

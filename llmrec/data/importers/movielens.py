@@ -20,10 +20,7 @@ from llmrec.data.readers import parse_numbers, read_delimited, require_file
 from llmrec.errors import InputError
 
 # The genre order of ML-100K's 19 flag columns, used when the source has no u.genre file.
-ML100K_GENRES = (
-    "unknown Action Adventure Animation Children's Comedy Crime Documentary Drama Fantasy Film-Noir Horror "
-    "Musical Mystery Romance Sci-Fi Thriller War Western"
-).split()
+ML100K_GENRES = ["unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime", "Documentary", "Drama", "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery", "Romance", "Sci-Fi", "Thriller", "War", "Western"]
 
 
 def _ratings(frame: pd.DataFrame, path: Path) -> pd.DataFrame:

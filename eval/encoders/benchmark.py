@@ -1,0 +1,191 @@
+"""Encoder benchmark on ML-100K (leave-one-out): our encoders beside RecBole 1.2.1's, measured in one run.
+
+    .venv/bin/python eval/encoders/benchmark.py                 # ours + RecBole peers, writes RESULTS.md
+    .venv/bin/python eval/encoders/benchmark.py --peers none    # ours only
+
+Each model trains in its own process (so its peak memory is its own) with the same sizes on both sides:
+hidden size 64, 2 layers (SASRec, BERT4Rec; GRU4Rec 1 layer), max length 50, full-softmax cross-entropy,
+early stopping on validation NDCG@10 with patience 10. Reported: HR@10 / NDCG@10 / MRR@10 on the test split with
+full ranking (history not masked, as RecBole does for sequential models), HR@1 on the c20 protocol (ours only:
+RecBole has no c20), seconds per epoch, epochs, wall time to the converged model, and peak resident memory.
+The RecBole rows come from ``recbole_peer.py``, which trains RecBole in its own throwaway venv on the identical
+split. The table goes to stdout and to ``eval/encoders/RESULTS.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+OURS = {
+    "sasrec": {"num_layers": 2},
+    "bert4rec": {"num_layers": 2},
+    "gru4rec": {"num_layers": 1},
+    "pop": {},
+}
+PEERS = {"sasrec": "SASRec", "gru4rec": "GRU4Rec", "bert4rec": "BERT4Rec"}
+SHARED = {"hidden_size": 64, "max_len": 50, "loss": "ce"}
+
+
+def train_child(model: str, run: Path, epochs: int) -> None:
+    """Runs inside the child process: train one of our encoders and print its figures as one JSON line."""
+    from llmrec.encoders.train import train_encoder
+    from llmrec.eval.runner import evaluate_run
+
+    encoder = {} if model == "pop" else SHARED | OURS[model]
+    metrics = train_encoder(run, model, "ml-100k", encoder, {"epochs": epochs, "patience": 10})
+    c20 = evaluate_run(run, protocol="c20")
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"metrics": metrics, "c20_hr@1": c20["hr@1"], "peak_mib": peak}))
+
+
+def run_ours(model: str, workdir: Path, epochs: int) -> dict:
+    run = workdir / f"ours-{model}"
+    start = time.perf_counter()
+    result = subprocess.run(
+        [sys.executable, __file__, "--child", model, "--run", str(run), "--epochs", str(epochs)],
+        capture_output=True,
+        text=True,
+    )
+    if result.returncode != 0:
+        raise SystemExit(f"training {model} failed:\n{result.stderr[-3000:]}")
+    child = json.loads(result.stdout.strip().splitlines()[-1])
+    metrics = child["metrics"]
+    return {
+        "name": f"llmrec {model}",
+        "hr@10": metrics["test"]["hr@10"],
+        "ndcg@10": metrics["test"]["ndcg@10"],
+        "mrr@10": metrics["test"]["mrr@10"],
+        "c20_hr@1": child["c20_hr@1"],
+        "seconds_per_epoch": metrics["seconds_per_epoch"],
+        "epochs": metrics["epochs"],
+        "best_epoch": metrics["best_epoch"],
+        "wall_seconds": metrics["wall_seconds"],
+        "process_seconds": time.perf_counter() - start,
+        "peak_mib": child["peak_mib"],
+    }
+
+
+def run_peer(model: str, workdir: Path, epochs: int) -> dict:
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(HERE / "recbole_peer.py"),
+            "--model",
+            PEERS[model],
+            "--out",
+            str(workdir / f"recbole-{model}"),
+            "--epochs",
+            str(epochs),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    if result.returncode != 0:
+        raise SystemExit(f"RecBole {PEERS[model]} failed:\n{result.stderr[-3000:]}")
+    peer = json.loads(result.stdout.strip().splitlines()[-1])
+    return {
+        "name": f"RecBole {PEERS[model]}",
+        "hr@10": peer["test"]["hr@10"],
+        "ndcg@10": peer["test"]["ndcg@10"],
+        "mrr@10": peer["test"]["mrr@10"],
+        "c20_hr@1": None,
+        "seconds_per_epoch": peer["seconds_per_epoch"],
+        "epochs": peer["epochs"],
+        "best_epoch": peer["best_epoch"],
+        "wall_seconds": peer["wall_seconds"],
+        "peak_mib": peer["peak_mib"],
+    }
+
+
+def _cell(value: object, digits: int = 4) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def render(rows: list[dict], command: str, seconds: float) -> str:
+    header = (
+        "| model | HR@10 | NDCG@10 | MRR@10 | c20 HR@1 | s/epoch | epochs (best) | wall to converge | peak MiB |\n"
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+    )
+    lines = [header]
+    for row in rows:
+        lines.append(
+            f"| {row['name']} | {_cell(row['hr@10'])} | {_cell(row['ndcg@10'])} | {_cell(row['mrr@10'])} | "
+            f"{_cell(row['c20_hr@1'])} | {_cell(row['seconds_per_epoch'], 1)} | "
+            f"{row['epochs']} ({row['best_epoch']}) | "
+            f"{row['wall_seconds'] / 60:.1f} min | {row['peak_mib']:.0f} |"
+        )
+    ratios = []
+    by_name = {row["name"]: row for row in rows}
+    for ours, peer in PEERS.items():
+        a, b = by_name.get(f"llmrec {ours}"), by_name.get(f"RecBole {peer}")
+        if a and b:
+            ratios.append(
+                f"- {peer}: NDCG@10 {a['ndcg@10']:.4f} vs {b['ndcg@10']:.4f} "
+                f"({a['ndcg@10'] / b['ndcg@10']:.2f}x); wall time to converge {a['wall_seconds'] / 60:.1f} vs "
+                f"{b['wall_seconds'] / 60:.1f} min ({a['wall_seconds'] / b['wall_seconds']:.2f}x of RecBole's)"
+            )
+    cpu = platform.processor() or platform.machine()
+    return "\n".join(
+        [
+            "# Encoder benchmark: ML-100K, leave-one-out, full ranking",
+            "",
+            f"Measured {datetime.now(UTC):%Y-%m-%d} on {os.cpu_count()} CPU cores ({cpu}) by `{command}` "
+            f"({seconds / 60:.0f} min in all; every row trained in this one run, one model at a time).",
+            "",
+            "Same sizes on both sides: hidden 64, max length 50, full-softmax cross-entropy, early stopping on "
+            "validation NDCG@10 (patience 10); SASRec and BERT4Rec 2 layers, GRU4Rec 1. Test metrics of the best "
+            "validation epoch, 943 users, history not masked. c20: LLaRA's 20-candidate protocol (target + 19 "
+            "unseen items, fixed per split); RecBole has no such protocol. Wall time to converge includes every "
+            "epoch until early stopping and its validation.",
+            "",
+            *lines,
+            "",
+            *(["Side by side:", "", *ratios, ""] if ratios else []),
+        ]
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", default="sasrec,bert4rec,gru4rec,pop")
+    parser.add_argument("--peers", default="recbole", choices=["recbole", "none"])
+    parser.add_argument("--epochs", type=int, default=300)
+    parser.add_argument("--out", type=Path, default=HERE / "RESULTS.md")
+    parser.add_argument("--child")
+    parser.add_argument("--run", type=Path)
+    args = parser.parse_args()
+    if args.child:
+        train_child(args.child, args.run, args.epochs)
+        return
+    start = time.perf_counter()
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="llmrec-bench-") as tmp:
+        for model in args.models.split(","):
+            rows.append(run_ours(model, Path(tmp), args.epochs))
+            print(f"done: llmrec {model}", file=sys.stderr)
+            if args.peers == "recbole" and model in PEERS:
+                rows.append(run_peer(model, Path(tmp), args.epochs))
+                print(f"done: RecBole {PEERS[model]}", file=sys.stderr)
+    command = "python eval/encoders/benchmark.py" + ("" if args.peers == "recbole" else " --peers none")
+    text = render(rows, command, time.perf_counter() - start)
+    args.out.write_text(text + "\n")
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
