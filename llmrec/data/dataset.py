@@ -136,6 +136,26 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def check_out(out: Path, force: bool) -> None:
+    """Raise unless ``out`` may be written: absent, or (with ``force``) a dataset directory that may be replaced.
+
+    ``force`` replaces only what an import wrote (a directory holding nothing but dataset files), so a mistyped
+    ``--out`` can never delete a source directory or an unrelated file.
+    """
+    if not out.exists() and not out.is_symlink():
+        return
+    if not force:
+        raise LlmrecError(f"{out}: already exists; pass --force to overwrite it or choose another --out")
+    if not out.is_dir() or out.is_symlink():
+        raise LlmrecError(f"{out}: exists and is not a dataset directory; --force will not replace it, choose another --out")
+    foreign = sorted(p.name for p in out.iterdir() if p.name not in (*FILES, "meta.json"))
+    if foreign:
+        raise LlmrecError(
+            f"{out}: not a dataset directory (it holds {', '.join(foreign[:3])}); --force replaces only dataset "
+            "directories, choose another --out"
+        )
+
+
 def write_dataset(
     out: Path,
     interactions: pd.DataFrame,
@@ -146,11 +166,11 @@ def write_dataset(
 ) -> Path:
     """Write a dataset directory atomically: everything goes to a temporary sibling, then one rename.
 
-    A failure at any point leaves no ``out`` behind. An existing ``out`` is replaced only with ``force``.
+    A failure at any point leaves no ``out`` behind. An existing ``out`` is replaced only with ``force``, and only
+    when it is a dataset directory (see :func:`check_out`).
     """
     out = Path(out)
-    if out.exists() and not force:
-        raise LlmrecError(f"{out}: already exists; pass --force to overwrite it or choose another --out")
+    check_out(out, force)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
     try:
@@ -267,8 +287,15 @@ def read_dataset(path: Path, check: bool = True) -> Dataset:
         verify(path, meta)
     return Dataset(
         path=path,
-        interactions=pd.read_parquet(path / "interactions.parquet"),
-        items=pd.read_parquet(path / "items.parquet"),
-        users=pd.read_parquet(path / "users.parquet"),
+        interactions=_read_table(path / "interactions.parquet"),
+        items=_read_table(path / "items.parquet"),
+        users=_read_table(path / "users.parquet"),
         meta=meta,
     )
+
+
+def _read_table(file: Path) -> pd.DataFrame:
+    try:
+        return pd.read_parquet(file)
+    except Exception as err:  # noqa: BLE001 - pyarrow raises many types for a missing or broken file
+        raise LlmrecError(f"{file}: cannot read ({type(err).__name__}); re-import the dataset with --force") from None

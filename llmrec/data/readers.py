@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import gzip
 import json
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -51,7 +52,7 @@ def iter_raw_lines(path: Path) -> Iterator[bytes]:
         while True:
             try:
                 block = stream.read(_CHUNK_BYTES)
-            except (OSError, EOFError) as err:
+            except (OSError, EOFError, zlib.error) as err:
                 raise InputError(path, f"cannot decompress ({err})", "the gzip file is truncated or corrupt") from None
             if not block:
                 break
@@ -70,8 +71,15 @@ def iter_raw_lines(path: Path) -> Iterator[bytes]:
 
 
 def iter_lines(path: Path, encoding: str = "utf-8") -> Iterator[tuple[int, str]]:
-    """Yield ``(line_number, text)`` for every line, decoding strictly; a bad byte names its line."""
+    """Yield ``(line_number, text)`` for every line, decoding strictly; a bad byte names its line.
+
+    A UTF-8 byte-order mark at the start of the file (as spreadsheet programs write it) is dropped, so it does
+    not end up in the first id or header name.
+    """
+    utf8 = encoding.lower().replace("_", "-") in ("utf-8", "utf8")
     for number, line in enumerate(iter_raw_lines(path), start=1):
+        if number == 1 and utf8 and line.startswith(b"\xef\xbb\xbf"):
+            line = line[3:]
         try:
             yield number, line.decode(encoding)
         except UnicodeDecodeError as err:
@@ -114,7 +122,14 @@ def read_delimited(
             raise InputError(path, "file is empty", "pass a file with data")
         names = next(csv.reader([first[1]], delimiter=sep)) if quoted else first[1].split(sep)
         names = [name.strip().lstrip("\ufeff") for name in names]
-        columns = columns or names
+        if columns is None:
+            repeated = sorted({name for name in names if names.count(name) > 1})
+            if repeated:
+                raise InputError(
+                    path, f"header names {', '.join(map(repr, repeated))} more than once", "give each column its own name",
+                    line=first[0],
+                )
+            columns = names
     if columns is None:
         raise ValueError("columns are required when the file has no header")
     want = len(columns)
@@ -177,7 +192,7 @@ def parse_numbers(
     bad = values.isna().to_numpy()
     if integer and not bad.all():
         whole = values.to_numpy(dtype=np.float64, na_value=np.nan)
-        bad |= ~np.isfinite(whole) | (np.floor(whole) != whole)
+        bad = bad | ~np.isfinite(whole) | (np.floor(whole) != whole)
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
         kind = "an integer" if integer else "a number"

@@ -7,7 +7,7 @@ import pytest
 from llmrec.data.dataset import RawData, encode, write_dataset
 
 
-def make_walk_dataset(path: Path, users: int = 150, items: int = 40, length: int = 30, seed: int = 0) -> Path:
+def make_walk_dataset(path: Path, users: int = 150, items: int = 80, length: int = 30, seed: int = 0) -> Path:
     """Users walk through the catalog mostly one step at a time: a pattern any sequential model can learn."""
     rng = np.random.default_rng(seed)
     rows = []

@@ -39,7 +39,7 @@ def test_training_learns_the_walk_pattern(model, walk_dataset, tmp_path):
     for name in ("config.yaml", "metrics.json", "log.jsonl", "checkpoints/last.pt", "checkpoints/best/encoder.json"):
         assert (run / name).exists(), name
     assert metrics["test"]["protocol"] == "full" and metrics["test"]["mask_history"] is False
-    # 90% of steps go to the next item: a trained model ranks it near the top, far above chance (10/40).
+    # 90% of steps go to the next item: a trained model ranks it near the top, far above chance (10/80).
     assert metrics["test"]["hr@10"] > 0.6, metrics["test"]
     log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
     assert len(log) == metrics["epochs"] and metrics["best_epoch"] <= metrics["epochs"]

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from llmrec.data.dataset import Dataset, RawData, encode, read_dataset, write_dataset
+from llmrec.data.dataset import Dataset, RawData, check_out, encode, read_dataset, write_dataset
 from llmrec.data.importers.amazon import import_amazon
 from llmrec.data.importers.movielens import import_movielens
 from llmrec.data.importers.recbole import import_recbole
@@ -73,8 +73,7 @@ def import_dataset(
     printed to stderr (unless ``quiet``) and recorded under ``steps`` in meta.json.
     """
     out = Path(out)
-    if out.exists() and not force:
-        raise LlmrecError(f"{out}: already exists; pass --force to overwrite it or choose another --out")
+    check_out(out, force)
     options = options or Preprocessing()
     raw = read_source(Path(src), fmt, **source_args)
     preprocess(raw, options)

@@ -63,6 +63,18 @@ def _number(value: Any, path: Path, line: int, what: str) -> float:
         raise InputError(path, f"{what} {value!r} is not a number", "fix or remove the line", line=line) from None
 
 
+def _timestamp(value: Any, path: Path, line: int) -> int:
+    number = _number(value, path, line, "timestamp")
+    if not np.isfinite(number) or abs(number) >= 2**63:
+        raise InputError(path, f"timestamp {value!r} is not a finite integer", "fix or remove the line", line=line)
+    return int(number)
+
+
+def _id(value: Any) -> str:
+    """A user or item id as text; ``""`` when absent (0 is a valid id, not a missing one)."""
+    return "" if value is None else str(value).strip()
+
+
 def _text(value: Any) -> str:
     if value is None:
         return ""
@@ -81,12 +93,12 @@ def _categories(record: dict[str, Any]) -> str:
 def _read_meta(path: Path, layout: _Layout) -> pd.DataFrame:
     rows: dict[str, dict[str, str]] = {}
     for number, record in read_json_lines(path):
-        key = record.get(layout.meta_item) or record.get("asin") or record.get("parent_asin")
+        key = _id(record.get(layout.meta_item)) or _id(record.get("asin")) or _id(record.get("parent_asin"))
         if not key:
             raise InputError(path, f"metadata record has no {layout.meta_item}", "fix or remove the line", line=number)
         if key in rows:  # the 2018 metadata repeats some items; the first record wins
             continue
-        rows[str(key)] = {
+        rows[key] = {
             "title": _text(record.get("title")).strip(),
             "categories": _categories(record),
             "brand": _text(record.get("brand") or record.get("store")).strip(),
@@ -109,16 +121,16 @@ def import_amazon(src: Path, meta: Path | None = None) -> RawData:
     summaries: list[str] = []
     for number, record in read_json_lines(src):
         layout = layout or _detect(record, src, number)
-        user, item = record.get(layout.user), record.get(layout.item)
+        user, item = _id(record.get(layout.user)), _id(record.get(layout.item))
         if not user or not item:
             missing = layout.user if not user else layout.item
             raise InputError(src, f"record has no {missing}", "fix or remove the line", line=number)
         if layout.time not in record:
             raise InputError(src, f"record has no {layout.time}", "fix or remove the line", line=number)
-        users.append(str(user))
-        items.append(str(item))
+        users.append(user)
+        items.append(item)
         ratings.append(_number(record.get(layout.rating, np.nan), src, number, "rating") if layout.rating in record else np.nan)
-        times.append(int(_number(record[layout.time], src, number, "timestamp")))
+        times.append(_timestamp(record[layout.time], src, number))
         texts.append(_text(record.get(layout.text)))
         summaries.append(_text(record.get(layout.summary)))
     assert layout is not None  # read_json_lines raised on an empty file

@@ -3,8 +3,8 @@
 Each file is tab-separated with a typed header (``user_id:token  item_id:token  rating:float
 timestamp:float``). The interaction file needs ``user_id`` and ``item_id``; ``timestamp`` and ``rating`` are
 used when present (without a timestamp, file order is the time order). In the item file the title is the
-first field named ``title`` or ending in ``_title`` (``movie_title`` in ML-100K); other fields are kept as
-attributes.
+field named ``title``, else the first one ending in ``_title`` (``movie_title`` in ML-100K); other fields are
+kept as attributes, ``float`` ones as numbers (an empty field is a missing value).
 """
 
 from __future__ import annotations
@@ -41,7 +41,18 @@ def _read_atomic(path: Path) -> tuple[pd.DataFrame, dict[str, str]]:
     return frame.rename(columns=renamed), types
 
 
+def _attribute_numbers(frame: pd.DataFrame, column: str, path: Path) -> np.ndarray:
+    """A ``float`` attribute column; empty fields are missing values (RecBole fills them), not errors."""
+    present = frame[column].str.strip() != ""
+    values = np.full(len(frame), np.nan)
+    if present.any():
+        values[present.to_numpy()] = parse_numbers(frame[present], column, path, column, integer=False)
+    return values
+
+
 def _locate(src: Path) -> tuple[Path, str]:
+    if not src.exists():
+        raise InputError(src, "RecBole source not found", "pass NAME.inter or the directory holding it")
     if src.is_dir():
         inter = sorted(src.glob("*.inter"))
         if not inter:
@@ -83,14 +94,17 @@ def import_recbole(src: Path) -> RawData:
         items, item_types = _read_atomic(require_file(item_file, "item file"))
         if "item_id" not in items:
             raise InputError(item_file, "header lacks item_id:token", "name the item field", line=1)
-        title = next((c for c in items.columns if c == "title" or c.endswith("_title")), None)
         table = items.drop(columns="_line").rename(columns={"item_id": "raw_id"})
         table["raw_id"] = table["raw_id"].str.strip()
-        if title is not None:
-            table = table.rename(columns={title: "title"})
         for column, kind in item_types.items():
             if kind == "float" and column in table:
-                table[column] = parse_numbers(items, column, item_file, column, integer=False)
+                table[column] = _attribute_numbers(items, column, item_file)
+        # A field named exactly ``title`` wins over ``movie_title`` and the like; only one column may be "title".
+        title = next((c for c in table.columns if c == "title"), None) or next(
+            (c for c in table.columns if c.endswith("_title")), None
+        )
+        if title is not None and title != "title":
+            table = table.rename(columns={title: "title"})
         raw.items = table
         known = raw.items["raw_id"].to_numpy()
         raw.drop_rows(raw.interactions["item"].isin(known).to_numpy(), "interactions of items missing from the item file", item_file.name)

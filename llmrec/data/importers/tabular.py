@@ -56,12 +56,30 @@ def _read(path: Path) -> pd.DataFrame:
     return read_delimited(path, None, sep, header=True, quoted=True)
 
 
+def _missing_time(frame: pd.DataFrame, column: str, path: Path, missing: np.ndarray) -> None:
+    if missing.any():
+        row = int(np.flatnonzero(missing)[0])
+        raise InputError(path, f"{column} is missing", "fill or remove the row", line=int(frame["_line"].iat[row]))
+
+
+def _unix_seconds(values: pd.Series) -> np.ndarray:
+    """Datetimes (naive ones taken as UTC) as whole Unix seconds."""
+    if values.dt.tz is not None:
+        values = values.dt.tz_convert("UTC").dt.tz_localize(None)
+    return values.astype("datetime64[s]").astype(np.int64).to_numpy()
+
+
 def _times(frame: pd.DataFrame, column: str, path: Path) -> np.ndarray:
     values = frame[column]
+    if pd.api.types.is_bool_dtype(values):
+        raise InputError(path, f"time column {column!r} holds booleans", "map another --columns time=")
     if pd.api.types.is_numeric_dtype(values):
+        numbers = values.to_numpy(dtype=np.float64, na_value=np.nan)
+        _missing_time(frame, column, path, ~np.isfinite(numbers))
         return values.to_numpy().astype(np.int64)
     if pd.api.types.is_datetime64_any_dtype(values):
-        return (values.astype("datetime64[s]").astype(np.int64)).to_numpy()
+        _missing_time(frame, column, path, values.isna().to_numpy())
+        return _unix_seconds(values)
     numeric = pd.to_numeric(values, errors="coerce")
     if numeric.notna().all():
         return parse_numbers(frame, column, path, "time", integer=False).astype(np.int64)
@@ -74,7 +92,7 @@ def _times(frame: pd.DataFrame, column: str, path: Path) -> np.ndarray:
             "fix the value or map another --columns time=",
             line=int(frame["_line"].iat[row]),
         )
-    return (parsed.astype("datetime64[s, UTC]").astype(np.int64)).to_numpy()
+    return _unix_seconds(parsed)
 
 
 def import_table(src: Path, columns: dict[str, str]) -> RawData:
