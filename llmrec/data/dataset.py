@@ -147,7 +147,9 @@ def check_out(out: Path, force: bool) -> None:
     if not force:
         raise LlmrecError(f"{out}: already exists; pass --force to overwrite it or choose another --out")
     if not out.is_dir() or out.is_symlink():
-        raise LlmrecError(f"{out}: exists and is not a dataset directory; --force will not replace it, choose another --out")
+        raise LlmrecError(
+            f"{out}: exists and is not a dataset directory; --force will not replace it, choose another --out"
+        )
     foreign = sorted(p.name for p in out.iterdir() if p.name not in (*FILES, "meta.json"))
     if foreign:
         raise LlmrecError(

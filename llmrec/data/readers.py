@@ -91,6 +91,20 @@ def iter_lines(path: Path, encoding: str = "utf-8") -> Iterator[tuple[int, str]]
             ) from None
 
 
+def utf8_or_latin1(path: Path) -> str:
+    """``"utf-8"`` when every line of ``path`` is valid UTF-8, else ``"latin-1"``.
+
+    The older MovieLens files are latin-1 and later releases UTF-8; latin-1 text with accented letters is
+    practically never valid UTF-8, so this picks the right decoding for either.
+    """
+    for line in iter_raw_lines(path):
+        try:
+            line.decode("utf-8")
+        except UnicodeDecodeError:
+            return "latin-1"
+    return "utf-8"
+
+
 def _frame(rows: list[list[str]], lines: list[int], columns: list[str]) -> pd.DataFrame:
     frame = pd.DataFrame(rows, columns=columns, dtype=object)
     frame["_line"] = np.asarray(lines, dtype=np.int64)
@@ -117,16 +131,18 @@ def read_delimited(
     """
     lines = iter_lines(path, encoding)
     if header:
-        first = next(lines, None)
+        first = next((line for line in lines if line[1].strip()), None)  # the header is the first non-blank line
         if first is None:
-            raise InputError(path, "file is empty", "pass a file with data")
+            raise InputError(path, "file has no header line", "pass a file with a header and data")
         names = next(csv.reader([first[1]], delimiter=sep)) if quoted else first[1].split(sep)
         names = [name.strip().lstrip("\ufeff") for name in names]
         if columns is None:
             repeated = sorted({name for name in names if names.count(name) > 1})
             if repeated:
                 raise InputError(
-                    path, f"header names {', '.join(map(repr, repeated))} more than once", "give each column its own name",
+                    path,
+                    f"header names {', '.join(map(repr, repeated))} more than once",
+                    "give each column its own name",
                     line=first[0],
                 )
             columns = names
@@ -166,7 +182,7 @@ def read_delimited(
     return frame
 
 
-def read_json_lines(path: Path, fields: list[str] | None = None) -> Iterator[tuple[int, dict[str, Any]]]:
+def read_json_lines(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     """Yield ``(line_number, record)`` for every JSON object line; bad JSON names its line."""
     seen = False
     for number, text in iter_lines(path):
@@ -175,7 +191,9 @@ def read_json_lines(path: Path, fields: list[str] | None = None) -> Iterator[tup
         try:
             record = json.loads(text)
         except json.JSONDecodeError as err:
-            raise InputError(path, f"bad JSON ({err.msg} at column {err.colno})", "fix or remove the line", line=number)
+            raise InputError(
+                path, f"bad JSON ({err.msg} at column {err.colno})", "fix or remove the line", line=number
+            ) from None
         if not isinstance(record, dict):
             raise InputError(path, "expected a JSON object per line", "write one object per line", line=number)
         seen = True

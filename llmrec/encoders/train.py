@@ -344,7 +344,7 @@ def prepare_run(
     run = Path(run)
     if resume:
         config = load_run_config(run)
-        dataset = load_dataset(config.dataset)
+        data = load_dataset(config.dataset)
     else:
         if (run / "config.yaml").exists():
             raise LlmrecError(
@@ -352,29 +352,33 @@ def prepare_run(
             )
         encoder_config = make_config(model, encoder_values)
         train_config = TrainConfig(**(train_values or {}))
-        dataset = load_dataset(dataset_name)
+        data = load_dataset(dataset_name)
         config = RunConfig(
             model=model,
-            dataset=str(dataset.path) if str(dataset_name) != dataset.name else dataset_name,
+            dataset=str(data.path) if str(dataset_name) != data.name else dataset_name,
             encoder=asdict(encoder_config),
             train=asdict(train_config),
             split={"kind": "leave-one-out", "min_len": 3},
-            num_items=dataset.num_items,
+            num_items=data.num_items,
         )
-    split = leave_one_out_split(dataset, min_len=config.split.get("min_len", 3))
+    split = leave_one_out_split(data, min_len=config.split.get("min_len", 3))
     if config.dataset_fingerprint and config.dataset_fingerprint != split.fingerprint():
         raise LlmrecError(f"{run}: the dataset changed since this run started (split fingerprint differs)")
     config.dataset_fingerprint = split.fingerprint()
-    if split.not_evaluated.get("too_short"):
+    short = split.not_evaluated.get("too_short", 0)
+    if short:
+        lengths = np.array([len(s) for s in split.sequences])
+        examples = np.flatnonzero((lengths > 0) & (lengths < 3))[:5]
+        raw = data.users.set_index("user_id").loc[examples, "raw_id"].tolist()
         print(
-            f"llmrec: {split.not_evaluated['too_short']:,} users have fewer than 3 interactions; they are trained on "
-            "but not evaluated",
+            f"llmrec: {short:,} users have fewer than 3 interactions (e.g. {', '.join(map(str, raw))}); leave-one-out "
+            "cannot evaluate them, so they are only trained on",
             file=sys.stderr,
         )
     if not resume:
         (run / "checkpoints").mkdir(parents=True, exist_ok=True)
         (run / "config.yaml").write_text(yaml.safe_dump(asdict(config), sort_keys=False))
-    return config, dataset, split
+    return config, data, split
 
 
 def train_encoder(

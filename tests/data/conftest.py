@@ -127,16 +127,19 @@ ML100K_DATA = """\
 186\t346\t1\t884182806
 22\t1291\t4\t878887000
 """
-ML100K_ITEMS = "\n".join(
-    [
-        _u_item(51, "Legends of the Fall (1994)", "01-Jan-1994", {8, 14, 17, 18}),
-        _u_item(242, "Kolya (1996)", "24-Jan-1997", {5}),
-        _u_item(302, "L.A. Confidential (1997)", "01-Jan-1997", {6, 10, 13, 16}),
-        _u_item(346, "Jackie Brown (1997)", "01-Jan-1997", {6, 8}),
-        _u_item(377, "Heavyweights (1994)", "01-Jan-1994", {4, 5}),
-        _u_item(1291, "Célestial Clockwork (1994)", "01-Jan-1994", {5}),
-    ]
-) + "\n"
+ML100K_ITEMS = (
+    "\n".join(
+        [
+            _u_item(51, "Legends of the Fall (1994)", "01-Jan-1994", {8, 14, 17, 18}),
+            _u_item(242, "Kolya (1996)", "24-Jan-1997", {5}),
+            _u_item(302, "L.A. Confidential (1997)", "01-Jan-1997", {6, 10, 13, 16}),
+            _u_item(346, "Jackie Brown (1997)", "01-Jan-1997", {6, 8}),
+            _u_item(377, "Heavyweights (1994)", "01-Jan-1994", {4, 5}),
+            _u_item(1291, "Célestial Clockwork (1994)", "01-Jan-1994", {5}),
+        ]
+    )
+    + "\n"
+)
 ML100K_USERS = "22|25|M|writer|40206\n186|39|F|executive|00000\n196|49|M|writer|55105\n"
 
 
@@ -186,16 +189,49 @@ def recbole_dir(tmp_path: Path) -> Path:
 
 # Amazon Reviews 2018 (5-core layout): B00LOST is missing from the metadata; A2 rated two items at one second.
 AMAZON_2018 = [
-    {"overall": 5.0, "verified": True, "reviewTime": "09 1, 2016", "reviewerID": "A1", "asin": "B001",
-     "reviewerName": "Ann", "reviewText": "Works great, sturdy.", "summary": "Five Stars", "unixReviewTime": 1472688000},
-    {"overall": 3.0, "verified": False, "reviewerID": "A2", "asin": "B002", "summary": "Meh",
-     "unixReviewTime": 1472600000},
-    {"overall": 4.0, "reviewerID": "A1", "asin": "B003", "reviewText": "ok", "summary": "Fine",
-     "unixReviewTime": 1472000000},
-    {"overall": 2.0, "reviewerID": "A2", "asin": "B00LOST", "reviewText": "lost", "summary": "x",
-     "unixReviewTime": 1472600000},
-    {"overall": 1.0, "reviewerID": "A2", "asin": "B001", "reviewText": "broke", "summary": "One Star",
-     "unixReviewTime": 1472600000},
+    {
+        "overall": 5.0,
+        "verified": True,
+        "reviewTime": "09 1, 2016",
+        "reviewerID": "A1",
+        "asin": "B001",
+        "reviewerName": "Ann",
+        "reviewText": "Works great, sturdy.",
+        "summary": "Five Stars",
+        "unixReviewTime": 1472688000,
+    },
+    {
+        "overall": 3.0,
+        "verified": False,
+        "reviewerID": "A2",
+        "asin": "B002",
+        "summary": "Meh",
+        "unixReviewTime": 1472600000,
+    },
+    {
+        "overall": 4.0,
+        "reviewerID": "A1",
+        "asin": "B003",
+        "reviewText": "ok",
+        "summary": "Fine",
+        "unixReviewTime": 1472000000,
+    },
+    {
+        "overall": 2.0,
+        "reviewerID": "A2",
+        "asin": "B00LOST",
+        "reviewText": "lost",
+        "summary": "x",
+        "unixReviewTime": 1472600000,
+    },
+    {
+        "overall": 1.0,
+        "reviewerID": "A2",
+        "asin": "B001",
+        "reviewText": "broke",
+        "summary": "One Star",
+        "unixReviewTime": 1472600000,
+    },
 ]
 AMAZON_2018_META = [
     {"asin": "B001", "title": "Acme Widget", "category": ["Home & Kitchen", "Gadgets"], "brand": "Acme"},
@@ -207,20 +243,73 @@ AMAZON_2018_META = [
 
 # Amazon Reviews 2023: millisecond timestamps, items keyed by parent_asin; P3 is missing from the metadata.
 AMAZON_2023 = [
-    {"rating": 5.0, "title": "Lovely", "text": "Loved the color.", "images": [], "asin": "B0A", "parent_asin": "P1",
-     "user_id": "AGU1", "timestamp": 1588687728923, "helpful_vote": 2, "verified_purchase": True},
-    {"rating": 2.0, "title": "Not for me", "text": "Too sticky.", "images": [], "asin": "B0B", "parent_asin": "P2",
-     "user_id": "AGU1", "timestamp": 1588615855070, "helpful_vote": 0, "verified_purchase": True},
-    {"rating": 4.0, "title": "Good", "text": "Nice", "images": [], "asin": "B0C", "parent_asin": "P3",
-     "user_id": "AGU2", "timestamp": 1589665266052, "helpful_vote": 0, "verified_purchase": False},
-    {"rating": 3.0, "title": "Okay", "text": "", "images": [], "asin": "B0D", "parent_asin": "P1",
-     "user_id": "AGU2", "timestamp": 1643393630220, "helpful_vote": 1, "verified_purchase": True},
+    {
+        "rating": 5.0,
+        "title": "Lovely",
+        "text": "Loved the color.",
+        "images": [],
+        "asin": "B0A",
+        "parent_asin": "P1",
+        "user_id": "AGU1",
+        "timestamp": 1588687728923,
+        "helpful_vote": 2,
+        "verified_purchase": True,
+    },
+    {
+        "rating": 2.0,
+        "title": "Not for me",
+        "text": "Too sticky.",
+        "images": [],
+        "asin": "B0B",
+        "parent_asin": "P2",
+        "user_id": "AGU1",
+        "timestamp": 1588615855070,
+        "helpful_vote": 0,
+        "verified_purchase": True,
+    },
+    {
+        "rating": 4.0,
+        "title": "Good",
+        "text": "Nice",
+        "images": [],
+        "asin": "B0C",
+        "parent_asin": "P3",
+        "user_id": "AGU2",
+        "timestamp": 1589665266052,
+        "helpful_vote": 0,
+        "verified_purchase": False,
+    },
+    {
+        "rating": 3.0,
+        "title": "Okay",
+        "text": "",
+        "images": [],
+        "asin": "B0D",
+        "parent_asin": "P1",
+        "user_id": "AGU2",
+        "timestamp": 1643393630220,
+        "helpful_vote": 1,
+        "verified_purchase": True,
+    },
 ]
 AMAZON_2023_META = [
-    {"main_category": "All Beauty", "title": "Lip Gloss — Rosé", "average_rating": 4.2, "parent_asin": "P1",
-     "store": "Glossy", "categories": [], "features": [], "details": {}},
-    {"main_category": "All Beauty", "title": "Hair Clips", "parent_asin": "P2", "store": None,
-     "categories": ["Beauty", "Hair"]},
+    {
+        "main_category": "All Beauty",
+        "title": "Lip Gloss — Rosé",
+        "average_rating": 4.2,
+        "parent_asin": "P1",
+        "store": "Glossy",
+        "categories": [],
+        "features": [],
+        "details": {},
+    },
+    {
+        "main_category": "All Beauty",
+        "title": "Hair Clips",
+        "parent_asin": "P2",
+        "store": None,
+        "categories": ["Beauty", "Hair"],
+    },
 ]
 
 

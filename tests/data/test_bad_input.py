@@ -37,60 +37,107 @@ class Case:
 CASES = {
     "missing-file": Case({}, "Books_5.json", "amazon", r"Books_5.json: reviews file not found; check the path"),
     "missing-movielens-dir": Case({}, "ml-1m", "movielens", r"ml-1m: MovieLens source directory not found"),
-    "missing-movies-file": Case({"ml-1m/ratings.dat": ML1M.encode()}, "ml-1m", "movielens",
-                                r"movies.dat: movies file movies.dat not found"),
-    "unknown-format": Case({"ml-1m/ratings.dat": ML1M.encode()}, "ml-1m", "movielen",
-                           r"--format 'movielen' is not a known format; choose one of movielens, recbole"),
+    "missing-movies-file": Case(
+        {"ml-1m/ratings.dat": ML1M.encode()}, "ml-1m", "movielens", r"movies.dat: movies file movies.dat not found"
+    ),
+    "unknown-format": Case(
+        {"ml-1m/ratings.dat": ML1M.encode()},
+        "ml-1m",
+        "movielen",
+        r"--format 'movielen' is not a known format; choose one of movielens, recbole",
+    ),
     "wrong-field-count": Case(
-        {"ml-1m/ratings.dat": b"1::1193::5::978300760\n1::661::3::978302109\n2::1193::4\n",
-         "ml-1m/movies.dat": MOVIES.encode("latin-1")},
-        "ml-1m", "movielens", r"ml-1m/ratings.dat:3: expected 4 fields separated by '::', found 3",
+        {
+            "ml-1m/ratings.dat": b"1::1193::5::978300760\n1::661::3::978302109\n2::1193::4\n",
+            "ml-1m/movies.dat": MOVIES.encode("latin-1"),
+        },
+        "ml-1m",
+        "movielens",
+        r"ml-1m/ratings.dat:3: expected 4 fields separated by '::', found 3",
     ),
     "u-item-field-count": Case(
-        {"ml-100k/u.data": b"196\t242\t3\t881250949\n", "ml-100k/u.item": (U_ITEM + "302|L.A. Confidential|x\n").encode()},
-        "ml-100k", "movielens", r"ml-100k/u.item:2: expected 24 fields separated by '\|', found 3",
+        {
+            "ml-100k/u.data": b"196\t242\t3\t881250949\n",
+            "ml-100k/u.item": (U_ITEM + "302|L.A. Confidential|x\n").encode(),
+        },
+        "ml-100k",
+        "movielens",
+        r"ml-100k/u.item:2: expected 24 fields separated by '\|', found 3",
     ),
     "non-numeric-rating": Case(
         {"ml-100k/u.data": b"196\t242\t3\t881250949\n186\t242\tthree\t891717742\n", "ml-100k/u.item": U_ITEM.encode()},
-        "ml-100k", "movielens", r"ml-100k/u.data:2: rating 'three' is not a number",
+        "ml-100k",
+        "movielens",
+        r"ml-100k/u.data:2: rating 'three' is not a number",
     ),
     "non-numeric-timestamp": Case(
         {"ml/ratings.csv": (RATINGS_CSV + "2,1,3.5,soon\n").encode(), "ml/movies.csv": MOVIES_CSV.encode()},
-        "ml", "movielens", r"ml/ratings.csv:4: timestamp 'soon' is not an integer",
+        "ml",
+        "movielens",
+        r"ml/ratings.csv:4: timestamp 'soon' is not an integer",
     ),
     "fractional-timestamp": Case(
         {"ml-1m/ratings.dat": b"1::1193::5::978300760.5\n", "ml-1m/movies.dat": MOVIES.encode()},
-        "ml-1m", "movielens", r"ml-1m/ratings.dat:1: timestamp '978300760.5' is not an integer",
+        "ml-1m",
+        "movielens",
+        r"ml-1m/ratings.dat:1: timestamp '978300760.5' is not an integer",
     ),
     "bad-json": Case(
         {"r.json": b'{"reviewerID": "A1", "asin": "B1", "overall": 5, "unixReviewTime": 1}\n{"reviewerID": "A2",\n'},
-        "r.json", "amazon", r"r.json:2: bad JSON \(.* at column 21\); fix or remove the line",
+        "r.json",
+        "amazon",
+        r"r.json:2: bad JSON \(.* at column 21\); fix or remove the line",
     ),
     "bad-utf8-json": Case(
-        {"r.json": b'{"reviewerID": "A1", "asin": "B1", "overall": 5, "unixReviewTime": 1}\n'
-                   b'{"reviewerID": "A2", "asin": "B1", "reviewText": "caf\xe9", "unixReviewTime": 1}\n'},
-        "r.json", "amazon", r"r.json:2: bytes not valid utf-8 at column 54 \(invalid continuation byte\)",
+        {
+            "r.json": b'{"reviewerID": "A1", "asin": "B1", "overall": 5, "unixReviewTime": 1}\n'
+            b'{"reviewerID": "A2", "asin": "B1", "reviewText": "caf\xe9", "unixReviewTime": 1}\n'
+        },
+        "r.json",
+        "amazon",
+        r"r.json:2: bytes not valid utf-8 at column 54 \(invalid continuation byte\)",
     ),
     "bad-utf8-csv": Case(
-        {"ml/ratings.csv": RATINGS_CSV.encode(),
-         "ml/movies.csv": (MOVIES_CSV + '29,"Cité des enfants perdus, La (1995)",Drama\n').encode("latin-1")},
-        "ml", "movielens", r"ml/movies.csv:4: bytes not valid utf-8 at column 8 \(invalid continuation byte\); re-save the file as utf-8",
+        {
+            "ml/ratings.csv": RATINGS_CSV.encode(),
+            "ml/movies.csv": (MOVIES_CSV + '29,"Cité des enfants perdus, La (1995)",Drama\n').encode("latin-1"),
+        },
+        "ml",
+        "movielens",
+        r"ml/movies.csv:4: bytes not valid utf-8 at column 8 \(invalid continuation byte\); re-save the file as utf-8",
     ),
-    "empty-file": Case({"ml-1m/ratings.dat": b"", "ml-1m/movies.dat": MOVIES.encode()}, "ml-1m", "movielens",
-                       r"ml-1m/ratings.dat: ratings file ratings.dat is empty; pass a file with data"),
-    "header-only": Case({"ml/ratings.csv": b"userId,movieId,rating,timestamp\n", "ml/movies.csv": MOVIES_CSV.encode()},
-                        "ml", "movielens", r"ml/ratings.csv: file has no data lines"),
+    "empty-file": Case(
+        {"ml-1m/ratings.dat": b"", "ml-1m/movies.dat": MOVIES.encode()},
+        "ml-1m",
+        "movielens",
+        r"ml-1m/ratings.dat: ratings file ratings.dat is empty; pass a file with data",
+    ),
+    "header-only": Case(
+        {"ml/ratings.csv": b"userId,movieId,rating,timestamp\n", "ml/movies.csv": MOVIES_CSV.encode()},
+        "ml",
+        "movielens",
+        r"ml/ratings.csv: file has no data lines",
+    ),
     "missing-mapped-column": Case(
-        {"books.csv": b"user,book,stars\nu1,b1,5\n"}, "books.csv", "csv",
+        {"books.csv": b"user,book,stars\nu1,b1,5\n"},
+        "books.csv",
+        "csv",
         r"books.csv:1: --columns names missing column\(s\) rating=rating; the file has: user, book, stars",
         {"columns": "user=user,item=book,rating=rating"},
     ),
     "bad-date": Case(
-        {"books.csv": b"user,book,read_at\nu1,b1,2017-03-01\nu1,b2,2017-13-45\n"}, "books.csv", "csv",
-        r"books.csv:3: time '2017-13-45' is neither a number nor a date", {"columns": "user=user,item=book,time=read_at"},
+        {"books.csv": b"user,book,read_at\nu1,b1,2017-03-01\nu1,b2,2017-13-45\n"},
+        "books.csv",
+        "csv",
+        r"books.csv:3: time '2017-13-45' is neither a number nor a date",
+        {"columns": "user=user,item=book,time=read_at"},
     ),
-    "recbole-untyped-header": Case({"x.inter": b"user_id:token\titem_id\n1\t2\n"}, "x.inter", "recbole",
-                                   r"x.inter:1: header field 'item_id' is not NAME:TYPE"),
+    "recbole-untyped-header": Case(
+        {"x.inter": b"user_id:token\titem_id\n1\t2\n"},
+        "x.inter",
+        "recbole",
+        r"x.inter:1: header field 'item_id' is not NAME:TYPE",
+    ),
 }
 
 
@@ -161,7 +208,10 @@ def test_cli_subprocess(tmp_path, name):
     out = tmp_path / "out"
     env = {**os.environ, "LLMREC_HOME": str(tmp_path / "home")}
     result = subprocess.run(
-        [sys.executable, "-m", "llmrec", *_cli_args(case, src, out)], capture_output=True, text=True, env=env,
+        [sys.executable, "-m", "llmrec", *_cli_args(case, src, out)],
+        capture_output=True,
+        text=True,
+        env=env,
         timeout=60,
     )
     _assert_one_line_error(result.returncode, result.stderr, case.message)
@@ -202,7 +252,9 @@ def test_failed_forced_import_keeps_the_old_dataset(tmp_path, monkeypatch, capsy
     import_dataset(src, "movielens", out, quiet=True)
     before = {p.name: p.read_bytes() for p in out.iterdir()}
     (src / "ratings.dat").write_text(ML1M + "3::661::bad::978300000\n")
-    code, _, err = run_main(monkeypatch, capsys, ["data", "import", str(src), "-f", "movielens", "-o", str(out), "--force"])
+    code, _, err = run_main(
+        monkeypatch, capsys, ["data", "import", str(src), "-f", "movielens", "-o", str(out), "--force"]
+    )
     _assert_one_line_error(code, err, r"ratings.dat:4: rating 'bad' is not a number")
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ml-1m", "out"]

@@ -16,8 +16,13 @@ def test_amazon_2018_gzip_with_metadata(amazon2018, import_to, histories):
     assert ds.meta["counts"] == {"users": 2, "items": 3, "interactions": 4}
     # B00LOST is not in the metadata: skipped and reported
     assert ds.meta["steps"] == [
-        {"step": "reviews of items missing from the metadata", "rows": 1, "users": 0, "items": 1,
-         "detail": "meta_Gadgets.json"}
+        {
+            "step": "reviews of items missing from the metadata",
+            "rows": 1,
+            "users": 0,
+            "items": 1,
+            "detail": "meta_Gadgets.json",
+        }
     ]
     assert ds.users["raw_id"].tolist() == ["A1", "A2"]
     assert ds.items["raw_id"].tolist() == ["B001", "B002", "B003"]
@@ -57,8 +62,13 @@ def test_amazon_2023_with_gzip_metadata(amazon2023, import_to, histories):
     assert ds.meta["timestamp_unit"] == "ms"
     assert ds.meta["counts"] == {"users": 2, "items": 2, "interactions": 3}
     assert ds.meta["steps"] == [
-        {"step": "reviews of items missing from the metadata", "rows": 1, "users": 0, "items": 1,
-         "detail": "meta_All_Beauty.jsonl.gz"}
+        {
+            "step": "reviews of items missing from the metadata",
+            "rows": 1,
+            "users": 0,
+            "items": 1,
+            "detail": "meta_All_Beauty.jsonl.gz",
+        }
     ]
     assert histories(ds) == {"AGU1": ["P2", "P1"], "AGU2": ["P1"]}
     assert ds.interactions["timestamp"].tolist() == [1588615855070, 1588687728923, 1643393630220]
@@ -95,10 +105,14 @@ REVIEW = {"reviewerID": "A1", "asin": "B1", "overall": 5.0, "unixReviewTime": 14
         (b'["A2", "B2"]', r"r.json:2: expected a JSON object per line"),
         (b'{"reviewerID": "A2", "unixReviewTime": 1}', r"r.json:2: record has no asin"),
         (b'{"reviewerID": "A2", "asin": "B2"}', r"r.json:2: record has no unixReviewTime"),
-        (b'{"reviewerID": "A2", "asin": "B2", "overall": "great", "unixReviewTime": 1}',
-         r"r.json:2: rating 'great' is not a number"),
-        (b'{"reviewerID": "A2", "asin": "B2", "unixReviewTime": "yesterday"}',
-         r"r.json:2: timestamp 'yesterday' is not a number"),
+        (
+            b'{"reviewerID": "A2", "asin": "B2", "overall": "great", "unixReviewTime": 1}',
+            r"r.json:2: rating 'great' is not a number",
+        ),
+        (
+            b'{"reviewerID": "A2", "asin": "B2", "unixReviewTime": "yesterday"}',
+            r"r.json:2: timestamp 'yesterday' is not a number",
+        ),
         (b'{"reviewerID": "A2", "asin": "B2", "unixReviewTime": NaN}', r"r.json:2: timestamp nan is not a finite"),
         (b'{"reviewerID": "A2", "asin": "B2", "unixReviewTime": 1e30}', r"r.json:2: timestamp 1e\+30 is not a fin"),
     ],

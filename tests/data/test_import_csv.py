@@ -91,12 +91,22 @@ def test_column_mapping_parsing():
 @pytest.mark.parametrize(
     ("text", "columns", "message"),
     [
-        (BOOKS, "user=user,item=isbn,time=when", r"books.csv:1: --columns names missing column\(s\) item=isbn, "
-         r"time=when; the file has: user, book, stars"),
-        ("user,book,read_at\nu1,b1,2017-03-01\nu1,b2,someday\n", "user=user,item=book,time=read_at",
-         r"books.csv:3: time 'someday' is neither a number nor a date"),
-        ("user,book,stars\nu1,b1,5\nu1,b2,five\n", "user=user,item=book,rating=stars",
-         r"books.csv:3: rating 'five' is not a number"),
+        (
+            BOOKS,
+            "user=user,item=isbn,time=when",
+            r"books.csv:1: --columns names missing column\(s\) item=isbn, "
+            r"time=when; the file has: user, book, stars",
+        ),
+        (
+            "user,book,read_at\nu1,b1,2017-03-01\nu1,b2,someday\n",
+            "user=user,item=book,time=read_at",
+            r"books.csv:3: time 'someday' is neither a number nor a date",
+        ),
+        (
+            "user,book,stars\nu1,b1,5\nu1,b2,five\n",
+            "user=user,item=book,rating=stars",
+            r"books.csv:3: rating 'five' is not a number",
+        ),
         ("user,book\nu1,b1\n,b2\n", "user=user,item=book", r"books.csv:3: empty user id"),
         ("user,book\nu1,b1\nu2,b2,extra\n", "user=user,item=book", r"books.csv:3: expected 2 fields .*found 3"),
         ("user,book\n", "user=user,item=book", r"books.csv: file has no data lines"),
@@ -128,3 +138,10 @@ def test_csv_needs_columns_and_other_formats_refuse_them(tmp_path, ml1m_dir):
         read_source(ml1m_dir, "movielens", columns="user=a,item=b")
     with pytest.raises(LlmrecError, match=r"--meta does not apply to --format csv"):
         read_source(tmp_path / "books.csv", "csv", columns=COLUMNS, meta=tmp_path / "m.json")
+
+
+def test_integer_times_beyond_float_precision_stay_exact(tmp_path, import_to, histories):
+    (tmp_path / "ns.csv").write_text("u,i,t\nu1,b,1588687728923000001\nu1,a,1588687728923000000\n")
+    ds = import_to(tmp_path / "ns.csv", "csv", columns="user=u,item=i,time=t")
+    assert histories(ds) == {"u1": ["a", "b"]}
+    assert ds.interactions["timestamp"].tolist() == [1588687728923000000, 1588687728923000001]

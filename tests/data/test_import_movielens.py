@@ -32,7 +32,10 @@ def test_ml1m_counts_ids_titles_and_order(ml1m_dir, import_to, histories):
     assert titles["1193"] == "One Flew Over the Cuckoo's Nest (1975)"
     assert ds.items.set_index("raw_id").at["661", "genres"] == "Animation|Children's|Musical"
     assert ds.users.set_index("raw_id").loc["10", ["gender", "age", "occupation", "zip_code"]].tolist() == [
-        "F", "35", "1", "95370"
+        "F",
+        "35",
+        "1",
+        "95370",
     ]
     # time order per user; equal timestamps keep the file order (3408 before 1193, 3068 before 1193)
     assert histories(ds) == {
@@ -76,7 +79,10 @@ def test_ml1m_meta_json(ml1m_dir, import_to):
     for name, digest in meta["sha256"].items():
         assert hashlib.sha256((ds.path / name).read_bytes()).hexdigest() == digest
     assert sorted(p.name for p in ds.path.iterdir()) == [
-        "interactions.parquet", "items.parquet", "meta.json", "users.parquet"
+        "interactions.parquet",
+        "items.parquet",
+        "meta.json",
+        "users.parquet",
     ]
 
 
@@ -96,8 +102,13 @@ def test_ml1m_ratings_of_unknown_movies_are_dropped_and_reported(ml1m_dir, impor
     ds = import_to(ml1m_dir, "movielens")
     assert ds.meta["counts"] == {"users": 3, "items": 7, "interactions": 10}
     assert ds.meta["steps"] == [
-        {"step": "ratings of items missing from the movies file", "rows": 2, "users": 0, "items": 2,
-         "detail": "movies.dat"}
+        {
+            "step": "ratings of items missing from the movies file",
+            "rows": 2,
+            "users": 0,
+            "items": 2,
+            "detail": "movies.dat",
+        }
     ]
 
 
@@ -108,12 +119,20 @@ def test_ml1m_with_a_file_path_and_without_users(ml1m_dir, import_to):
     assert ds.meta["counts"]["interactions"] == 10
 
 
-def test_ml10m_tags_become_review_text(ml1m_dir, import_to):
+def test_ml10m_utf8_files_and_tags_as_review_text(ml1m_dir, import_to):
+    # ML-10M layout: no users.dat, a tags.dat; these files may be UTF-8 rather than latin-1
     (ml1m_dir / "users.dat").unlink()
-    (ml1m_dir / "tags.dat").write_text("1::3408::true story::978300800\n1::3408::Julia Roberts::978300900\n")
+    movies = ml1m_dir / "movies.dat"
+    movies.write_text(movies.read_text(encoding="latin-1"), encoding="utf-8")
+    (ml1m_dir / "tags.dat").write_text(
+        "1::3408::true story::978300800\n1::3408::Julia Roberts::978300900\n2::73::Hugo, café::978300010\n",
+        encoding="utf-8",
+    )
     ds = import_to(ml1m_dir, "movielens")
+    assert ds.items.set_index("raw_id").at["73", "title"] == "Misérables, Les (1995)"
     reviews = dict(zip(ds.interactions["item_id"], ds.interactions["review"], strict=True))
     assert reviews[7] == "true story; Julia Roberts"
+    assert reviews[1] == "Hugo, café"
     assert reviews[4] == ""
 
 
@@ -134,8 +153,13 @@ def test_ml_latest_csv(ml_latest_dir, import_to, histories):
     assert reviews.at[5] == "inspirational; prison, escape"
     assert reviews.at[4] == ""
     assert ds.meta["steps"] == [
-        {"step": "tags without a matching rating (not imported)", "rows": 1, "users": 0, "items": 0,
-         "detail": "tags.csv"}
+        {
+            "step": "tags without a matching rating (not imported)",
+            "rows": 1,
+            "users": 0,
+            "items": 0,
+            "detail": "tags.csv",
+        }
     ]
 
 
@@ -162,7 +186,10 @@ def test_ml100k(ml100k_dir, import_to, histories):
     # 242 and 51 share a timestamp: file order (242 first)
     assert histories(ds) == {"22": ["1291", "377"], "186": ["346", "302"], "196": ["242", "51"]}
     assert ds.users.set_index("raw_id").loc["186", ["age", "gender", "occupation", "zip_code"]].tolist() == [
-        "39", "F", "executive", "00000"
+        "39",
+        "F",
+        "executive",
+        "00000",
     ]
     assert np.array_equal(ds.interactions["rating"].to_numpy(), [4.0, 1.0, 1.0, 3.0, 3.0, 2.0])
 

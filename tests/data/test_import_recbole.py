@@ -26,8 +26,13 @@ def test_recbole_atomic_files(recbole_dir, import_to, histories):
     assert math.isnan(items.at["302", "price"])
     assert ds.users.set_index("raw_id").at["186", "occupation"] == "executive"
     assert ds.meta["steps"] == [
-        {"step": "interactions of items missing from the item file", "rows": 1, "users": 0, "items": 1,
-         "detail": "mini.item"}
+        {
+            "step": "interactions of items missing from the item file",
+            "rows": 1,
+            "users": 0,
+            "items": 1,
+            "detail": "mini.item",
+        }
     ]
 
 
@@ -66,8 +71,11 @@ def test_recbole_exact_title_field_wins_over_suffixed_one(recbole_dir, import_to
     [
         ("mini.inter", "user_id\titem_id:token\n1\t2\n", r"mini.inter:1: header field 'user_id' is not NAME:TYPE"),
         ("mini.inter", "user_id:token\tstuff:token\n1\t2\n", r"mini.inter:1: header lacks item_id:token"),
-        ("mini.inter", "user_id:token\titem_id:token\ttimestamp:float\n1\t2\t5\n1\t3\tlater\n",
-         r"mini.inter:3: timestamp 'later' is not a number"),
+        (
+            "mini.inter",
+            "user_id:token\titem_id:token\ttimestamp:float\n1\t2\t5\n1\t3\tlater\n",
+            r"mini.inter:3: timestamp 'later' is not a number",
+        ),
         ("mini.inter", "user_id:token\titem_id:token\n1\t2\n1\n", r"mini.inter:3: expected 2 fields .*found 1"),
         ("mini.item", "item_id:token\tprice:float\n242\tcheap\n", r"mini.item:2: price 'cheap' is not a number"),
         ("mini.user", "age:token\n3\n", r"mini.user:1: header lacks user_id:token"),

@@ -22,8 +22,12 @@ def test_sequences_both_layouts(tmp_path, import_to, histories, text):
     # positions are the timestamps
     assert ds.interactions["timestamp"].tolist() == [0, 1, 2, 0, 1, 0, 1, 2]
     assert ds.items["raw_id"].tolist() == ["1", "3", "5", "7"]
-    assert ds.items["title"].tolist() == ["Toy Story (1995)", "Four Rooms (1995)", "Copycat (1995)",
-                                          "Twelve Monkeys (1995)"]
+    assert ds.items["title"].tolist() == [
+        "Toy Story (1995)",
+        "Four Rooms (1995)",
+        "Copycat (1995)",
+        "Twelve Monkeys (1995)",
+    ]
     assert ds.meta["items_without_title"] == 0
     assert ds.sequences[3].tolist() == [4, 4, 1]
 

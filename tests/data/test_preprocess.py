@@ -70,8 +70,13 @@ def test_dedup_first():
     raw = _raw(DUPLICATES)
     preprocess(raw, Preprocessing(dedup="first"))
     assert _pairs(raw) == [("u", "b", 1, 4.0), ("u", "a", 1, 1.0), ("v", "a", 2, 2.0), ("w", "x", 7, 1.0)]
-    assert _step(raw) == {"step": "repeated user-item pairs (kept the first)", "rows": 3, "users": 0, "items": 0,
-                          "detail": ""}
+    assert _step(raw) == {
+        "step": "repeated user-item pairs (kept the first)",
+        "rows": 3,
+        "users": 0,
+        "items": 0,
+        "detail": "",
+    }
 
 
 def test_dedup_last():
@@ -87,16 +92,25 @@ def test_dedup_through_import_keeps_source_order_for_ties(ml_latest_dir, import_
     assert histories(ds)["1"] == ["3", "6", "1"]
     assert ds.interactions["rating"].tolist()[:3] == [4.0, 4.0, 5.0]
     assert ds.meta["steps"][-1] == {
-        "step": "repeated user-item pairs (kept the last)", "rows": 1, "users": 0, "items": 0, "detail": ""
+        "step": "repeated user-item pairs (kept the last)",
+        "rows": 1,
+        "users": 0,
+        "items": 0,
+        "detail": "",
     }
 
 
 # A 2-core that takes several passes: item i4 has one interaction, so u4 loses it and is left with one
 # (on i3), so i3 is left with one (from u3), so u3 is left with one... Only u1 and u2 on i1 and i2 survive.
 CHAIN = [
-    ("u1", "i1"), ("u1", "i2"), ("u2", "i1"), ("u2", "i2"),
-    ("u3", "i2"), ("u3", "i3"),
-    ("u4", "i3"), ("u4", "i4"),
+    ("u1", "i1"),
+    ("u1", "i2"),
+    ("u2", "i1"),
+    ("u2", "i2"),
+    ("u3", "i2"),
+    ("u3", "i3"),
+    ("u4", "i3"),
+    ("u4", "i4"),
 ]
 
 
@@ -107,7 +121,10 @@ def test_k_core_iterates_to_a_fixed_point():
     assert rounds > 2
     assert [(u, i) for u, i, _, _ in _pairs(raw)] == CHAIN[:4]
     assert _step(raw) == {
-        "step": "k-core (min_user=2, min_item=2)", "rows": 4, "users": 2, "items": 2,
+        "step": "k-core (min_user=2, min_item=2)",
+        "rows": 4,
+        "users": 2,
+        "items": 2,
         "detail": f"{rounds} rounds to a fixed point",
     }
     counts_u = raw.interactions["user"].value_counts()
@@ -129,13 +146,20 @@ def test_k_core_users_only_and_items_only():
 
 def test_steps_run_in_order_threshold_dedup_k_core(tmp_path, import_to):
     # 2 rates b below 3; 1 repeats a; then b has one rating left, so 1 falls below 2 and goes with b
-    rows = [("1", "a", 5), ("1", "b", 5), ("1", "a", 4), ("2", "a", 5), ("2", "b", 1), ("2", "c", 5), ("3", "c", 5),
-            ("3", "a", 5)]
+    rows = [
+        ("1", "a", 5),
+        ("1", "b", 5),
+        ("1", "a", 4),
+        ("2", "a", 5),
+        ("2", "b", 1),
+        ("2", "c", 5),
+        ("3", "c", 5),
+        ("3", "a", 5),
+    ]
     lines = ["user,item,rating,time"] + [f"{u},{i},{r},{t}" for t, (u, i, r) in enumerate(rows)]
     (tmp_path / "r.csv").write_text("\n".join(lines) + "\n")
     options = Preprocessing(min_rating=3, dedup="first", min_user=2, min_item=2)
-    ds = import_to(tmp_path / "r.csv", "csv", columns="user=user,item=item,rating=rating,time=time",
-                   options=options)
+    ds = import_to(tmp_path / "r.csv", "csv", columns="user=user,item=item,rating=rating,time=time", options=options)
     steps = [(s["step"], s["rows"], s["users"], s["items"]) for s in ds.meta["steps"]]
     assert steps == [
         ("rating below 3", 1, 0, 0),
@@ -163,3 +187,9 @@ def test_k_core_that_leaves_nothing_is_an_error(tmp_path, import_to):
 def test_invalid_options(kwargs, message):
     with pytest.raises(LlmrecError, match=message):
         Preprocessing(**kwargs)
+
+
+def test_threshold_that_leaves_nothing_is_an_error(ml1m_dir, import_to, tmp_path):
+    with pytest.raises(LlmrecError, match=r"no interactions are left after filtering; relax the options"):
+        import_to(ml1m_dir, "movielens", options=Preprocessing(min_rating=6))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ml-1m"]

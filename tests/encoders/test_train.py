@@ -170,3 +170,15 @@ def test_accelerate_two_processes(walk_dataset, tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = json.loads((tmp_path / "ddp" / "metrics.json").read_text())
     assert metrics["test"]["hr@10"] > 0.6
+
+
+def test_users_too_short_for_the_split_are_named(tmp_path):
+    import pandas as pd
+
+    from llmrec.data.dataset import RawData, encode, write_dataset
+
+    rows = [("long", f"i{t}", t) for t in range(6)] + [("s1", "i1", 0), ("s1", "i2", 1), ("s2", "i3", 0)]
+    frame = pd.DataFrame(rows, columns=["user", "item", "timestamp"])
+    path = write_dataset(tmp_path / "d", *encode(RawData(frame)), {"name": "d"})
+    result = cli("encoder", "train", "--dataset", str(path), "--model", "pop", "--out", str(tmp_path / "r"))
+    assert "2 users have fewer than 3 interactions (e.g. s1, s2)" in result.stderr

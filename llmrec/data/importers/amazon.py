@@ -129,7 +129,9 @@ def import_amazon(src: Path, meta: Path | None = None) -> RawData:
             raise InputError(src, f"record has no {layout.time}", "fix or remove the line", line=number)
         users.append(user)
         items.append(item)
-        ratings.append(_number(record.get(layout.rating, np.nan), src, number, "rating") if layout.rating in record else np.nan)
+        ratings.append(
+            _number(record.get(layout.rating, np.nan), src, number, "rating") if layout.rating in record else np.nan
+        )
         times.append(_timestamp(record[layout.time], src, number))
         texts.append(_text(record.get(layout.text)))
         summaries.append(_text(record.get(layout.summary)))
@@ -149,5 +151,9 @@ def import_amazon(src: Path, meta: Path | None = None) -> RawData:
         meta_file = require_file(Path(meta), "metadata file")
         raw.items = _read_meta(meta_file, layout)
         known = raw.items["raw_id"].to_numpy()
-        raw.drop_rows(raw.interactions["item"].isin(known).to_numpy(), "reviews of items missing from the metadata", meta_file.name)
+        raw.drop_rows(
+            raw.interactions["item"].isin(known).to_numpy(),
+            "reviews of items missing from the metadata",
+            meta_file.name,
+        )
     return raw

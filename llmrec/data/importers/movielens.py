@@ -2,7 +2,7 @@
 
 - ML-100K: ``u.data`` (tab-separated user, item, rating, timestamp), ``u.item`` (``|``-separated, latin-1),
   optional ``u.user`` and ``u.genre``.
-- ML-1M / ML-10M: ``ratings.dat`` and ``movies.dat`` (``::``-separated, latin-1), optional ``users.dat``
+- ML-1M / ML-10M: ``ratings.dat`` and ``movies.dat`` (``::``-separated, latin-1 or UTF-8), optional ``users.dat``
   (ML-1M) and ``tags.dat`` (ML-10M, kept as review-like text).
 - ml-latest / ml-latest-small: ``ratings.csv`` and ``movies.csv`` (with header, quoted, UTF-8), optional
   ``tags.csv`` (kept as review-like text).
@@ -12,15 +12,34 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from llmrec.data.dataset import ImportStep, RawData
-from llmrec.data.readers import parse_numbers, read_delimited, require_file
+from llmrec.data.readers import parse_numbers, read_delimited, require_file, utf8_or_latin1
 from llmrec.errors import InputError
 
 # The genre order of ML-100K's 19 flag columns, used when the source has no u.genre file.
-ML100K_GENRES = ["unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime", "Documentary", "Drama", "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery", "Romance", "Sci-Fi", "Thriller", "War", "Western"]
+ML100K_GENRES = [
+    "unknown",
+    "Action",
+    "Adventure",
+    "Animation",
+    "Children's",
+    "Comedy",
+    "Crime",
+    "Documentary",
+    "Drama",
+    "Fantasy",
+    "Film-Noir",
+    "Horror",
+    "Musical",
+    "Mystery",
+    "Romance",
+    "Sci-Fi",
+    "Thriller",
+    "War",
+    "Western",
+]
 
 
 def _ratings(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
@@ -50,9 +69,7 @@ def _attach_tags(raw: RawData, tags: pd.DataFrame, path: Path) -> None:
     orphan = ~pd.MultiIndex.from_frame(tags[["user", "item"]]).isin(matched)
     if orphan.any():
         raw.steps.append(
-            ImportStep(
-                "tags without a matching rating (not imported)", rows=int(orphan.sum()), detail=f"{path.name}"
-            )
+            ImportStep("tags without a matching rating (not imported)", rows=int(orphan.sum()), detail=f"{path.name}")
         )
     merged["review"] = merged["review"].fillna("")
     raw.interactions = merged
@@ -80,7 +97,11 @@ def _ml100k(src: Path) -> RawData:
     )
     if (src / "u.user").exists():
         users = read_delimited(
-            src / "u.user", ["raw_id", "age", "gender", "occupation", "zip_code"], "|", header=False, encoding="latin-1"
+            src / "u.user",
+            ["raw_id", "age", "gender", "occupation", "zip_code"],
+            "|",
+            header=False,
+            encoding="latin-1",
         )
         raw.users = users.drop(columns="_line")
     _keep_known_items(raw, item_file)
@@ -92,18 +113,29 @@ def _ml_dat(src: Path) -> RawData:
     frame = read_delimited(data, ["user", "item", "rating", "timestamp"], "::", header=False, encoding="latin-1")
     raw = RawData(_ratings(frame, data), source_format="movielens:dat")
     item_file = require_file(src / "movies.dat", "movies file movies.dat")
-    items = read_delimited(item_file, ["raw_id", "title", "genres"], "::", header=False, encoding="latin-1")
-    raw.items = pd.DataFrame({"raw_id": items["raw_id"].str.strip(), "title": items["title"], "genres": items["genres"]})
+    items = read_delimited(
+        item_file, ["raw_id", "title", "genres"], "::", header=False, encoding=utf8_or_latin1(item_file)
+    )
+    raw.items = pd.DataFrame(
+        {"raw_id": items["raw_id"].str.strip(), "title": items["title"], "genres": items["genres"]}
+    )
     if (src / "users.dat").exists():
         users = read_delimited(
-            src / "users.dat", ["raw_id", "gender", "age", "occupation", "zip_code"], "::", header=False,
+            src / "users.dat",
+            ["raw_id", "gender", "age", "occupation", "zip_code"],
+            "::",
+            header=False,
             encoding="latin-1",
         )
         raw.users = users.drop(columns="_line")
     _keep_known_items(raw, item_file)
     if (src / "tags.dat").exists():
         tags = read_delimited(
-            src / "tags.dat", ["user", "item", "tag", "timestamp"], "::", header=False, encoding="latin-1"
+            src / "tags.dat",
+            ["user", "item", "tag", "timestamp"],
+            "::",
+            header=False,
+            encoding=utf8_or_latin1(src / "tags.dat"),
         )
         _attach_tags(raw, tags, src / "tags.dat")
     return raw
@@ -118,7 +150,9 @@ def _ml_csv(src: Path) -> RawData:
     item_file = require_file(src / "movies.csv", "movies file movies.csv")
     items = read_delimited(item_file, None, ",", header=True, quoted=True)
     _require_columns(items, ["movieId", "title", "genres"], item_file)
-    raw.items = pd.DataFrame({"raw_id": items["movieId"].str.strip(), "title": items["title"], "genres": items["genres"]})
+    raw.items = pd.DataFrame(
+        {"raw_id": items["movieId"].str.strip(), "title": items["title"], "genres": items["genres"]}
+    )
     _keep_known_items(raw, item_file)
     if (src / "tags.csv").exists():
         tags = read_delimited(src / "tags.csv", None, ",", header=True, quoted=True)
@@ -130,7 +164,9 @@ def _ml_csv(src: Path) -> RawData:
 def _require_columns(frame: pd.DataFrame, names: list[str], path: Path) -> None:
     missing = [name for name in names if name not in frame.columns]
     if missing:
-        raise InputError(path, f"header lacks column(s) {', '.join(missing)}", f"the header must name {', '.join(names)}", line=1)
+        raise InputError(
+            path, f"header lacks column(s) {', '.join(missing)}", f"the header must name {', '.join(names)}", line=1
+        )
 
 
 def import_movielens(src: Path) -> RawData:
@@ -153,4 +189,4 @@ def import_movielens(src: Path) -> RawData:
     )
 
 
-__all__ = ["import_movielens", "ML100K_GENRES", "np"]
+__all__ = ["import_movielens", "ML100K_GENRES"]

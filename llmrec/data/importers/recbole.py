@@ -61,7 +61,9 @@ def _locate(src: Path) -> tuple[Path, str]:
             raise InputError(src, f"several .inter files ({', '.join(p.name for p in inter)})", "pass one file")
         src = inter[0]
     if src.suffix != ".inter":
-        raise InputError(src, "not a RecBole .inter file", "pass NAME.inter or its directory, or choose another --format")
+        raise InputError(
+            src, "not a RecBole .inter file", "pass NAME.inter or its directory, or choose another --format"
+        )
     return require_file(src, "interaction file"), src.stem
 
 
@@ -107,7 +109,11 @@ def import_recbole(src: Path) -> RawData:
             table = table.rename(columns={title: "title"})
         raw.items = table
         known = raw.items["raw_id"].to_numpy()
-        raw.drop_rows(raw.interactions["item"].isin(known).to_numpy(), "interactions of items missing from the item file", item_file.name)
+        raw.drop_rows(
+            raw.interactions["item"].isin(known).to_numpy(),
+            "interactions of items missing from the item file",
+            item_file.name,
+        )
 
     user_file = inter_file.with_name(f"{stem}.user")
     if user_file.exists():

@@ -28,7 +28,9 @@ def import_sequences(src: Path, titles: Path | None = None) -> RawData:
         if not fields:
             continue
         if len(fields) < 2:
-            raise InputError(src, "a line needs a user and at least one item", "write `user item [item ...]`", line=number)
+            raise InputError(
+                src, "a line needs a user and at least one item", "write `user item [item ...]`", line=number
+            )
         users.extend([fields[0]] * (len(fields) - 1))
         items.extend(fields[1:])
     if not users:

@@ -46,7 +46,9 @@ def _read(path: Path) -> pd.DataFrame:
         try:
             frame = pd.read_parquet(path)
         except Exception as err:  # noqa: BLE001 - pyarrow raises many types for a broken file
-            raise InputError(path, f"cannot read Parquet ({type(err).__name__}: {err})", "pass a valid Parquet file") from None
+            raise InputError(
+                path, f"cannot read Parquet ({type(err).__name__}: {err})", "pass a valid Parquet file"
+            ) from None
         if frame.empty:
             raise InputError(path, "file has no rows", "pass a file with data")
         frame = frame.astype({c: str for c in frame.columns if frame[c].dtype == object})
@@ -82,6 +84,8 @@ def _times(frame: pd.DataFrame, column: str, path: Path) -> np.ndarray:
         return _unix_seconds(values)
     numeric = pd.to_numeric(values, errors="coerce")
     if numeric.notna().all():
+        if pd.api.types.is_integer_dtype(numeric):  # exact, even for nanosecond stamps beyond float precision
+            return numeric.to_numpy(dtype=np.int64)
         return parse_numbers(frame, column, path, "time", integer=False).astype(np.int64)
     parsed = pd.to_datetime(values, errors="coerce", utc=True, format="mixed")
     if parsed.isna().any():
@@ -103,7 +107,9 @@ def import_table(src: Path, columns: dict[str, str]) -> RawData:
     if missing:
         present = ", ".join(c for c in frame.columns if c != "_line")
         raise InputError(
-            src, f"--columns names missing column(s) {', '.join(missing)}", f"the file has: {present}",
+            src,
+            f"--columns names missing column(s) {', '.join(missing)}",
+            f"the file has: {present}",
             line=1 if src.suffix != ".parquet" else None,
         )
     user, item = frame[columns["user"]].astype(str).str.strip(), frame[columns["item"]].astype(str).str.strip()
@@ -123,7 +129,9 @@ def import_table(src: Path, columns: dict[str, str]) -> RawData:
         interactions["review"] = frame[columns["review"]].fillna("").astype(str).to_numpy()
     raw = RawData(interactions, timestamp_unit=unit, source_format="csv")
     if "title" in columns:
-        titles = pd.DataFrame({"raw_id": item.to_numpy(), "title": frame[columns["title"]].fillna("").astype(str).to_numpy()})
+        titles = pd.DataFrame(
+            {"raw_id": item.to_numpy(), "title": frame[columns["title"]].fillna("").astype(str).to_numpy()}
+        )
         titles = titles[titles["title"].str.strip() != ""].drop_duplicates("raw_id")
         raw.items = titles
     return raw
