@@ -49,6 +49,42 @@ def train_child(model: str, run: Path, epochs: int) -> None:
     print(json.dumps({"metrics": metrics, "c20_hr@1": c20["hr@1"], "peak_mib": peak}))
 
 
+def memory_child(workdir: Path) -> None:
+    """Runs inside the child process: one SASRec epoch on a synthetic 20k-user, 12k-item dataset; prints peak MiB."""
+    import numpy as np
+    import pandas as pd
+
+    from llmrec.data.dataset import RawData, encode, write_dataset
+    from llmrec.encoders.train import train_encoder
+
+    rng = np.random.default_rng(0)
+    users, items = 20_000, 12_000
+    lengths = rng.integers(5, 100, size=users)
+    popularity = 1.0 / np.arange(1, items + 1) ** 0.8
+    drawn = rng.choice(items, size=int(lengths.sum()), p=popularity / popularity.sum())
+    frame = pd.DataFrame(
+        {
+            "user": np.repeat(np.arange(users), lengths).astype(str),
+            "item": drawn.astype(str),
+            "timestamp": np.concatenate([np.arange(n) for n in lengths]),
+        }
+    )
+    path = write_dataset(workdir / "synthetic", *encode(RawData(frame)), {"name": "synthetic-20k-12k"})
+    start = time.perf_counter()
+    train_encoder(workdir / "memory-run", "sasrec", str(path), SHARED | OURS["sasrec"], {"epochs": 1})
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"peak_mib": peak, "interactions": len(frame), "seconds": time.perf_counter() - start}))
+
+
+def run_memory(workdir: Path) -> dict:
+    result = subprocess.run(
+        [sys.executable, __file__, "--memory-child", "--run", str(workdir)], capture_output=True, text=True
+    )
+    if result.returncode != 0:
+        raise SystemExit(f"memory run failed:\n{result.stderr[-3000:]}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
 def run_ours(model: str, workdir: Path, epochs: int) -> dict:
     run = workdir / f"ours-{model}"
     start = time.perf_counter()
@@ -116,7 +152,7 @@ def _cell(value: object, digits: int = 4) -> str:
     return str(value)
 
 
-def render(rows: list[dict], command: str, seconds: float) -> str:
+def render(rows: list[dict], memory: dict | None, command: str, seconds: float) -> str:
     header = (
         "| model | HR@10 | NDCG@10 | MRR@10 | c20 HR@1 | s/epoch | epochs (best) | wall to converge | peak MiB |\n"
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
@@ -156,6 +192,16 @@ def render(rows: list[dict], command: str, seconds: float) -> str:
             *lines,
             "",
             *(["Side by side:", "", *ratios, ""] if ratios else []),
+            *(
+                [
+                    f"Memory: one SASRec epoch (same sizes) on a synthetic dataset of 20,000 users, 12,000 items and "
+                    f"{memory['interactions']:,} interactions peaked at {memory['peak_mib']:.0f} MiB resident "
+                    f"({memory['seconds']:.0f} s, including building the dataset's split).",
+                    "",
+                ]
+                if memory
+                else []
+            ),
         ]
     )
 
@@ -166,11 +212,16 @@ def main() -> None:
     parser.add_argument("--peers", default="recbole", choices=["recbole", "none"])
     parser.add_argument("--epochs", type=int, default=300)
     parser.add_argument("--out", type=Path, default=HERE / "RESULTS.md")
-    parser.add_argument("--child")
-    parser.add_argument("--run", type=Path)
+    parser.add_argument("--memory", default="yes", choices=["yes", "no"], help="Run the 20k x 12k memory check.")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--memory-child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--run", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         train_child(args.child, args.run, args.epochs)
+        return
+    if args.memory_child:
+        memory_child(args.run)
         return
     start = time.perf_counter()
     rows = []
@@ -181,8 +232,9 @@ def main() -> None:
             if args.peers == "recbole" and model in PEERS:
                 rows.append(run_peer(model, Path(tmp), args.epochs))
                 print(f"done: RecBole {PEERS[model]}", file=sys.stderr)
+        memory = run_memory(Path(tmp)) if args.memory == "yes" else None
     command = "python eval/encoders/benchmark.py" + ("" if args.peers == "recbole" else " --peers none")
-    text = render(rows, command, time.perf_counter() - start)
+    text = render(rows, memory, command, time.perf_counter() - start)
     args.out.write_text(text + "\n")
     print(text)
 
