@@ -27,10 +27,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+# Regularisation as in RecBole's defaults for each model (properties/model/*.yaml), sizes as in SHARED.
 OURS = {
-    "sasrec": {"num_layers": 2},
-    "bert4rec": {"num_layers": 2},
-    "gru4rec": {"num_layers": 1},
+    "sasrec": {"num_layers": 2, "num_heads": 2, "dropout": 0.5, "attn_dropout": 0.5},
+    "bert4rec": {"num_layers": 2, "num_heads": 2, "dropout": 0.2, "attn_dropout": 0.2, "mask_prob": 0.2},
+    "gru4rec": {"num_layers": 1, "dropout": 0.3},
     "pop": {},
 }
 PEERS = {"sasrec": "SASRec", "gru4rec": "GRU4Rec", "bert4rec": "BERT4Rec"}

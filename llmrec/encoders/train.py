@@ -60,7 +60,7 @@ class TrainConfig:
         default=0,
         metadata={
             "help": "Positions between training windows; each target sees >= max_len - stride items of "
-            "history (0: max_len // 5)."
+            "history (0: max_len // 25, i.e. 2 for max_len 50; larger is faster, smaller gives more context)."
         },
     )
     patience: int = field(default=10, metadata={"help": "Stop after this many epochs without a better valid metric."})
@@ -186,7 +186,7 @@ class Trainer:
             return self._fit_untrained()
         tc = self.train_config
         encoder_config = self.model.config
-        stride = tc.stride or max(1, encoder_config.max_len // 5)
+        stride = tc.stride or max(1, encoder_config.max_len // 25)
         inputs, targets = training_windows(
             self.split.train_sequences(), encoder_config.max_len, stride, self.model.objective
         )
