@@ -61,7 +61,7 @@ def data_import(
     ] = None,
     dedup: Annotated[str, typer.Option(help="Repeated user-item pairs: keep (all), first or last.")] = "keep",
     tie_order: Annotated[str, typer.Option(help="Equal timestamps: source (file order) or item (by id).")] = "source",
-    force: Annotated[bool, typer.Option(help="Overwrite an existing --out directory.")] = False,
+    force: Annotated[bool, typer.Option(help="Replace an existing --out dataset directory.")] = False,
     as_json: JsonFlag = False,
 ) -> None:
     """Import a source dataset into a dataset directory (written atomically)."""
@@ -268,12 +268,24 @@ def demo(
 
 
 def main() -> None:
-    """Entry point: run the app; a user-fixable error becomes one line on stderr and exit code 1."""
+    """Entry point: run the app; a user-fixable error becomes one line on stderr and a non-zero exit code.
+
+    Usage errors (a missing option, an unknown command or flag) exit 2, errors in the work itself exit 1.
+    """
+    from typer._click.exceptions import NoArgsIsHelpError, UsageError  # typer vendors click
+
     try:
-        app()
+        code = app(standalone_mode=False)
+    except NoArgsIsHelpError:
+        sys.exit(2)  # the help text has been printed
+    except UsageError as err:
+        command = err.ctx.command_path if err.ctx else "llmrec"
+        print(f"llmrec: error: {command}: {err.format_message()} (see `{command} --help`)", file=sys.stderr)
+        sys.exit(2)
     except LlmrecError as err:
         print(f"llmrec: error: {err}", file=sys.stderr)
         sys.exit(1)
     except KeyboardInterrupt:
         print("llmrec: interrupted", file=sys.stderr)
         sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)

@@ -61,3 +61,11 @@ def test_models_list_json():
     assert set(listing) == {"llm", "embedder"}
     for role in listing.values():
         assert role["name"] and role["path"]
+
+
+def test_usage_errors_are_one_line_with_exit_code_2():
+    for args in (("data", "import", "somewhere"), ("data", "stats", "ml-100k", "--bogus"), ("dta",)):
+        result = run(*args, check=False)
+        assert result.returncode == 2
+        assert result.stderr.startswith("llmrec: error:") and result.stderr.count("\n") == 1
+        assert "--help" in result.stderr

@@ -17,8 +17,17 @@ def _dataset(tmp_path, rows):
 def test_leave_one_out_on_hand_made_sequences(tmp_path):
     ds = _dataset(
         tmp_path,
-        [("u1", "a", 1), ("u1", "b", 2), ("u1", "c", 3), ("u1", "d", 4), ("u2", "a", 1), ("u2", "c", 2),
-         ("u3", "b", 5), ("u3", "a", 6), ("u3", "d", 7)],
+        [
+            ("u1", "a", 1),
+            ("u1", "b", 2),
+            ("u1", "c", 3),
+            ("u1", "d", 4),
+            ("u2", "a", 1),
+            ("u2", "c", 2),
+            ("u3", "b", 5),
+            ("u3", "a", 6),
+            ("u3", "d", 7),
+        ],
     )
     split = leave_one_out_split(ds)
     a, b, c, d = 1, 2, 3, 4
