@@ -7,6 +7,7 @@ gzip magic bytes) are decompressed on the fly.
 
 from __future__ import annotations
 
+import ast
 import csv
 import gzip
 import json
@@ -182,8 +183,19 @@ def read_delimited(
     return frame
 
 
-def read_json_lines(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    """Yield ``(line_number, record)`` for every JSON object line; bad JSON names its line."""
+def _python_literal(text: str) -> Any:
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
+        return None
+
+
+def read_json_lines(path: Path, python_literals: bool = False) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Yield ``(line_number, record)`` for every JSON object line; bad JSON names its line.
+
+    ``python_literals`` also accepts lines written as Python dict literals (single quotes), the layout of the
+    2014 Amazon metadata files that many sequential-recommendation papers use.
+    """
     seen = False
     for number, text in iter_lines(path):
         if not text.strip():
@@ -191,9 +203,11 @@ def read_json_lines(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
         try:
             record = json.loads(text)
         except json.JSONDecodeError as err:
-            raise InputError(
-                path, f"bad JSON ({err.msg} at column {err.colno})", "fix or remove the line", line=number
-            ) from None
+            record = _python_literal(text) if python_literals else None
+            if record is None:
+                raise InputError(
+                    path, f"bad JSON ({err.msg} at column {err.colno})", "fix or remove the line", line=number
+                ) from None
         if not isinstance(record, dict):
             raise InputError(path, "expected a JSON object per line", "write one object per line", line=number)
         seen = True

@@ -154,3 +154,19 @@ def test_amazon_bad_metadata(amazon2018, tmp_path):
         read_source(reviews, "amazon", meta=meta)
     with pytest.raises(InputError, match=r"nope.json: metadata file not found"):
         read_source(reviews, "amazon", meta=tmp_path / "nope.json")
+
+
+def test_amazon_2014_metadata_with_python_literal_lines(tmp_path, import_to):
+    (tmp_path / "reviews_Beauty_5.json").write_text(
+        '{"reviewerID": "A1", "asin": "B1", "overall": 5.0, "unixReviewTime": 1400000000, "reviewText": "ok"}\n'
+        '{"reviewerID": "A1", "asin": "B2", "overall": 4.0, "unixReviewTime": 1400000100, "reviewText": "fine"}\n'
+    )
+    (tmp_path / "meta_Beauty.json").write_text(
+        "{'asin': 'B1', 'title': \"L'Oreal Paris Lipstick\", 'categories': [['Beauty', 'Makeup', 'Lips']]}\n"
+        "{'asin': 'B2', 'title': 'Shampoo', 'categories': [['Beauty', 'Hair Care']]}\n"
+    )
+    ds = import_to(tmp_path / "reviews_Beauty_5.json", "amazon", meta=tmp_path / "meta_Beauty.json")
+    items = ds.items.set_index("raw_id")
+    assert items.at["B1", "title"] == "L'Oreal Paris Lipstick"
+    assert items.at["B1", "categories"] == "Beauty > Makeup > Lips"
+    assert ds.meta["counts"] == {"users": 1, "items": 2, "interactions": 2}

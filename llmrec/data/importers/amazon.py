@@ -1,7 +1,8 @@
 """Amazon Reviews JSON lines, in the 2018 and the 2023 layout (gzip or plain), with optional metadata.
 
-- 2018: reviews with ``reviewerID``, ``asin``, ``overall``, ``unixReviewTime`` (seconds), ``reviewText``,
-  ``summary``; metadata with ``asin``, ``title``, ``category`` / ``categories``, ``brand``.
+- 2018 (and 2014, whose metadata lines are Python dict literals): reviews with ``reviewerID``, ``asin``,
+  ``overall``, ``unixReviewTime`` (seconds), ``reviewText``, ``summary``; metadata with ``asin``, ``title``,
+  ``category`` / ``categories``, ``brand``.
 - 2023: reviews with ``user_id``, ``parent_asin``, ``rating``, ``timestamp`` (milliseconds), ``text``,
   ``title``; metadata with ``parent_asin``, ``title``, ``main_category``, ``categories``, ``store``.
 
@@ -92,7 +93,7 @@ def _categories(record: dict[str, Any]) -> str:
 
 def _read_meta(path: Path, layout: _Layout) -> pd.DataFrame:
     rows: dict[str, dict[str, str]] = {}
-    for number, record in read_json_lines(path):
+    for number, record in read_json_lines(path, python_literals=True):
         key = _id(record.get(layout.meta_item)) or _id(record.get("asin")) or _id(record.get("parent_asin"))
         if not key:
             raise InputError(path, f"metadata record has no {layout.meta_item}", "fix or remove the line", line=number)
