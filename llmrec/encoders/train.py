@@ -70,6 +70,15 @@ class TrainConfig:
     threads: int = field(default=0, metadata={"help": "torch CPU threads per process (0: cores / processes)."})
     eval_batch_size: int = field(default=512, metadata={"help": "Users per evaluation batch."})
 
+    def __post_init__(self) -> None:
+        metric, _, k = self.valid_metric.partition("@")
+        if metric not in ("hr", "ndcg", "mrr") or k not in ("1", "5", "10", "20"):
+            raise LlmrecError(
+                f"valid_metric {self.valid_metric!r}: use hr, ndcg or mrr at 1, 5, 10 or 20 (e.g. ndcg@10)"
+            )
+        if self.epochs < 1 or self.batch_size < 1 or self.patience < 1 or self.lr <= 0:
+            raise LlmrecError("epochs, batch_size and patience must be at least 1 and lr positive")
+
 
 @dataclass
 class RunConfig:
@@ -113,6 +122,19 @@ def _epoch_seed(seed: int, epoch: int) -> int:
 def _atomic_torch_save(obj: Any, path: Path) -> None:
     tmp = path.with_name(path.name + ".tmp")
     torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def _write_log(path: Path, history: list[dict[str, Any]]) -> None:
+    lines = [
+        json.dumps(
+            {k: entry[k] for k in ("epoch", "loss", "seconds")}
+            | {f"valid_{k}": v for k, v in entry["valid"].items() if "@" in k}
+        )
+        for entry in history
+    ]
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(line + "\n" for line in lines))
     os.replace(tmp, path)
 
 
@@ -258,14 +280,8 @@ class Trainer:
             if self.is_main:
                 if improved:
                     self._save_best()
-                with open(self.run / "log.jsonl", "a") as log:
-                    log.write(
-                        json.dumps(
-                            {k: entry[k] for k in ("epoch", "loss", "seconds")}
-                            | {f"valid_{k}": v for k, v in valid.items() if "@" in k}
-                        )
-                        + "\n"
-                    )
+                # Rewritten whole from the checkpointed history, so a resumed run never repeats or loses a line.
+                _write_log(self.run / "log.jsonl", state["history"])
                 _atomic_torch_save(
                     {"model": self.model.state_dict(), "optimizer": optimizer.state_dict(), "state": state},
                     checkpoint,

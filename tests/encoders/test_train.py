@@ -80,6 +80,10 @@ def test_resume_after_sigkill_matches_uninterrupted_run(walk_dataset, tmp_path):
     a = json.loads((tmp_path / "straight" / "metrics.json").read_text())
     b = json.loads((interrupted / "metrics.json").read_text())
     assert a["test"] == b["test"] and a["best_epoch"] == b["best_epoch"]
+    straight_log = (tmp_path / "straight" / "log.jsonl").read_text().splitlines()
+    resumed_log = (interrupted / "log.jsonl").read_text().splitlines()
+    assert [json.loads(line)["epoch"] for line in resumed_log] == [1, 2, 3, 4]
+    assert [json.loads(line)["loss"] for line in resumed_log] == [json.loads(line)["loss"] for line in straight_log]
 
     again = cli(*args, "--config", str(config), "--out", str(interrupted), "--resume", check=False)
     assert again.returncode == 1 and "already finished" in again.stderr
@@ -117,6 +121,7 @@ def test_cli_train_recommend_eval(walk_dataset, tmp_path):
     [
         (["--model", "caser"], "registered encoders"),
         (["--model", "sasrec", "--loss", "hinge"], "loss"),
+        (["--model", "sasrec", "--epochs", "0"], "at least 1"),
     ],
 )
 def test_cli_bad_input(walk_dataset, tmp_path, args, message):
