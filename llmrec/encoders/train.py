@@ -60,7 +60,7 @@ class TrainConfig:
         default=0,
         metadata={
             "help": "Positions between training windows; each target sees >= max_len - stride items of "
-            "history (0: max_len // 25, i.e. 2 for max_len 50; larger is faster, smaller gives more context)."
+            "history (0: max_len // 25 for next-item models, i.e. 2 for max_len 50, and max_len // 2 for cloze)."
         },
     )
     patience: int = field(default=10, metadata={"help": "Stop after this many epochs without a better valid metric."})
@@ -208,7 +208,10 @@ class Trainer:
             return self._fit_untrained()
         tc = self.train_config
         encoder_config = self.model.config
-        stride = tc.stride or max(1, encoder_config.max_len // 25)
+        # Causal models learn each target once per window, so windows are dense; cloze windows are extra masking
+        # draws of the same items, so half-overlapping windows suffice.
+        dense = encoder_config.max_len // (25 if self.model.objective == "next" else 2)
+        stride = tc.stride or max(1, dense)
         inputs, targets = training_windows(
             self.split.train_sequences(), encoder_config.max_len, stride, self.model.objective
         )
