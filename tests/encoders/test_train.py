@@ -27,7 +27,7 @@ def cli(*args, check=True, env=None):
 TRAIN = {
     "sasrec": {"epochs": 15, "patience": 3, "batch_size": 16},
     "gru4rec": {"epochs": 15, "patience": 3, "batch_size": 16},
-    "bert4rec": {"epochs": 40, "patience": 8, "batch_size": 16, "lr": 3e-3},
+    "bert4rec": {"epochs": 40, "patience": 8, "batch_size": 16, "lr": 3e-3, "stride": 2},
 }
 
 
