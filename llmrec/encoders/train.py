@@ -144,15 +144,6 @@ def _write_json(path: Path, payload: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
-def score_function(model: Encoder):
-    """``score_fn`` for :func:`llmrec.eval.protocols.evaluate` from an encoder (in eval mode)."""
-
-    def score(histories: torch.Tensor, candidates: torch.Tensor | None) -> torch.Tensor:
-        return model.score(histories, candidates)
-
-    return score
-
-
 def evaluate_encoder(
     model: Encoder,
     split: Split,
@@ -167,7 +158,7 @@ def evaluate_encoder(
     model.eval()
     try:
         return evaluate(
-            score_function(model),
+            model.score,
             split,
             which,
             num_items=dataset.num_items,
