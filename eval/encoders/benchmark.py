@@ -1,7 +1,8 @@
 """Encoder benchmark on ML-100K (leave-one-out): our encoders beside RecBole 1.2.1's, measured in one run.
 
-    .venv/bin/python eval/encoders/benchmark.py                 # ours + RecBole peers, writes RESULTS.md
-    .venv/bin/python eval/encoders/benchmark.py --peers none    # ours only
+    .venv/bin/python eval/encoders/benchmark.py                   # every model + RecBole peers, writes RESULTS.md
+    .venv/bin/python eval/encoders/benchmark.py --models sasrec   # re-measure one pair, keep the other rows
+    .venv/bin/python eval/encoders/benchmark.py --peers none      # ours only
 
 Each model trains in its own process (so its peak memory is its own) with the same sizes on both sides:
 hidden size 64, 2 layers (SASRec, BERT4Rec; GRU4Rec 1 layer), max length 50, full-softmax cross-entropy,
@@ -9,7 +10,10 @@ early stopping on validation NDCG@10 with patience 10. Reported: HR@10 / NDCG@10
 full ranking (history not masked, as RecBole does for sequential models), HR@1 on the c20 protocol (ours only:
 RecBole has no c20), seconds per epoch, epochs, wall time to the converged model, and peak resident memory.
 The RecBole rows come from ``recbole_peer.py``, which trains RecBole in its own throwaway venv on the identical
-split. The table goes to stdout and to ``eval/encoders/RESULTS.md``.
+split. Each of our models is measured right beside its RecBole peer in the same invocation, so a pair's ratios
+are side by side; a full run takes a few hours on 2 cores, so every finished row is kept in
+``eval/encoders/results.json`` (with its date and command) as soon as it is measured, ``--models`` re-measures
+only the named pairs, and the table in ``eval/encoders/RESULTS.md`` (also printed) is rendered from all kept rows.
 """
 
 from __future__ import annotations
@@ -36,6 +40,9 @@ OURS = {
 }
 PEERS = {"sasrec": "SASRec", "gru4rec": "GRU4Rec", "bert4rec": "BERT4Rec"}
 SHARED = {"hidden_size": 64, "max_len": 50, "loss": "ce"}
+# SASRec trains every target with its full 50-item context (stride 1), as RecBole's per-prefix examples do.
+TRAIN = {"sasrec": {"stride": 1}}
+ORDER = ["sasrec", "bert4rec", "gru4rec", "pop"]
 
 
 def train_child(model: str, run: Path, epochs: int) -> None:
@@ -44,7 +51,8 @@ def train_child(model: str, run: Path, epochs: int) -> None:
     from llmrec.eval.runner import evaluate_run
 
     encoder = {} if model == "pop" else SHARED | OURS[model]
-    metrics = train_encoder(run, model, "ml-100k", encoder, {"epochs": epochs, "patience": 10})
+    training = {"epochs": epochs, "patience": 10} | TRAIN.get(model, {})
+    metrics = train_encoder(run, model, "ml-100k", encoder, training)
     c20 = evaluate_run(run, protocol="c20")
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps({"metrics": metrics, "c20_hr@1": c20["hr@1"], "peak_mib": peak}))
@@ -153,7 +161,28 @@ def _cell(value: object, digits: int = 4) -> str:
     return str(value)
 
 
-def render(rows: list[dict], memory: dict | None, command: str, seconds: float) -> str:
+def load_kept(path: Path) -> dict:
+    """Rows and the memory figure kept from earlier invocations (``{"rows": {name: row}, "memory": ...}``)."""
+    if path.exists():
+        return json.loads(path.read_text())
+    return {"rows": {}, "memory": None}
+
+
+def keep(path: Path, kept: dict) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(kept, indent=2) + "\n")
+    tmp.replace(path)
+
+
+def ordered(rows: dict) -> list[dict]:
+    def key(row: dict) -> tuple[int, int]:
+        model = row["model"]
+        return (ORDER.index(model) if model in ORDER else len(ORDER), row["name"].startswith("RecBole"))
+
+    return sorted(rows.values(), key=key)
+
+
+def render(rows: list[dict], memory: dict | None) -> str:
     header = (
         "| model | HR@10 | NDCG@10 | MRR@10 | c20 HR@1 | s/epoch | epochs (best) | wall to converge | peak MiB |\n"
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
@@ -176,19 +205,23 @@ def render(rows: list[dict], memory: dict | None, command: str, seconds: float) 
                 f"({a['ndcg@10'] / b['ndcg@10']:.2f}x); wall time to converge {a['wall_seconds'] / 60:.1f} vs "
                 f"{b['wall_seconds'] / 60:.1f} min ({a['wall_seconds'] / b['wall_seconds']:.2f}x of RecBole's)"
             )
-    cpu = platform.processor() or platform.machine()
+    runs = sorted({(row["measured"], row["command"], row["cpus"]) for row in rows})
+    measured = [f"- {date} on {cpus} by `{command}`" for date, command, cpus in runs]
     return "\n".join(
         [
             "# Encoder benchmark: ML-100K, leave-one-out, full ranking",
             "",
-            f"Measured {datetime.now(UTC):%Y-%m-%d} on {os.cpu_count()} CPU cores ({cpu}) by `{command}` "
-            f"({seconds / 60:.0f} min in all; every row trained in this one run, one model at a time).",
+            "Each of our models was trained beside its RecBole peer in one invocation, one model at a time; rows "
+            "measured:",
+            "",
+            *measured,
             "",
             "Same sizes on both sides: hidden 64, max length 50, full-softmax cross-entropy, early stopping on "
-            "validation NDCG@10 (patience 10); SASRec and BERT4Rec 2 layers, GRU4Rec 1. Test metrics of the best "
-            "validation epoch, 943 users, history not masked. c20: LLaRA's 20-candidate protocol (target + 19 "
-            "unseen items, fixed per split); RecBole has no such protocol. Wall time to converge includes every "
-            "epoch until early stopping and its validation.",
+            "validation NDCG@10 (patience 10); SASRec and BERT4Rec 2 layers, GRU4Rec 1; dropout as RecBole's "
+            "defaults per model; our SASRec trains with stride 1 (every target with its full context). Test "
+            "metrics of the best validation epoch, 943 users, history not masked. c20: LLaRA's 20-candidate "
+            "protocol (target + 19 unseen items, fixed per split); RecBole has no such protocol. Wall time to "
+            "converge includes every epoch until early stopping and its validation.",
             "",
             *lines,
             "",
@@ -197,7 +230,8 @@ def render(rows: list[dict], memory: dict | None, command: str, seconds: float) 
                 [
                     f"Memory: one SASRec epoch (same sizes) on a synthetic dataset of 20,000 users, 12,000 items and "
                     f"{memory['interactions']:,} interactions peaked at {memory['peak_mib']:.0f} MiB resident "
-                    f"({memory['seconds']:.0f} s, including building the dataset's split).",
+                    f"({memory['seconds']:.0f} s, including building the dataset's split; measured "
+                    f"{memory['measured']}).",
                     "",
                 ]
                 if memory
@@ -209,10 +243,11 @@ def render(rows: list[dict], memory: dict | None, command: str, seconds: float) 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", default="sasrec,bert4rec,gru4rec,pop")
+    parser.add_argument("--models", default=",".join(ORDER))
     parser.add_argument("--peers", default="recbole", choices=["recbole", "none"])
     parser.add_argument("--epochs", type=int, default=300)
     parser.add_argument("--out", type=Path, default=HERE / "RESULTS.md")
+    parser.add_argument("--kept", type=Path, default=HERE / "results.json", help="Rows kept between invocations.")
     parser.add_argument("--memory", default="yes", choices=["yes", "no"], help="Run the 20k x 12k memory check.")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--memory-child", action="store_true", help=argparse.SUPPRESS)
@@ -224,18 +259,27 @@ def main() -> None:
     if args.memory_child:
         memory_child(args.run)
         return
-    start = time.perf_counter()
-    rows = []
+    kept = load_kept(args.kept)
+    command = "python eval/encoders/benchmark.py " + " ".join(sys.argv[1:])
+    stamp = {
+        "measured": f"{datetime.now(UTC):%Y-%m-%d}",
+        "command": command.strip(),
+        "cpus": f"{os.cpu_count()} CPU cores ({platform.processor() or platform.machine()})",
+    }
     with tempfile.TemporaryDirectory(prefix="llmrec-bench-") as tmp:
         for model in args.models.split(","):
-            rows.append(run_ours(model, Path(tmp), args.epochs))
+            measured = [run_ours(model, Path(tmp), args.epochs)]
             print(f"done: llmrec {model}", file=sys.stderr)
             if args.peers == "recbole" and model in PEERS:
-                rows.append(run_peer(model, Path(tmp), args.epochs))
+                measured.append(run_peer(model, Path(tmp), args.epochs))
                 print(f"done: RecBole {PEERS[model]}", file=sys.stderr)
-        memory = run_memory(Path(tmp)) if args.memory == "yes" else None
-    command = "python eval/encoders/benchmark.py" + ("" if args.peers == "recbole" else " --peers none")
-    text = render(rows, memory, command, time.perf_counter() - start)
+            for row in measured:
+                kept["rows"][row["name"]] = row | stamp | {"model": model}
+            keep(args.kept, kept)
+        if args.memory == "yes":
+            kept["memory"] = run_memory(Path(tmp)) | {"measured": stamp["measured"]}
+            keep(args.kept, kept)
+    text = render(ordered(kept["rows"]), kept["memory"])
     args.out.write_text(text + "\n")
     print(text)
 

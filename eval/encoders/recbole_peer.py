@@ -1,134 +1,177 @@
 """Train a RecBole 1.2.1 sequential model on exactly llmrec's ML-100K leave-one-out split, as a benchmark peer.
 
-    .venv/bin/python eval/encoders/recbole_peer.py --model SASRec --out /tmp/peer [--epochs 300] [--threads 2]
+    .venv/bin/python eval/encoders/recbole_peer.py --model SASRec --out DIR [--epochs 300] [--threads 2] [--venv V]
 
-RecBole is a peer to compare against, not a dependency: this script builds its own throwaway venv (default
-``$LLMREC_HOME/peers/recbole-venv``, reused while its stamp matches), exports our dataset as RecBole atomic files
-and runs a small child script in that venv. It prints one JSON line: test/valid metrics (``hr@10``, ``ndcg@10``,
-``mrr@10``), epochs, best epoch, seconds per epoch, wall seconds to converge and peak memory.
+``--model`` is SASRec, GRU4Rec or BERT4Rec. RecBole is a peer to compare against, never a dependency of llmrec:
+this script builds its own throwaway venv (``--venv``, default ``$LLMREC_HOME/peers/recbole-venv``, and
+``~/.cache/llmrec/peers/recbole-venv`` when LLMREC_HOME is unset) with ``recbole==1.2.1``, the CPU build of
+``torch==2.13.0`` and ``numpy<2`` (RecBole 1.2.1 aliases ``np.float_`` and friends, gone in numpy 2), and reuses
+it while its stamp file matches. It then runs this same file again inside that venv (``--child``, which imports
+only the standard library, RecBole and torch); RecBole's code and data never enter the repository.
 
-Identical split: our interactions are already ordered per user by time, ties in source order. RecBole sorts
-by its time field itself, so the exported timestamp is each row's global index: RecBole's order, and so its
-leave-one-out split (last item test, second-last valid), is then exactly ours. RecBole's full-sort evaluation
-of sequential models does not mask history items (``FullSortEvalDataLoader.collate_fn`` passes no history for
-them), which is our default too.
+Identical split. Our interactions are ordered per user by time, ties in source order. RecBole re-sorts by
+(user, time field) before it builds its per-prefix examples, and ML-100K has many equal timestamps within a
+user, so the real timestamps could order ties differently. The exported ``timestamp`` is therefore each row's
+global index in our table: RecBole's order is then exactly ours, and so is its leave-one-out split (last item
+test, second-last validation, every earlier prefix a training example). The child dumps RecBole's validation
+and test examples (user, target, the history its model sees) and the parent checks them against
+``leave_one_out_split`` before printing anything, with the user and item counts (943 users; 1682 items plus
+RecBole's padding id 0).
+
+Protocol. Full ranking over the whole catalog, HR@10 (RecBole's Recall@10: one target per user), NDCG@10 and
+MRR@10. RecBole's full-sort evaluation does not mask a sequential model's history items: for sequential models
+``FullSortEvalDataLoader.collate_fn`` returns ``None`` as the history index, so ``_full_sort_batch_eval`` masks
+only the padding item. That is llmrec's default (``mask_history`` false) too; the child checks it at run time
+and reports it as ``mask_history``.
+
+Output: one JSON line on stdout with the model, test and validation metrics (validation of the best epoch),
+epochs run, best epoch (1-based), seconds per epoch (training, validation and checkpointing, as ours), training
+seconds per epoch, wall seconds to converge (``Trainer.fit`` until early stopping), peak memory (max RSS of the
+training process, MiB), the split checks and the RecBole configuration (our overrides and the resolved model
+and training settings). RecBole's logs, TensorBoard files and checkpoints go under ``--out``; progress lines
+(RecBole's log) go to stderr.
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
+import time
+import warnings
 from pathlib import Path
+from typing import Any
 
-PEER_PACKAGES = [
-    "torch==2.13.0",
-    "numpy<2",
-    "scipy",
-    "pandas<3",
-    "tqdm",
+MODELS = ("SASRec", "GRU4Rec", "BERT4Rec")
+DATASET = "llmrec-ml-100k"  # no RecBole preset has this name, so only our overrides and RecBole's defaults apply
+RECBOLE = "recbole==1.2.1"
+PINS = ["torch==2.13.0", "numpy<2", "pandas<3"]
+# RecBole 1.2.1's requirements without ray (it imports ray only for hyper-parameter tuning): the fallback when
+# ray<=2.6.3 has no wheel for this Python.
+RECBOLE_DEPS = [
+    "scipy>=1.6.0",
+    "tqdm>=4.48.2",
     "colorlog==4.7.2",
     "colorama==0.4.4",
-    "scikit-learn",
-    "pyyaml",
-    "tensorboard",
-    "thop",
-    "tabulate",
-    "plotly",
-    "texttable",
-    "psutil",
+    "scikit-learn>=0.23.2",
+    "pyyaml>=5.1.0",
+    "tensorboard>=2.5.0",
+    "thop>=0.1.1.post2207130030",
+    "tabulate>=0.8.10",
+    "plotly>=4.0.0",
+    "texttable>=0.9.0",
+    "psutil>=5.9.0",
 ]
-DATASET = "llmrec-ml-100k"
-
-CHILD = r"""
-import json, resource, sys, time
-import numpy as np
-import torch
-
-for alias, kind in (("float", float), ("int", int), ("bool", bool), ("long", int)):
-    if not hasattr(np, alias):
-        setattr(np, alias, kind)
-_load = torch.load
-torch.load = lambda *a, **k: _load(*a, **{**k, "weights_only": False})  # RecBole reloads full checkpoints
-
-from recbole.config import Config
-from recbole.data import create_dataset, data_preparation
-from recbole.utils import get_model, get_trainer, init_seed
-
-spec = json.loads(sys.argv[1])
-torch.set_num_threads(spec["threads"])
-config = Config(model=spec["model"], dataset=spec["dataset"], config_dict=spec["config"])
-init_seed(config["seed"], config["reproducibility"])
-dataset = create_dataset(config)
-train, valid, test = data_preparation(config, dataset)
-model = get_model(config["model"])(config, train.dataset).to(config["device"])
-trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
-start = time.perf_counter()
-_, valid_result = trainer.fit(train, valid, saved=True, show_progress=False)
-wall = time.perf_counter() - start
-test_result = trainer.evaluate(test, load_best_model=True, show_progress=False)
-epochs = len(trainer.train_loss_dict)
-
-def ours(result):
-    keys = {"hr@10": "recall@10", "ndcg@10": "ndcg@10", "mrr@10": "mrr@10"}
-    return {key: float(result[theirs]) for key, theirs in keys.items()}
-
-print(json.dumps({
-    "model": spec["model"], "test": ours(test_result), "valid": ours(valid_result), "epochs": epochs,
-    "best_epoch": epochs - trainer.cur_step, "seconds_per_epoch": wall / max(epochs, 1), "wall_seconds": wall,
-    "peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-    "users_evaluated": int(len(test.dataset.inter_feat)) if hasattr(test, "dataset") else None,
-    "items": int(dataset.item_num - 1), "mask_history": False, "config": spec["config"],
-}))
-"""
+STAMP = ".llmrec-peer-stamp"
+MAX_LEN = 50
+# Settings beyond the model's own yaml that the JSON reports as RecBole resolved them.
+TRAINING_KEYS = (
+    "learner",
+    "learning_rate",
+    "weight_decay",
+    "train_batch_size",
+    "eval_batch_size",
+    "clip_grad_norm",
+    "epochs",
+    "stopping_step",
+    "eval_step",
+    "valid_metric",
+    "MAX_ITEM_LIST_LENGTH",
+    "train_neg_sample_args",
+    "eval_args",
+    "metric_decimal_place",
+    "seed",
+    "shuffle",
+)
 
 
-def _home() -> Path:
-    return Path(os.environ.get("LLMREC_HOME") or Path.home() / ".cache" / "llmrec")
+# ---------------------------------------------------------------------------------------------------------------
+# Parent: runs in llmrec's venv.
+
+
+def default_venv() -> Path:
+    """``$LLMREC_HOME/peers/recbole-venv``, or ``~/.cache/llmrec/peers/recbole-venv`` when LLMREC_HOME is unset."""
+    home = Path(os.environ.get("LLMREC_HOME") or Path.home() / ".cache" / "llmrec").expanduser()
+    return home / "peers" / "recbole-venv"
+
+
+def _pip(python: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    command = [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", *args]
+    return subprocess.run(command, stdout=sys.stderr, stderr=subprocess.PIPE, text=True)
+
+
+def _check(result: subprocess.CompletedProcess[str], what: str) -> None:
+    if result.returncode != 0:
+        raise SystemExit(f"recbole_peer: {what} failed:\n{result.stderr[-3000:]}")
 
 
 def ensure_venv(venv: Path) -> Path:
-    """Create the peer venv with RecBole and its dependencies once; return its python."""
+    """Build the peer venv once (reused while its stamp matches what this script installs); return its python."""
     python = venv / "bin" / "python"
-    stamp = venv / (".stamp-" + hashlib.sha256(json.dumps(PEER_PACKAGES).encode()).hexdigest()[:12])
-    if stamp.exists():
+    wanted = json.dumps({"python": "3.11", "packages": [RECBOLE, *PINS]})
+    stamp = venv / STAMP
+    if python.exists() and stamp.exists() and stamp.read_text() == wanted:
         return python
-    print(f"recbole_peer: building {venv} (once)", file=sys.stderr)
-    subprocess.run(["python3.11", "-m", "venv", str(venv)], check=True)
-    pip = [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
-    subprocess.run([*pip, *PEER_PACKAGES], check=True)
-    # RecBole's own requirement list pins ray for hyper-parameter search, which training does not use.
-    subprocess.run([*pip, "--no-deps", "recbole==1.2.1"], check=True)
-    stamp.touch()
+    if venv.exists() and any(venv.iterdir()) and not (venv / "pyvenv.cfg").exists():
+        raise SystemExit(f"recbole_peer: {venv} exists and is not a venv; pass another --venv")
+    print(f"recbole_peer: building the RecBole venv {venv} (once)", file=sys.stderr)
+    venv.parent.mkdir(parents=True, exist_ok=True)
+    _check(subprocess.run(["python3.11", "-m", "venv", "--clear", str(venv)], capture_output=True, text=True), "venv")
+    # torch first and alone, so the resolver settles on the CPU wheel before anything can ask for another build.
+    _check(_pip(python, PINS[0]), f"pip install {PINS[0]}")
+    full = _pip(python, RECBOLE, *PINS)
+    if full.returncode != 0:
+        fallback = f"{RECBOLE} with its dependencies failed (ray?); installing it --no-deps, its other dependencies"
+        print(f"recbole_peer: {fallback} explicitly:\n{full.stderr[-1000:]}", file=sys.stderr)
+        _check(_pip(python, *PINS, *RECBOLE_DEPS), "pip install of RecBole's dependencies")
+        _check(_pip(python, "--no-deps", RECBOLE), f"pip install --no-deps {RECBOLE}")
+    probe = subprocess.run(
+        [str(python), "-c", "import torch, recbole; print(torch.__version__, torch.version.cuda)"],
+        capture_output=True,
+        text=True,
+    )
+    _check(probe, "importing torch and recbole in the peer venv")
+    if probe.stdout.split()[-1] != "None":
+        raise SystemExit(f"recbole_peer: the peer venv got a CUDA torch ({probe.stdout.strip()}); remove {venv}")
+    stamp.write_text(wanted)
     return python
 
 
-def export_dataset(data_dir: Path) -> int:
-    """Write our ML-100K as ``DATASET.inter`` with row-index timestamps; returns the number of users."""
+def export_dataset(data_dir: Path) -> Any:
+    """Write our ML-100K as RecBole atomic file ``DATASET.inter`` (row-index timestamps); return the Dataset."""
+    import numpy as np
+    import pandas as pd
+
     from llmrec.data.builtin import load_dataset
 
-    frame = load_dataset("ml-100k").interactions
+    dataset = load_dataset("ml-100k")
+    frame = dataset.interactions
     folder = data_dir / DATASET
     folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / f"{DATASET}.inter", "w") as f:
-        f.write("user_id:token\titem_id:token\ttimestamp:float\n")
-        for row, (user, item) in enumerate(zip(frame["user_id"].tolist(), frame["item_id"].tolist(), strict=True)):
-            f.write(f"{user}\t{item}\t{row}\n")
-    return int(frame["user_id"].nunique())
+    atomic = pd.DataFrame(
+        {
+            "user_id:token": frame["user_id"].to_numpy(),
+            "item_id:token": frame["item_id"].to_numpy(),
+            "timestamp:float": np.arange(len(frame), dtype=np.int64),
+        }
+    )
+    atomic.to_csv(folder / f"{DATASET}.inter", sep="\t", index=False)
+    return dataset
 
 
-def recbole_config(model: str, out: Path, epochs: int) -> dict:
-    config = {
+def recbole_config(model: str, out: Path, epochs: int) -> dict[str, Any]:
+    """Our overrides of RecBole's defaults: same sizes, split and protocol as llmrec's encoder benchmark."""
+    config: dict[str, Any] = {
         "data_path": str(out / "data"),
         "checkpoint_dir": str(out / "checkpoints"),
         "USER_ID_FIELD": "user_id",
         "ITEM_ID_FIELD": "item_id",
         "TIME_FIELD": "timestamp",
         "load_col": {"inter": ["user_id", "item_id", "timestamp"]},
-        "MAX_ITEM_LIST_LENGTH": 50,
+        "MAX_ITEM_LIST_LENGTH": MAX_LEN,
         "eval_args": {"split": {"LS": "valid_and_test"}, "order": "TO", "mode": "full", "group_by": "user"},
         "metrics": ["Recall", "NDCG", "MRR"],
         "topk": [10],
@@ -152,29 +195,213 @@ def recbole_config(model: str, out: Path, epochs: int) -> dict:
     return config
 
 
+def check_split(dataset: Any, dump: dict[str, Any], train_examples: int) -> dict[str, Any]:
+    """Compare RecBole's examples with ``leave_one_out_split``; raise SystemExit on any difference."""
+    from llmrec.data.splits import leave_one_out_split
+
+    split = leave_one_out_split(dataset)
+    problems = []
+    for name in ("valid", "test"):
+        ours = split.eval_set(name)
+        expected = {
+            int(u): (int(t), [int(i) for i in split.history(int(u), int(c))[-MAX_LEN:]])
+            for u, c, t in zip(ours.users, ours.cutoffs, ours.targets, strict=True)
+        }
+        theirs = {int(u): (int(t), [int(i) for i in h]) for u, t, h in dump[name]}
+        if len(dump[name]) != len(theirs):
+            problems.append(f"{name}: RecBole has several examples for one user")
+        if theirs != expected:
+            differ = sorted(u for u in expected.keys() | theirs.keys() if expected.get(u) != theirs.get(u))
+            problems.append(f"{name}: {len(differ)} users differ (first {differ[:5]})")
+    ours_train = int(sum(max(int(n) - 1, 0) for n in split.train_len))
+    if train_examples != ours_train:
+        problems.append(f"train: RecBole has {train_examples} prefix examples, our split {ours_train}")
+    if dump["items"] != dataset.num_items + 1:
+        problems.append(f"items: RecBole has {dump['items']} ids (with padding), we have {dataset.num_items} + 1")
+    if problems:
+        raise SystemExit("recbole_peer: RecBole's split is not ours:\n" + "\n".join(problems))
+    return {"split_identical": True, "train_examples": train_examples}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description="Train a RecBole peer on llmrec's ML-100K leave-one-out split.")
-    parser.add_argument("--model", required=True, choices=["SASRec", "GRU4Rec", "BERT4Rec"])
-    parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--epochs", type=int, default=300)
-    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
-    parser.add_argument("--venv", type=Path, default=_home() / "peers" / "recbole-venv")
+    parser.add_argument("--model", choices=MODELS, help="RecBole model to train")
+    parser.add_argument("--out", type=Path, help="working directory: atomic files, logs, checkpoints")
+    parser.add_argument("--epochs", type=int, default=300, help="at most this many epochs (default 300)")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
+    parser.add_argument("--venv", type=Path, default=None, help=f"peer venv (default {default_venv()})")
+    parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    python = ensure_venv(args.venv)
-    args.out.mkdir(parents=True, exist_ok=True)
-    users = export_dataset(args.out / "data")
+    if args.child:
+        child(args.child)
+        return
+    if not args.model or not args.out:
+        parser.error("--model and --out are required")
+    if args.epochs < 1 or args.threads < 1:
+        parser.error("--epochs and --threads must be at least 1")
+    python = ensure_venv((args.venv or default_venv()).expanduser())
+    out = args.out.expanduser().resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(out / "checkpoints", ignore_errors=True)
+    dataset = export_dataset(out / "data")
     spec = {
         "model": args.model,
         "dataset": DATASET,
         "threads": args.threads,
-        "config": recbole_config(args.model, args.out, args.epochs),
+        "config": recbole_config(args.model, out, args.epochs),
+        "dump": str(out / "recbole-split.json"),
     }
-    result = subprocess.run([str(python), "-c", CHILD, json.dumps(spec)], capture_output=True, text=True, cwd=args.out)
+    (out / "spec.json").write_text(json.dumps(spec, indent=2) + "\n")
+    threads = str(args.threads)
+    env = {**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, "PYTHONNOUSERSITE": "1"}
+    env.pop("PYTHONPATH", None)
+    result = subprocess.run(
+        [str(python), str(Path(__file__).resolve()), "--child", str(out / "spec.json")],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=out,
+        env=env,
+    )
     if result.returncode != 0:
-        raise SystemExit(f"RecBole {args.model} failed:\n{result.stderr[-4000:]}")
+        raise SystemExit(f"recbole_peer: RecBole {args.model} failed (exit {result.returncode}); see stderr above")
     peer = json.loads(result.stdout.strip().splitlines()[-1])
-    peer["users"] = users
+    dump = json.loads(Path(spec["dump"]).read_text())
+    peer.update(check_split(dataset, dump, peer.pop("train_examples")))
     print(json.dumps(peer))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Child: runs in the peer venv; imports only the standard library, torch and RecBole.
+
+
+def _patch_torch_load() -> None:
+    """torch>=2.6 loads with weights_only=True by default; RecBole's checkpoints hold its config, so reload fully."""
+    import torch
+
+    load = torch.load
+
+    def full_load(*args: Any, **kwargs: Any) -> Any:
+        kwargs["weights_only"] = False
+        return load(*args, **kwargs)
+
+    torch.load = full_load
+
+
+def _ours(result: dict[str, float]) -> dict[str, float]:
+    """RecBole's metric names to ours: Recall@10 is HR@10 with one target per user."""
+    return {
+        "hr@10": float(result["recall@10"]),
+        "ndcg@10": float(result["ndcg@10"]),
+        "mrr@10": float(result["mrr@10"]),
+    }
+
+
+def _examples(data: Any, built: Any) -> list[list[Any]]:
+    """Each evaluation example as ``[user token, target token, history tokens the model sees]``."""
+    feat = data.inter_feat
+    users = built.id2token(built.uid_field, feat[built.uid_field].numpy())
+    targets = built.id2token(built.iid_field, feat[built.iid_field].numpy())
+    lists = feat[built.item_id_list_field].numpy()
+    lengths = feat[built.item_list_length_field].numpy()
+    return [
+        [int(u), int(t), [int(i) for i in built.id2token(built.iid_field, row[:n])]]
+        for u, t, row, n in zip(users, targets, lists, lengths, strict=True)
+    ]
+
+
+def child(spec_file: Path) -> None:
+    """Train and test one RecBole model as ``spec_file`` says; print one JSON line."""
+    import resource
+
+    import recbole
+    import torch
+    import yaml
+    from recbole.config import Config
+    from recbole.data import create_dataset, data_preparation
+    from recbole.utils import get_model, get_trainer, init_logger, init_seed
+
+    spec = json.loads(spec_file.read_text())
+    sys.argv = sys.argv[:1]  # RecBole's Config reads --key=value overrides from the command line
+    # RecBole 1.2.1 predates pandas 2.2 and torch 2.4: their deprecation warnings are noise here.
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    _patch_torch_load()
+    torch.set_num_threads(spec["threads"])
+    config = Config(model=spec["model"], dataset=spec["dataset"], config_dict=spec["config"])
+    init_seed(config["seed"], config["reproducibility"])
+    init_logger(config)
+    built = create_dataset(config)
+    train_data, valid_data, test_data = data_preparation(config, built)
+    init_seed(config["seed"], config["reproducibility"])
+    model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
+    trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
+
+    train_seconds: list[float] = []
+    valid_scores: list[float] = []
+    train_epoch, valid_epoch = trainer._train_epoch, trainer._valid_epoch
+
+    def timed_train_epoch(*args: Any, **kwargs: Any) -> Any:
+        start = time.perf_counter()
+        loss = train_epoch(*args, **kwargs)
+        train_seconds.append(time.perf_counter() - start)
+        return loss
+
+    def recorded_valid_epoch(*args: Any, **kwargs: Any) -> Any:
+        score, result = valid_epoch(*args, **kwargs)
+        valid_scores.append(float(score))
+        return score, result
+
+    trainer._train_epoch, trainer._valid_epoch = timed_train_epoch, recorded_valid_epoch
+    start = time.perf_counter()
+    _, valid_result = trainer.fit(train_data, valid_data, saved=True, show_progress=False)
+    wall = time.perf_counter() - start
+    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    test_result = trainer.evaluate(test_data, load_best_model=True, show_progress=False)
+
+    # After training, so that drawing a batch cannot shift any random stream: a sequential model's full-sort
+    # batch carries no history index, so nothing but padding is masked.
+    history_index = next(iter(test_data))[1]
+    epochs = len(train_seconds)
+    best_epoch = valid_scores.index(max(valid_scores)) + 1  # early stopping keeps the first best (strict >)
+    if best_epoch != epochs - trainer.cur_step:
+        raise SystemExit(f"best epoch {best_epoch} disagrees with RecBole's early stopping state")
+    Path(spec["dump"]).write_text(
+        json.dumps(
+            {
+                "items": int(built.item_num),
+                "valid": _examples(valid_data._dataset, built),
+                "test": _examples(test_data._dataset, built),
+            }
+        )
+    )
+    package = Path(recbole.__file__).parent
+    model_yaml = yaml.safe_load((package / "properties" / "model" / f"{spec['model']}.yaml").read_text()) or {}
+    resolved = {key: config[key] for key in [*model_yaml, *TRAINING_KEYS]}
+    print(
+        json.dumps(
+            {
+                "model": spec["model"],
+                "test": _ours(test_result),
+                "valid": _ours(valid_result),
+                "epochs": epochs,
+                "best_epoch": best_epoch,
+                "seconds_per_epoch": wall / epochs,
+                "train_seconds_per_epoch": sum(train_seconds) / epochs,
+                "wall_seconds": wall,
+                "peak_mib": peak_mib,
+                "mask_history": history_index is not None,
+                "users_evaluated": len(test_data._dataset),
+                "valid_users": len(valid_data._dataset),
+                "items": int(built.item_num),
+                "train_examples": len(train_data._dataset),
+                "threads": torch.get_num_threads(),
+                "recbole_version": recbole.__version__,
+                "torch_version": torch.__version__,
+                "config": spec["config"],
+                "resolved_config": resolved,
+            },
+            default=str,
+        )
+    )
 
 
 if __name__ == "__main__":
