@@ -26,7 +26,7 @@ and reports it as ``mask_history``.
 
 Output: one JSON line on stdout with the model, test and validation metrics (validation of the best epoch),
 epochs run, best epoch (1-based), seconds per epoch (training, validation and checkpointing, as ours), training
-seconds per epoch, wall seconds to converge (``Trainer.fit`` until early stopping), peak memory (max RSS of the
+seconds per epoch, wall and CPU seconds to converge (``Trainer.fit`` until early stopping), peak memory (max RSS of the
 training process, MiB), the split checks and the RecBole configuration (our overrides and the resolved model
 and training settings). RecBole's logs, TensorBoard files and checkpoints go under ``--out``; progress lines
 (RecBole's log) go to stderr.
@@ -351,9 +351,9 @@ def child(spec_file: Path) -> None:
         return score, result
 
     trainer._train_epoch, trainer._valid_epoch = timed_train_epoch, recorded_valid_epoch
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     _, valid_result = trainer.fit(train_data, valid_data, saved=True, show_progress=False)
-    wall = time.perf_counter() - start
+    wall, cpu = time.perf_counter() - start, time.process_time() - cpu
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     test_result = trainer.evaluate(test_data, load_best_model=True, show_progress=False)
 
@@ -387,6 +387,7 @@ def child(spec_file: Path) -> None:
                 "seconds_per_epoch": wall / epochs,
                 "train_seconds_per_epoch": sum(train_seconds) / epochs,
                 "wall_seconds": wall,
+                "cpu_seconds": cpu,
                 "peak_mib": peak_mib,
                 "mask_history": history_index is not None,
                 "users_evaluated": len(test_data._dataset),
