@@ -1,0 +1,281 @@
+"""The transformers engine: ``generate`` over left-padded batches, bf16 on CPU by default.
+
+Same features as the vLLM engine: chat templates, ``prompt_embeds`` (as ``inputs_embeds``), PEFT LoRA adapters
+per request (loaded once, switched per batch), grounding through a prefix-trie logits processor, sequence
+log-probabilities from the raw logits (as vLLM reports them), stop strings.
+"""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+from itertools import groupby
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, LogitsProcessor, LogitsProcessorList
+
+from llmrec.errors import LlmrecError
+from llmrec.inference.engine import (
+    OVERFLOW,
+    Completion,
+    Request,
+    Result,
+    SamplingConfig,
+    check_lora,
+    fit_prompt,
+    grounding_trie,
+    render_prompt,
+    resolve_completion,
+)
+from llmrec.inference.grounding import TitleTrie
+from llmrec.models.defaults import resolve_model
+
+DTYPES = {"bfloat16": torch.bfloat16, "float32": torch.float32}
+
+
+class TrieLogitsProcessor(LogitsProcessor):
+    """Masks every token a row's title trie does not allow next (rows without a trie decode freely).
+
+    Rows are the expanded generation rows (``n`` per request). Once a row's title is complete only its end
+    token is left, and after that the row is finished, so it is left alone.
+    """
+
+    def __init__(self, tries: list[TitleTrie | None]) -> None:
+        self.tries = tries
+        self.states: list[Any] = [t.root if t is not None else None for t in tries]
+        self.start: int | None = None
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        if self.start is None:
+            self.start = input_ids.shape[1]
+        elif input_ids.shape[1] > self.start:
+            last = input_ids[:, -1].tolist()
+            for row, trie in enumerate(self.tries):
+                if trie is not None and self.states[row] is not None:
+                    self.states[row] = trie.advance(self.states[row], last[row])
+        mask = torch.zeros_like(scores, dtype=torch.bool)
+        constrained = False
+        for row, trie in enumerate(self.tries):
+            if trie is None or self.states[row] is None:
+                continue
+            allowed = trie.allowed(self.states[row])
+            if len(allowed):
+                constrained = True
+                mask[row] = True
+                mask[row, torch.from_numpy(allowed)] = False
+        return scores.masked_fill(mask, float("-inf")) if constrained else scores
+
+
+class HFEngine:
+    """transformers ``generate`` behind the Engine protocol.
+
+    ``model``: path, hub id, or ``None`` for the bundled default. ``dtype``: ``bfloat16`` (default, about
+    twice fp32's speed on CPU) or ``float32``. ``batch_size``: requests per ``generate`` call.
+    ``max_model_len``: context length (default the model's, at most 4096). ``overflow``: what to do with a
+    prompt that does not fit (``truncate`` from the left with a warning, or ``reject``).
+    """
+
+    name = "hf"
+
+    def __init__(
+        self,
+        model: str | None = None,
+        dtype: str = "bfloat16",
+        batch_size: int = 16,
+        max_model_len: int | None = None,
+        overflow: str = "truncate",
+    ) -> None:
+        if dtype not in DTYPES:
+            raise LlmrecError(f"unknown dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
+        if overflow not in OVERFLOW:
+            raise LlmrecError(f"overflow must be one of {', '.join(OVERFLOW)}, got {overflow!r}")
+        self.model = resolve_model(model)
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(self.model)
+            self.hf_model = AutoModelForCausalLM.from_pretrained(self.model, dtype=DTYPES[dtype])
+        except OSError as error:
+            raise LlmrecError(
+                f"cannot load model {self.model!r}: {str(error).splitlines()[0]}; give a local checkpoint "
+                "directory, or a hub id with the hub reachable"
+            ) from None
+        self.hf_model.eval()
+        self.tokenizer.padding_side = "left"
+        if self.tokenizer.pad_token_id is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.dtype = dtype
+        self.batch_size = batch_size
+        self.overflow = overflow
+        self.context = max_model_len or min(int(getattr(self.hf_model.config, "max_position_embeddings", 4096)), 4096)
+        self._adapters: dict[str, str] = {}
+
+    def close(self) -> None:
+        """Drop the model (memory returns to the allocator)."""
+        self.hf_model = None
+
+    # -- LoRA ----------------------------------------------------------------------------------------------
+
+    def _adapter(self, lora: str | Path) -> str:
+        """Load a LoRA adapter once (checked against the base model first); return its adapter name."""
+        path = str(Path(lora).expanduser().resolve())
+        if path in self._adapters:
+            return self._adapters[path]
+        check_lora(path, self.model)
+        from peft import PeftModel
+
+        name = f"lora{len(self._adapters)}"
+        if not self._adapters:
+            self.hf_model = PeftModel.from_pretrained(self.hf_model, path, adapter_name=name)
+        else:
+            self.hf_model.load_adapter(path, adapter_name=name)
+        self.hf_model.eval()
+        self._adapters[path] = name
+        return name
+
+    # -- generation ----------------------------------------------------------------------------------------
+
+    def prompt_ids(self, request: Request, max_new_tokens: int) -> tuple[list[int], str | None]:
+        """The request's prompt tokens, fitted to the context (``overflow`` rule); ``(ids, warning)``."""
+        return fit_prompt(render_prompt(self.tokenizer, request), self.context, max_new_tokens, self.overflow)
+
+    def generate(self, requests: list[Request], params: SamplingConfig) -> list[Result]:
+        """Answer every request; batches group requests with the same adapter and input kind."""
+        prepared = [self._prepare(r, params) for r in requests]
+        results: list[Result | None] = [None] * len(requests)
+
+        def key(i: int) -> tuple[str, bool]:
+            return (str(requests[i].lora or ""), requests[i].prompt_embeds is not None)
+
+        order = sorted(range(len(requests)), key=lambda i: (key(i), prepared[i]["length"]))
+        for (lora, _), group in groupby(order, key=key):
+            members = list(group)
+            for start in range(0, len(members), self.batch_size):
+                chunk = members[start : start + self.batch_size]
+                answers = self._generate_batch([prepared[i] for i in chunk], lora, params)
+                for i, result in zip(chunk, answers, strict=True):
+                    results[i] = result
+        return [r for r in results if r is not None]
+
+    def _prepare(self, request: Request, params: SamplingConfig) -> dict[str, Any]:
+        trie = None
+        max_new = params.max_new_tokens
+        if request.grounding is not None and request.grounding.constrain:
+            trie = grounding_trie(self.tokenizer, request.grounding)
+            max_new = max(max_new, trie.depth)
+        warning = None
+        if request.prompt_embeds is not None:
+            embeds = request.prompt_embeds
+            hidden = self.hf_model.get_input_embeddings().weight.shape[1]
+            if embeds.ndim != 2 or embeds.shape[1] != hidden:
+                raise LlmrecError(f"prompt_embeds must be [L, {hidden}] for {self.model}, got {list(embeds.shape)}")
+            if embeds.shape[0] + max_new > self.context:
+                raise LlmrecError(
+                    f"prompt_embeds of {embeds.shape[0]} positions do not fit the context of {self.context} with "
+                    f"{max_new} new tokens"
+                )
+            return {"request": request, "embeds": embeds, "length": embeds.shape[0], "trie": trie, "max_new": max_new}
+        ids, warning = self.prompt_ids(request, max_new)
+        return {"request": request, "ids": ids, "length": len(ids), "trie": trie, "max_new": max_new, "warn": warning}
+
+    @torch.inference_mode()
+    def _generate_batch(self, batch: list[dict[str, Any]], lora: str, params: SamplingConfig) -> list[Result]:
+        name = self._adapter(lora) if lora else None
+        model = self.hf_model
+        if name:
+            model.set_adapter(name)
+        width = max(item["length"] for item in batch)
+        mask = torch.zeros(len(batch), width, dtype=torch.long)
+        for row, item in enumerate(batch):
+            mask[row, width - item["length"] :] = 1
+        inputs: dict[str, Any] = {"attention_mask": mask}
+        if "embeds" in batch[0]:
+            embedding = model.get_input_embeddings()
+            hidden = embedding.weight.shape[1]
+            embeds = torch.zeros(len(batch), width, hidden, dtype=embedding.weight.dtype)
+            for row, item in enumerate(batch):
+                embeds[row, width - item["length"] :] = item["embeds"].to(embedding.weight.dtype)
+            inputs["inputs_embeds"] = embeds
+        else:
+            ids = torch.full((len(batch), width), self.tokenizer.pad_token_id, dtype=torch.long)
+            for row, item in enumerate(batch):
+                ids[row, width - item["length"] :] = torch.tensor(item["ids"], dtype=torch.long)
+            inputs["input_ids"] = ids
+        sample = not params.greedy
+        copies = params.n if sample else 1
+        tries = [item["trie"] for item in batch for _ in range(copies)]
+        kwargs: dict[str, Any] = {
+            "max_new_tokens": max(item["max_new"] for item in batch),
+            "do_sample": sample,
+            "num_return_sequences": copies,
+            "return_dict_in_generate": True,
+            "output_logits": True,
+            "pad_token_id": self.tokenizer.pad_token_id,
+        }
+        if sample:
+            kwargs.update(temperature=params.temperature, top_p=params.top_p, top_k=0)
+        else:
+            kwargs.update(temperature=None, top_p=None, top_k=None)
+        if params.stop:
+            kwargs.update(stop_strings=params.stop, tokenizer=self.tokenizer)
+        if any(t is not None for t in tries):
+            kwargs["logits_processor"] = LogitsProcessorList([TrieLogitsProcessor(tries)])
+        torch.manual_seed(params.seed)
+        context = model.disable_adapter() if (self._adapters and not lora) else nullcontext()
+        with context:
+            out = model.generate(**inputs, **kwargs)
+        steps = len(out.logits)
+        new_tokens = out.sequences[:, -steps:] if steps else out.sequences[:, :0]
+        logprobs = torch.stack([step.float().log_softmax(-1) for step in out.logits], dim=1)  # (R, S, V)
+        chosen = logprobs.gather(-1, new_tokens.unsqueeze(-1)).squeeze(-1)  # (R, S)
+        eos = _eos_ids(self.tokenizer, model)
+        results = []
+        for index, item in enumerate(batch):
+            completions = []
+            for copy in range(params.n):
+                row = index * copies + (copy if sample else 0)
+                completions.append(self._completion(new_tokens[row], chosen[row], logprobs[row], eos, params, item))
+            warns = [item["warn"]] if item.get("warn") else []
+            results.append(Result(completions, prompt_tokens=item["length"], warnings=warns))
+        return results
+
+    def _completion(
+        self,
+        tokens: torch.Tensor,
+        chosen: torch.Tensor,
+        logprobs: torch.Tensor,
+        eos: set[int],
+        params: SamplingConfig,
+        item: dict[str, Any],
+    ) -> Completion:
+        ids = tokens.tolist()
+        end = next((i + 1 for i, t in enumerate(ids) if t in eos), None)
+        finish = "stop" if end is not None else "length"
+        ids = ids[:end] if end is not None else ids
+        text = self.tokenizer.decode(ids, skip_special_tokens=True)
+        if params.stop:
+            cuts = [text.find(s) for s in params.stop if s in text]
+            if cuts:
+                text, finish = text[: min(cuts)], "stop"
+        top = None
+        if params.logprobs:
+            values, indices = logprobs[: len(ids)].topk(params.logprobs, dim=-1)
+            top = [dict(zip(i.tolist(), v.tolist(), strict=True)) for i, v in zip(indices, values, strict=True)]
+        completion = Completion(
+            text=text,
+            token_ids=ids,
+            logprob=float(chosen[: len(ids)].sum()),
+            finish_reason=finish,
+            top_logprobs=top,
+        )
+        request: Request = item["request"]
+        return resolve_completion(completion, request.grounding, item["trie"])
+
+
+def _eos_ids(tokenizer: Any, model: Any) -> set[int]:
+    ids = {tokenizer.eos_token_id}
+    configured = getattr(model.generation_config, "eos_token_id", None)
+    if isinstance(configured, int):
+        ids.add(configured)
+    elif configured:
+        ids.update(configured)
+    return {i for i in ids if i is not None}

@@ -1,0 +1,170 @@
+"""The OpenAI-compatible engine: for when the model runs elsewhere (``vllm serve``, or any such server).
+
+``messages`` go to ``/chat/completions``, plain prompts and ``prompt_embeds`` to ``/completions`` (prompt
+embeddings need a vLLM server started with ``--enable-prompt-embeds``). Grounding is asked of the server as
+vLLM's structured ``choice`` over the allowed titles (candidates, or the whole catalog: fine for catalogs of
+a few thousand titles, slow to compile for much larger ones); the answer is resolved to an item afterwards, and
+a server that ignores the constraint shows up as parsed (not ``constrained``) resolutions. A LoRA adapter is
+addressed by the name the server serves it under (``vllm serve ... --lora-modules NAME=DIR``): the adapter
+directory's name. Connection failures, 429 and 5xx answers are retried with exponential backoff, a bounded
+number of times, then reported with what to check.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from llmrec.errors import LlmrecError
+from llmrec.inference.engine import Completion, Request, Result, SamplingConfig, resolve_completion
+
+DEFAULT_BASE_URL = "http://127.0.0.1:8000/v1"
+
+
+class OpenAIEngine:
+    """An OpenAI-compatible HTTP server behind the Engine protocol.
+
+    ``model``: the served model name (default: the server's first model). ``base_url``: default
+    ``$OPENAI_BASE_URL`` or ``http://127.0.0.1:8000/v1``; ``api_key``: default ``$OPENAI_API_KEY``.
+    ``retries``: attempts after the first on connection errors, 429 and 5xx (backoff 0.5 s, doubling, at most
+    8 s). ``timeout``: seconds per HTTP request.
+    """
+
+    name = "openai"
+
+    def __init__(
+        self,
+        model: str | None = None,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        retries: int = 4,
+        timeout: float = 300.0,
+    ) -> None:
+        self.base_url = (base_url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL).rstrip("/")
+        key = api_key or os.environ.get("OPENAI_API_KEY") or "EMPTY"
+        self.retries = retries
+        self.client = httpx.Client(base_url=self.base_url, headers={"Authorization": f"Bearer {key}"}, timeout=timeout)
+        served = self.served_models()
+        if model is None:
+            if not served:
+                raise LlmrecError(f"{self.base_url} serves no model")
+            model = served[0]
+        elif model not in served:
+            raise LlmrecError(f"{self.base_url} does not serve {model!r}; it serves {', '.join(served)}")
+        self.model = model
+
+    def close(self) -> None:
+        """Close the HTTP connection pool."""
+        self.client.close()
+
+    def served_models(self) -> list[str]:
+        """The model names the server lists (base models and LoRA adapters)."""
+        return [m["id"] for m in self._call("GET", "/models")["data"]]
+
+    def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+        delay = 0.5
+        for attempt in range(self.retries + 1):
+            last = attempt == self.retries
+            try:
+                response = self.client.request(method, path, json=body)
+            except httpx.TransportError as error:
+                if last:
+                    raise LlmrecError(
+                        f"cannot reach the OpenAI-compatible server at {self.base_url} after {attempt + 1} attempts "
+                        f"({type(error).__name__}: {error}); start it (e.g. `vllm serve MODEL --port 8000`) or "
+                        "pass its address with --base-url"
+                    ) from None
+            else:
+                if response.status_code < 400:
+                    return response.json()
+                if response.status_code != 429 and response.status_code < 500 or last:
+                    raise LlmrecError(f"{self.base_url}{path} answered {response.status_code}: {response.text[:500]}")
+            time.sleep(delay)
+            delay = min(delay * 2, 8.0)
+        raise AssertionError("unreachable")
+
+    def _model_for(self, request: Request) -> str:
+        if not request.lora:
+            return self.model
+        name = Path(request.lora).name
+        if name not in self.served_models():
+            raise LlmrecError(
+                f"{self.base_url} does not serve the LoRA adapter {name!r}; start the server with "
+                f"--enable-lora --lora-modules {name}={request.lora}"
+            )
+        return name
+
+    def generate(self, requests: list[Request], params: SamplingConfig) -> list[Result]:
+        """Answer each request with one HTTP call (``n`` answers each)."""
+        return [self._one(request, params) for request in requests]
+
+    def _one(self, request: Request, params: SamplingConfig) -> Result:
+        body: dict[str, Any] = {
+            "model": self._model_for(request),
+            "n": params.n,
+            "temperature": params.temperature,
+            "top_p": params.top_p,
+            "seed": params.seed,
+            "max_tokens": params.max_new_tokens,
+            "return_token_ids": True,
+        }
+        if params.stop:
+            body["stop"] = params.stop
+        grounding = request.grounding
+        if grounding is not None and grounding.constrain:
+            body["structured_outputs"] = {"choice": grounding.titles}
+            body["max_tokens"] = max(params.max_new_tokens, 8 + max(len(t) for t in grounding.titles) // 2)
+        chat = request.messages is not None
+        if chat:
+            body.update(messages=request.messages, logprobs=True, top_logprobs=params.logprobs or 0)
+            path = "/chat/completions"
+        else:
+            body["logprobs"] = params.logprobs or 0
+            path = "/completions"
+            if request.prompt is not None:
+                body["prompt"] = request.prompt
+            else:
+                import torch
+
+                buffer = io.BytesIO()
+                torch.save(request.prompt_embeds.detach().cpu(), buffer)
+                body["prompt_embeds"] = base64.b64encode(buffer.getvalue()).decode()
+        answer = self._call("POST", path, body)
+        completions = []
+        for choice in answer["choices"]:
+            text = choice["message"]["content"] if chat else choice["text"]
+            logprob, top = _logprobs(choice.get("logprobs"), chat, params.logprobs)
+            completion = Completion(
+                text=text or "",
+                token_ids=list(choice.get("token_ids") or []),
+                logprob=logprob,
+                finish_reason=choice.get("finish_reason"),
+                top_logprobs=top,
+            )
+            completions.append(resolve_completion(completion, grounding, None))
+        usage = answer.get("usage") or {}
+        return Result(
+            completions,
+            prompt_tokens=int(usage.get("prompt_tokens", 0)),
+            completion_tokens=int(usage.get("completion_tokens", 0)),
+        )
+
+
+def _logprobs(data: dict[str, Any] | None, chat: bool, top: int | None) -> tuple[float, list[dict] | None]:
+    """Sequence log-probability and per-token top alternatives (keyed by token text) from either API."""
+    if not data:
+        return 0.0, None
+    if chat:
+        steps = data.get("content") or []
+        total = sum(float(s["logprob"]) for s in steps)
+        alternatives = [{a["token"]: float(a["logprob"]) for a in s.get("top_logprobs", [])} for s in steps]
+    else:
+        total = sum(float(x) for x in data.get("token_logprobs") or [] if x is not None)
+        alternatives = [dict(step or {}) for step in data.get("top_logprobs") or []]
+    return total, alternatives if top else None

@@ -1,0 +1,225 @@
+"""The vLLM engine: offline ``LLM`` batched generation (the only module that imports vllm).
+
+Prompts are rendered and fitted to the context here with the model's own tokenizer (the same code as the hf
+engine, so both see identical prompt tokens) and sent as token ids; ``prompt_embeds`` go as embeds prompts.
+Candidate grounding uses vLLM's structured ``choice``; whole-catalog grounding uses ``TrieLogitsProcessor``, a
+per-request logits processor running in the engine process over the cached catalog trie file (named in the
+request's ``extra_args``). LoRA adapters go per request as ``LoRARequest``.
+
+Starting the engine takes about a minute on a 2-core CPU: build one ``VLLMEngine`` per process and reuse it.
+Scripts that use it need the ``if __name__ == "__main__":`` guard (vLLM starts worker processes).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import AutoConfig, AutoTokenizer
+from vllm import LLM, SamplingParams
+from vllm.lora.request import LoRARequest
+from vllm.sampling_params import StructuredOutputsParams
+from vllm.v1.sample.logits_processor import AdapterLogitsProcessor
+
+from llmrec.errors import LlmrecError
+from llmrec.inference.engine import (
+    OVERFLOW,
+    Completion,
+    Request,
+    Result,
+    SamplingConfig,
+    check_lora,
+    fit_prompt,
+    grounding_trie,
+    render_prompt,
+    resolve_completion,
+)
+from llmrec.inference.grounding import TitleTrie, catalog_trie_path, load_trie
+from llmrec.models.defaults import resolve_model
+
+TRIE_ARG = "llmrec_trie"
+
+
+class _TrieStep:
+    """One request's constrained decoding state: advances with the request's output tokens."""
+
+    def __init__(self, trie: TitleTrie) -> None:
+        self.trie = trie
+        self.state: Any = trie.root
+        self.seen = 0
+
+    def __call__(self, output_ids: list[int], logits: torch.Tensor) -> torch.Tensor:
+        while self.seen < len(output_ids):
+            self.state = self.trie.advance(self.state, output_ids[self.seen])
+            self.seen += 1
+        allowed = self.trie.allowed(self.state)
+        if not len(allowed):
+            return logits
+        index = torch.from_numpy(allowed).to(logits.device)
+        masked = torch.full_like(logits, float("-inf"))
+        masked[index] = logits[index]
+        return masked
+
+
+class TrieLogitsProcessor(AdapterLogitsProcessor):
+    """vLLM logits processor: requests whose ``extra_args`` name a trie file may only spell out its titles."""
+
+    def is_argmax_invariant(self) -> bool:
+        return False
+
+    def new_req_logits_processor(self, params: SamplingParams) -> _TrieStep | None:
+        path = (params.extra_args or {}).get(TRIE_ARG)
+        return _TrieStep(load_trie(path)) if path else None
+
+
+class VLLMEngine:
+    """vLLM's offline ``LLM`` behind the Engine protocol.
+
+    ``model``: path, hub id, or ``None`` for the bundled default. ``dtype``: ``bfloat16`` (default) or
+    ``float32``. ``max_model_len``: context length (default the model's, at most 4096). ``kv_cache_gib``: KV
+    cache size (on CPU it is host memory; 1 GiB holds about 45k tokens of the default model).
+    ``enable_lora``/``max_lora_rank``: whether requests may carry LoRA adapters (vLLM fixes this at start).
+    ``overflow``: ``truncate`` an over-long prompt from the left with a warning, or ``reject`` it.
+    """
+
+    name = "vllm"
+
+    def __init__(
+        self,
+        model: str | None = None,
+        dtype: str = "bfloat16",
+        max_model_len: int | None = None,
+        kv_cache_gib: float = 1.0,
+        enable_lora: bool = False,
+        max_lora_rank: int = 64,
+        enable_prompt_embeds: bool = True,
+        overflow: str = "truncate",
+        seed: int = 0,
+    ) -> None:
+        if overflow not in OVERFLOW:
+            raise LlmrecError(f"overflow must be one of {', '.join(OVERFLOW)}, got {overflow!r}")
+        self.model = resolve_model(model)
+        try:
+            config = AutoConfig.from_pretrained(self.model)
+            self.tokenizer = AutoTokenizer.from_pretrained(self.model)
+        except OSError as error:
+            raise LlmrecError(
+                f"cannot load model {self.model!r}: {str(error).splitlines()[0]}; give a local checkpoint "
+                "directory, or a hub id with the hub reachable"
+            ) from None
+        self.context = max_model_len or min(int(getattr(config, "max_position_embeddings", 4096)), 4096)
+        self.hidden_size = int(config.hidden_size)
+        self.overflow = overflow
+        self.enable_lora = enable_lora
+        self._loras: dict[str, LoRARequest] = {}
+        os.environ.setdefault("VLLM_CONFIGURE_LOGGING", "0")
+        self.llm = LLM(
+            self.model,
+            dtype=dtype,
+            max_model_len=self.context,
+            kv_cache_memory_bytes=int(kv_cache_gib * (1 << 30)),
+            enable_prompt_embeds=enable_prompt_embeds,
+            enable_lora=enable_lora,
+            max_lora_rank=max_lora_rank,
+            logits_processors=[TrieLogitsProcessor],
+            seed=seed,
+        )
+
+    def close(self) -> None:
+        """Stop vLLM's engine processes."""
+        if getattr(self, "llm", None) is not None:
+            self.llm.llm_engine.engine_core.shutdown()
+            self.llm = None
+
+    def _lora(self, lora: str | Path) -> LoRARequest:
+        path = str(Path(lora).expanduser().resolve())
+        if path not in self._loras:
+            if not self.enable_lora:
+                raise LlmrecError(
+                    f"request asks for LoRA adapter {path}, but this vLLM engine was started without LoRA support; "
+                    "start it with enable_lora=True (llmrec batch does when given --lora)"
+                )
+            check_lora(path, self.model)
+            self._loras[path] = LoRARequest(f"lora{len(self._loras) + 1}", len(self._loras) + 1, path)
+        return self._loras[path]
+
+    def generate(self, requests: list[Request], params: SamplingConfig) -> list[Result]:
+        """Answer every request in one vLLM call (vLLM schedules the batch itself)."""
+        prompts: list[dict[str, Any]] = []
+        sampling: list[SamplingParams] = []
+        loras: list[LoRARequest | None] = []
+        prepared: list[tuple[int, TitleTrie | None, str | None]] = []
+        for request in requests:
+            prompt, length, trie, extra, warning, max_new = self._prepare(request, params)
+            prompts.append(prompt)
+            prepared.append((length, trie, warning))
+            sampling.append(
+                SamplingParams(
+                    n=params.n,
+                    temperature=params.temperature,
+                    top_p=params.top_p,
+                    seed=params.seed,
+                    max_tokens=max_new,
+                    stop=params.stop,
+                    logprobs=params.logprobs or 0,
+                    **extra,
+                )
+            )
+            loras.append(self._lora(request.lora) if request.lora else None)
+        if not prompts:
+            return []
+        outputs = self.llm.generate(prompts, sampling, use_tqdm=False, lora_request=loras if any(loras) else None)
+        results = []
+        for request, (length, trie, warning), output in zip(requests, prepared, outputs, strict=True):
+            completions = []
+            for sample in output.outputs:
+                top = None
+                if params.logprobs and sample.logprobs:
+                    top = [
+                        dict(
+                            sorted(((t, lp.logprob) for t, lp in step.items()), key=lambda kv: -kv[1])[
+                                : params.logprobs
+                            ]
+                        )
+                        for step in sample.logprobs
+                    ]
+                completion = Completion(
+                    text=sample.text,
+                    token_ids=list(sample.token_ids),
+                    logprob=float(sample.cumulative_logprob or 0.0),
+                    finish_reason=sample.finish_reason,
+                    top_logprobs=top,
+                )
+                completions.append(resolve_completion(completion, request.grounding, trie))
+            results.append(Result(completions, prompt_tokens=length, warnings=[warning] if warning else []))
+        return results
+
+    def _prepare(
+        self, request: Request, params: SamplingConfig
+    ) -> tuple[dict[str, Any], int, TitleTrie | None, dict[str, Any], str | None, int]:
+        trie = None
+        extra: dict[str, Any] = {}
+        max_new = params.max_new_tokens
+        grounding = request.grounding
+        if grounding is not None and grounding.constrain:
+            trie = grounding_trie(self.tokenizer, grounding)
+            max_new = max(max_new, trie.depth)
+            if grounding.candidates is None:
+                extra["extra_args"] = {TRIE_ARG: str(catalog_trie_path(grounding.catalog, self.tokenizer))}
+            else:
+                extra["structured_outputs"] = StructuredOutputsParams(choice=grounding.titles)
+        if request.prompt_embeds is not None:
+            embeds = request.prompt_embeds
+            hidden = self.hidden_size
+            if embeds.ndim != 2 or embeds.shape[1] != hidden:
+                raise LlmrecError(f"prompt_embeds must be [L, {hidden}] for {self.model}, got {list(embeds.shape)}")
+            if embeds.shape[0] + max_new > self.context:
+                raise LlmrecError(
+                    f"prompt_embeds of {embeds.shape[0]} positions do not fit the context of {self.context} with "
+                    f"{max_new} new tokens"
+                )
+            return {"prompt_embeds": embeds.detach().cpu()}, embeds.shape[0], trie, extra, None, max_new
+        ids, warning = fit_prompt(render_prompt(self.tokenizer, request), self.context, max_new, self.overflow)
+        return {"prompt_token_ids": ids}, len(ids), trie, extra, warning, max_new

@@ -1,0 +1,62 @@
+"""Fixtures for the inference tests: the ML-100K catalog, one engine of each kind per session, LoRA adapters."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+
+@pytest.fixture(scope="session")
+def catalog(ml100k):
+    from llmrec.inference.grounding import Catalog
+
+    return Catalog.from_dataset(ml100k)
+
+
+@pytest.fixture(scope="session")
+def hf_engine():
+    from llmrec.inference.hf import HFEngine
+
+    engine = HFEngine()
+    yield engine
+    engine.close()
+
+
+def _save_lora(base, out: Path, seed: int) -> Path:
+    """A LoRA adapter with random (non-zero) weights, so it visibly changes the base model's answers."""
+    from peft import LoraConfig, get_peft_model
+
+    torch.manual_seed(seed)
+    config = LoraConfig(r=8, lora_alpha=32, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+    model = get_peft_model(base, config)
+    model.save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def lora_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random LoRA adapter for the bundled default model."""
+    from transformers import AutoModelForCausalLM
+
+    from llmrec.models.defaults import resolve_model
+
+    base = AutoModelForCausalLM.from_pretrained(resolve_model(None), dtype=torch.float32)
+    return _save_lora(base, tmp_path_factory.mktemp("lora") / "random-lora", seed=0)
+
+
+@pytest.fixture(scope="session")
+def foreign_lora_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A LoRA adapter trained on another (tiny, wider) Llama model: it must be refused for the default model."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    config = LlamaConfig(
+        vocab_size=49152,
+        hidden_size=96,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+    )
+    return _save_lora(LlamaForCausalLM(config), tmp_path_factory.mktemp("lora") / "foreign-lora", seed=1)

@@ -1,0 +1,130 @@
+"""The transformers engine on the bundled default model: generation, grounding, embeddings, LoRA, bad input."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from llmrec.errors import LlmrecError
+from llmrec.inference.engine import PromptTooLong, Request, SamplingConfig, render_prompt
+from llmrec.inference.grounding import Grounding, grounding_report
+
+ASK = "I watched Toy Story, Aladdin and Star Wars. Recommend one movie. Answer with the title only."
+
+
+def chat(text: str) -> list[dict[str, str]]:
+    return [{"role": "user", "content": text}]
+
+
+def test_greedy_generation_is_deterministic_and_batch_independent(hf_engine) -> None:
+    prompts = ["What is the capital of France?", "Name three fruits.", "Explain recursion in one sentence."]
+    params = SamplingConfig(max_new_tokens=16)
+    together = hf_engine.generate([Request(messages=chat(p)) for p in prompts], params)
+    alone = [hf_engine.generate([Request(messages=chat(p))], params)[0] for p in prompts]
+    for a, b in zip(together, alone, strict=True):
+        assert a.completions[0].token_ids == b.completions[0].token_ids
+        assert a.completions[0].logprob == pytest.approx(b.completions[0].logprob, abs=0.5)  # bf16 padding noise
+    assert "Paris" in together[0].completions[0].text
+    first = together[0]
+    assert first.prompt_tokens == len(render_prompt(hf_engine.tokenizer, Request(messages=chat(prompts[0]))))
+    assert first.completion_tokens == len(first.completions[0].token_ids) > 0
+    assert first.completions[0].logprob < 0
+
+
+def test_catalog_grounding_always_yields_a_catalog_item(hf_engine, catalog) -> None:
+    requests = [Request(messages=chat(ASK), grounding=Grounding(catalog))]
+    results = hf_engine.generate(requests, SamplingConfig(n=6, temperature=1.2, seed=7, max_new_tokens=4))
+    items = [c.item_id for c in results[0].completions]
+    assert all(c.resolved_by == "constrained" for c in results[0].completions)
+    assert all(catalog.title(c.item_id) == c.title == c.text for c in results[0].completions)
+    assert grounding_report([items])["valid_ratio"] == 1.0
+    assert len(set(items)) > 1  # sampling explores the catalog
+
+
+def test_candidate_grounding_answers_one_of_the_candidates(hf_engine, catalog) -> None:
+    candidates = [50, 100, 181, 258, 288]
+    grounding = Grounding(catalog, candidates=candidates, history=[1, 95])
+    result = hf_engine.generate(
+        [Request(messages=chat(ASK), grounding=grounding)], SamplingConfig(n=4, temperature=1.0)
+    )
+    assert {c.item_id for c in result[0].completions} <= set(candidates)
+    assert all(c.resolved_by == "constrained" for c in result[0].completions)
+
+
+def test_unconstrained_grounding_falls_back_to_parsing(hf_engine, catalog) -> None:
+    grounding = Grounding(catalog, constrain=False)
+    result = hf_engine.generate([Request(messages=chat(ASK), grounding=grounding)], SamplingConfig(max_new_tokens=24))
+    completion = result[0].completions[0]
+    assert completion.resolved_by in (None, "exact", "normalised", "fuzzy")
+    assert (completion.item_id is None) == (completion.resolved_by is None)
+
+
+def test_prompt_embeds_give_the_same_answer_as_the_tokens(hf_engine) -> None:
+    request = Request(messages=chat("Name three fruits."))
+    ids = torch.tensor(render_prompt(hf_engine.tokenizer, request))
+    embeds = hf_engine.hf_model.get_input_embeddings()(ids).detach()
+    params = SamplingConfig(max_new_tokens=12)
+    by_tokens = hf_engine.generate([request], params)[0].completions[0]
+    by_embeds = hf_engine.generate([Request(prompt_embeds=embeds)], params)[0].completions[0]
+    assert by_embeds.token_ids == by_tokens.token_ids
+    with pytest.raises(LlmrecError, match=r"prompt_embeds must be \[L, 576\]"):
+        hf_engine.generate([Request(prompt_embeds=torch.zeros(3, 7))], params)
+
+
+def test_stop_strings_end_the_answer(hf_engine) -> None:
+    result = hf_engine.generate(
+        [Request(messages=chat("Count from 1 to 10, separated by commas."))], SamplingConfig(stop=["5"])
+    )
+    completion = result[0].completions[0]
+    assert "5" not in completion.text and "4" in completion.text
+    assert completion.finish_reason == "stop"
+
+
+def test_top_logprobs_are_reported_per_token(hf_engine) -> None:
+    result = hf_engine.generate(
+        [Request(prompt="The capital of France is")], SamplingConfig(max_new_tokens=3, logprobs=2)
+    )
+    completion = result[0].completions[0]
+    assert len(completion.top_logprobs) == len(completion.token_ids)
+    first = completion.top_logprobs[0]
+    assert len(first) == 2 and max(first, key=first.get) == completion.token_ids[0]
+
+
+def test_over_long_prompts_are_truncated_with_a_warning_or_rejected(hf_engine) -> None:
+    from llmrec.inference.hf import HFEngine
+
+    long = Request(prompt="word " * 200)
+    with pytest.warns(UserWarning, match="truncated from the left"):
+        hf_engine.context, saved = 64, hf_engine.context
+        try:
+            result = hf_engine.generate([long], SamplingConfig(max_new_tokens=8))
+        finally:
+            hf_engine.context = saved
+    assert result[0].prompt_tokens == 56 and "truncated" in result[0].warnings[0]
+    strict = HFEngine(max_model_len=64, overflow="reject")
+    with pytest.raises(PromptTooLong, match="does not fit the context of 64 tokens"):
+        strict.generate([long], SamplingConfig(max_new_tokens=8))
+
+
+def test_lora_adapters_apply_per_request_only(hf_engine, lora_dir) -> None:
+    params = SamplingConfig(max_new_tokens=12)
+    base_before = hf_engine.generate([Request(messages=chat("Name three fruits."))], params)[0]
+    mixed = hf_engine.generate(
+        [Request(messages=chat("Name three fruits."), lora=lora_dir), Request(messages=chat("Name three fruits."))],
+        params,
+    )
+    assert mixed[0].completions[0].token_ids != base_before.completions[0].token_ids
+    assert mixed[1].completions[0].token_ids == base_before.completions[0].token_ids
+
+
+def test_bad_models_and_adapters_fail_clearly(hf_engine, foreign_lora_dir, tmp_path) -> None:
+    from llmrec.inference.hf import HFEngine
+
+    with pytest.raises(LlmrecError, match="cannot load model"):
+        HFEngine(str(tmp_path / "no-such-model"))
+    with pytest.raises(LlmrecError, match="does not fit .* the adapter was trained on"):
+        hf_engine.generate([Request(prompt="Hi", lora=foreign_lora_dir)], SamplingConfig(max_new_tokens=2))
+    with pytest.raises(LlmrecError, match="not a PEFT LoRA adapter directory"):
+        hf_engine.generate([Request(prompt="Hi", lora=tmp_path)], SamplingConfig(max_new_tokens=2))
+    with pytest.raises(LlmrecError, match="exactly one of"):
+        Request(prompt="a", messages=chat("b"))
