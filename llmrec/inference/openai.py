@@ -77,7 +77,8 @@ class OpenAIEngine:
                 if last:
                     raise LlmrecError(
                         f"cannot reach the OpenAI-compatible server at {self.base_url} after {attempt + 1} attempts "
-                        f"({type(error).__name__}: {error}); start it (e.g. `vllm serve MODEL --port 8000`) or "
+                        f"({type(error).__name__}: {error}); start it (e.g. `python -m "
+                        "vllm.entrypoints.openai.api_server --model MODEL --port 8000`, what `vllm serve` runs) or "
                         "pass its address with --base-url"
                     ) from None
             else:

