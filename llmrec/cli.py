@@ -256,6 +256,75 @@ def eval_run(
         _echo(f"  {key:<8} {result[key]:.4f}")
 
 
+@app.command("batch")
+def batch(
+    input: Annotated[Path, typer.Option("--input", help="Rows to answer: JSONL or Parquet, each with an 'id'.")],
+    out: Annotated[Path, typer.Option("--out", help="Output JSONL (bad rows go to OUT.errors.jsonl).")],
+    task: Annotated[str, typer.Option(help="generate, rank or reason.")] = "generate",
+    engine: Annotated[str, typer.Option(help="auto, vllm, hf or openai.")] = "auto",
+    model: Annotated[str | None, typer.Option(help="Model path or id (default: the bundled model).")] = None,
+    lora: Annotated[Path | None, typer.Option(help="PEFT LoRA adapter directory applied to every row.")] = None,
+    dataset: Annotated[
+        str | None, typer.Option(help="Dataset whose item ids/titles rows use (builtin name or directory).")
+    ] = None,
+    ground: Annotated[
+        str, typer.Option(help="generate: none, or catalog (answers are titles of --dataset).")
+    ] = "none",
+    resume: Annotated[bool, typer.Option(help="Continue an interrupted run: skip ids already in --out.")] = False,
+    max_new_tokens: Annotated[int, typer.Option(help="Most new tokens per answer.")] = 64,
+    temperature: Annotated[float, typer.Option(help="Sampling temperature (0 = greedy).")] = 0.0,
+    top_p: Annotated[float, typer.Option(help="Nucleus sampling mass.")] = 1.0,
+    n: Annotated[int, typer.Option("-n", help="Answers per row.")] = 1,
+    seed: Annotated[int, typer.Option(help="Sampling seed.")] = 0,
+    paths: Annotated[int, typer.Option(help="reason: reasoning paths per row (a row's 'paths' wins).")] = 4,
+    chunk_size: Annotated[int, typer.Option(help="Rows per engine call and per atomic write.")] = 256,
+    overflow: Annotated[str, typer.Option(help="Prompt over the context: truncate (left) or reject.")] = "truncate",
+    base_url: Annotated[str | None, typer.Option(help="openai engine: server URL (default $OPENAI_BASE_URL).")] = None,
+    backend: Annotated[str, typer.Option(help="local, or ray (Ray Data over engine actors).")] = "local",
+    actors: Annotated[int, typer.Option(help="ray backend: engine actors.")] = 1,
+    as_json: JsonFlag = False,
+) -> None:
+    """Answer many rows with an LLM: free generation, grounded candidate ranking, or multi-path reasoning."""
+    from llmrec.inference.batch import BatchConfig, run_batch, run_batch_ray
+    from llmrec.inference.engine import SamplingConfig, load_engine
+
+    sampling = SamplingConfig(n=n, temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens, seed=seed)
+    config = BatchConfig(
+        task=task, input=input, out=out, dataset=dataset, ground=ground, chunk_size=chunk_size, resume=resume,
+        paths=paths, sampling=sampling,
+    )  # fmt: skip
+    if backend not in ("local", "ray"):
+        raise LlmrecError(f"--backend must be local or ray, got {backend!r}")
+    options: dict[str, Any] = {}
+    if engine == "openai":
+        options["base_url"] = base_url
+    else:
+        options["overflow"] = overflow
+        if lora is not None and engine in ("auto", "vllm"):
+            from llmrec.inference.engine import vllm_available
+
+            if engine == "vllm" or vllm_available():
+                options["enable_lora"] = True
+    adapter = str(lora) if lora else None
+    if backend == "ray":
+        summary = run_batch_ray(config, engine, model, options, adapter, actors=actors)
+    else:
+        llm = load_engine(engine, model, **options)
+        try:
+            summary = run_batch(config, llm, adapter)
+        finally:
+            llm.close()
+    result = {"out": str(out), "errors_file": str(config.errors_path), **summary.to_dict()}
+    if as_json:
+        emit_json(result)
+        return
+    _echo(
+        f"{summary.rows_written} rows written to {out} ({summary.rows_skipped} already done, {summary.errors} errors "
+        f"in {config.errors_path}); {summary.completion_tokens} tokens in {summary.seconds:.1f} s "
+        f"({summary.tokens_per_second:.1f} tokens/s)"
+    )
+
+
 @app.command()
 def demo(
     dataset: Annotated[str, typer.Option(help="Builtin name or dataset directory.")] = "ml-100k",

@@ -134,6 +134,10 @@ class Engine(Protocol):
         """Answer every request (in order); a bad request raises ``LlmrecError`` before any generation."""
         ...
 
+    def score(self, requests: list[Request], continuations: list[list[str]]) -> list[list[float]]:
+        """Log-probability of each continuation as the request's complete answer (its tokens, then the end token)."""
+        ...
+
     def close(self) -> None:
         """Free the engine's processes and memory."""
         ...
@@ -168,7 +172,11 @@ def render_prompt(tokenizer: Any, request: Request) -> list[int]:
     if request.messages is not None:
         if not getattr(tokenizer, "chat_template", None):
             raise LlmrecError("this model has no chat template: send a plain prompt instead of messages")
-        rendered = tokenizer.apply_chat_template(request.messages, add_generation_prompt=True, tokenize=True)
+        # A final assistant message is a partial answer to continue (e.g. a rationale ending in "Answer:").
+        partial = request.messages[-1]["role"] == "assistant"
+        rendered = tokenizer.apply_chat_template(
+            request.messages, add_generation_prompt=not partial, continue_final_message=partial, tokenize=True
+        )
         ids = rendered["input_ids"] if hasattr(rendered, "keys") else rendered
         return [int(i) for i in ids]
     assert request.prompt is not None
@@ -182,6 +190,12 @@ def grounding_trie(tokenizer: Any, grounding: Grounding) -> TitleTrie:
     if grounding.candidates is None:
         return catalog_trie(grounding.catalog, tokenizer)
     return build_trie(tokenizer, grounding.titles)
+
+
+def answer_tokens(tokenizer: Any, texts: list[str]) -> list[list[int]]:
+    """Token ids of complete answers: each text's tokens (as the start of a turn) followed by the EOS token."""
+    encoded = tokenizer(texts, add_special_tokens=False)["input_ids"] if texts else []
+    return [[*ids, tokenizer.eos_token_id] for ids in encoded]
 
 
 def resolve_completion(completion: Completion, grounding: Grounding | None, trie: TitleTrie | None) -> Completion:

@@ -22,6 +22,7 @@ from llmrec.inference.engine import (
     Request,
     Result,
     SamplingConfig,
+    answer_tokens,
     check_lora,
     fit_prompt,
     grounding_trie,
@@ -155,6 +156,41 @@ class HFEngine:
                 for i, result in zip(chunk, answers, strict=True):
                     results[i] = result
         return [r for r in results if r is not None]
+
+    @torch.inference_mode()
+    def score(self, requests: list[Request], continuations: list[list[str]]) -> list[list[float]]:
+        """Sum of token log-probs of each continuation (plus the end token) after the request's prompt."""
+        pairs: list[tuple[int, int, list[int] | torch.Tensor, list[int]]] = []
+        for r, (request, texts) in enumerate(zip(requests, continuations, strict=True)):
+            answers = answer_tokens(self.tokenizer, texts)
+            width = max((len(a) for a in answers), default=0)
+            if request.prompt_embeds is not None:
+                prompt: list[int] | torch.Tensor = request.prompt_embeds
+            else:
+                prompt = self.prompt_ids(request, width)[0]
+            pairs.extend((r, c, prompt, answer) for c, answer in enumerate(answers))
+        scores = [[0.0] * len(texts) for texts in continuations]
+        embedding = self.hf_model.get_input_embeddings()
+        for start in range(0, len(pairs), self.batch_size):
+            chunk = pairs[start : start + self.batch_size]
+            lengths = [len(prompt) + len(answer) for _, _, prompt, answer in chunk]
+            width = max(lengths)
+            embeds = torch.zeros(len(chunk), width, embedding.weight.shape[1], dtype=embedding.weight.dtype)
+            mask = torch.zeros(len(chunk), width, dtype=torch.long)
+            for row, (_, _, prompt, answer) in enumerate(chunk):
+                if isinstance(prompt, torch.Tensor):
+                    head = prompt.to(embedding.weight.dtype)
+                else:
+                    head = embedding(torch.tensor(prompt, dtype=torch.long))
+                tail = embedding(torch.tensor(answer, dtype=torch.long))
+                embeds[row, : lengths[row]] = torch.cat([head, tail])  # right padding: positions start at 0
+                mask[row, : lengths[row]] = 1
+            logits = self.hf_model(inputs_embeds=embeds, attention_mask=mask).logits.float()  # (B, L, V)
+            logprobs = logits.log_softmax(-1)
+            for row, (r, c, prompt, answer) in enumerate(chunk):
+                positions = torch.arange(len(prompt) - 1, len(prompt) - 1 + len(answer))
+                scores[r][c] = float(logprobs[row, positions, torch.tensor(answer)].sum())
+        return scores
 
     def _prepare(self, request: Request, params: SamplingConfig) -> dict[str, Any]:
         trie = None

@@ -105,6 +105,49 @@ class OpenAIEngine:
         """Answer each request with one HTTP call (``n`` answers each)."""
         return [self._one(request, params) for request in requests]
 
+    def score(self, requests: list[Request], continuations: list[list[str]]) -> list[list[float]]:
+        """Log-probability of each continuation (plus the end token), through vLLM's server extensions.
+
+        The server's ``/tokenize`` renders the prompt with its own chat template (the end token is the one the
+        template puts after an assistant answer); ``/completions`` then returns ``prompt_logprobs`` for prompt +
+        answer. Chat requests on a vLLM server only: other servers lack both extensions.
+        """
+        scores = []
+        for request, texts in zip(requests, continuations, strict=True):
+            if request.messages is None:
+                raise LlmrecError("the openai engine scores chat requests only; send messages, or use the hf engine")
+            prompt = self._tokenize({"messages": request.messages, "add_generation_prompt": True})
+            row = []
+            for text in texts:
+                words = self._tokenize({"prompt": text, "add_special_tokens": False})
+                turn = self._tokenize(
+                    {
+                        "messages": [*request.messages, {"role": "assistant", "content": text}],
+                        "add_generation_prompt": False,
+                    }
+                )
+                if turn[: len(prompt) + len(words)] != [*prompt, *words] or len(turn) <= len(prompt) + len(words):
+                    raise LlmrecError(f"{self.base_url}: the chat template does not end {text!r} with an end token")
+                answer = [*words, turn[len(prompt) + len(words)]]
+                out = self._call(
+                    "POST",
+                    "/completions",
+                    {
+                        "model": self._model_for(request),
+                        "prompt": [*prompt, *answer],
+                        "max_tokens": 1,
+                        "prompt_logprobs": 0,
+                    },
+                )
+                steps = out["choices"][0]["prompt_logprobs"][len(prompt) :]
+                row.append(float(sum(step[str(token)]["logprob"] for step, token in zip(steps, answer, strict=True))))
+            scores.append(row)
+        return scores
+
+    def _tokenize(self, body: dict[str, Any]) -> list[int]:
+        url = self.base_url.removesuffix("/v1") + "/tokenize"  # a server route, not under /v1
+        return [int(t) for t in self._call("POST", url, {"model": self.model, **body})["tokens"]]
+
     def _one(self, request: Request, params: SamplingConfig) -> Result:
         body: dict[str, Any] = {
             "model": self._model_for(request),

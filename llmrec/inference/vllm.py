@@ -30,6 +30,7 @@ from llmrec.inference.engine import (
     Request,
     Result,
     SamplingConfig,
+    answer_tokens,
     check_lora,
     fit_prompt,
     grounding_trie,
@@ -195,6 +196,37 @@ class VLLMEngine:
                 completions.append(resolve_completion(completion, request.grounding, trie))
             results.append(Result(completions, prompt_tokens=length, warnings=[warning] if warning else []))
         return results
+
+    def score(self, requests: list[Request], continuations: list[list[str]]) -> list[list[float]]:
+        """Sum of token log-probs of each continuation (plus the end token) after the request's prompt.
+
+        Each (prompt, answer) pair is one request with ``prompt_logprobs``; vLLM's prefix cache shares the
+        prompt's work between a request's continuations. Token prompts only (not ``prompt_embeds``).
+        """
+        prompts, loras, spans = [], [], []
+        for request, texts in zip(requests, continuations, strict=True):
+            if request.prompt_embeds is not None:
+                raise LlmrecError("the vllm engine scores token prompts only; score prompt_embeds with the hf engine")
+            answers = answer_tokens(self.tokenizer, texts)
+            width = max((len(a) for a in answers), default=0)
+            ids, _ = fit_prompt(render_prompt(self.tokenizer, request), self.context, width, self.overflow)
+            for answer in answers:
+                prompts.append({"prompt_token_ids": [*ids, *answer]})
+                loras.append(self._lora(request.lora) if request.lora else None)
+                spans.append((len(ids), answer))
+        if not prompts:
+            return [[] for _ in requests]
+        params = SamplingParams(max_tokens=1, prompt_logprobs=0, temperature=0.0)
+        outputs = self.llm.generate(prompts, params, use_tqdm=False, lora_request=loras if any(loras) else None)
+        flat = []
+        for output, (start, answer) in zip(outputs, spans, strict=True):
+            steps = output.prompt_logprobs[start : start + len(answer)]
+            flat.append(float(sum(step[token].logprob for step, token in zip(steps, answer, strict=True))))
+        scores, offset = [], 0
+        for texts in continuations:
+            scores.append(flat[offset : offset + len(texts)])
+            offset += len(texts)
+        return scores
 
     def _prepare(
         self, request: Request, params: SamplingConfig
