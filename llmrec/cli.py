@@ -295,6 +295,7 @@ def batch(
     )  # fmt: skip
     if backend not in ("local", "ray"):
         raise LlmrecError(f"--backend must be local or ray, got {backend!r}")
+    config.check_paths()
     options: dict[str, Any] = {}
     if engine == "openai":
         options["base_url"] = base_url

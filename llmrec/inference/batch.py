@@ -66,6 +66,14 @@ class BatchConfig:
             raise LlmrecError("--ground catalog needs --dataset: the catalog to ground the answers to")
         if self.chunk_size < 1:
             raise LlmrecError(f"--chunk-size must be at least 1, got {self.chunk_size}")
+        self.input, self.out = Path(self.input), Path(self.out)
+
+    def check_paths(self) -> None:
+        """Fail before any engine starts: the input must exist, the output only when resuming."""
+        if not self.input.is_file():
+            raise LlmrecError(f"{self.input}: no such input file")
+        if self.out.exists() and not self.resume:
+            raise LlmrecError(f"{self.out} exists; pass --resume to continue it, or choose another --out")
 
     @property
     def errors_path(self) -> Path:
@@ -413,8 +421,7 @@ def run_batch(config: BatchConfig, engine: Engine, lora: str | None = None) -> B
     """Run a batch job locally with ``engine``; returns the summary (also the errors file is written)."""
     from llmrec.progress import progress_bar
 
-    if config.out.exists() and not config.resume:
-        raise LlmrecError(f"{config.out} exists; pass --resume to continue it, or choose another --out")
+    config.check_paths()
     config.out.parent.mkdir(parents=True, exist_ok=True)
     done = finished_ids(config.out) if config.resume else set()
     config.out.touch()
@@ -477,8 +484,7 @@ def run_batch_ray(
         import ray
     except ImportError:
         raise LlmrecError("--backend ray needs Ray: pip install 'llmrec[ray]'") from None
-    if config.out.exists() and not config.resume:
-        raise LlmrecError(f"{config.out} exists; pass --resume to continue it, or choose another --out")
+    config.check_paths()
     config.out.parent.mkdir(parents=True, exist_ok=True)
     done = finished_ids(config.out) if config.resume else set()
     config.out.touch()
