@@ -127,3 +127,12 @@ def test_bad_endpoints_fail_clearly_after_bounded_retries(server) -> None:
     assert time.monotonic() - start < 10  # backoff 0.5 s + 1 s, bounded
     with pytest.raises(LlmrecError, match="does not serve 'no-such-model'"):
         OpenAIEngine("no-such-model", base_url=server)
+
+
+def test_candidate_scores_match_the_local_model(engine, hf_engine, catalog) -> None:
+    request = Request(messages=[{"role": "user", "content": ASK}])
+    titles = [catalog.title(i) for i in (50, 100, 181)]
+    (served,) = engine.score([request], [titles])
+    (local,) = hf_engine.score([request], [titles])
+    assert served == pytest.approx(local, abs=1.0)
+    assert max(range(3), key=served.__getitem__) == max(range(3), key=local.__getitem__)
