@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from llmrec.errors import InputError, LlmrecError
-from llmrec.inference.engine import Engine, PromptTooLong, Request, SamplingConfig
+from llmrec.inference.engine import Engine, PromptTooLong, Request, SamplingConfig, ScoringUnavailable
 from llmrec.inference.grounding import Catalog, Grounding
 from llmrec.prompts import render
 
@@ -231,7 +231,10 @@ def run_chunk(
     scores = None
     if config.task == "rank":
         titles = [[p["catalog"].title(c) for c in p["candidates"]] for _, _, p in accepted]
-        scores = engine.score([p["request"] for _, _, p in accepted], titles)
+        try:
+            scores = engine.score([p["request"] for _, _, p in accepted], titles)
+        except ScoringUnavailable:  # the answer stands alone; the output says why there is no ranking
+            scores = None
     for index, ((_, row, prepared), result) in enumerate(zip(accepted, results, strict=True)):
         record: dict[str, Any] = {"id": row["id"]}
         completions = result.completions
@@ -250,6 +253,9 @@ def run_chunk(
                     for c in completions
                 ]
         record["logprob"] = completions[0].logprob
+        if config.task == "rank" and scores is None:
+            record["ranking"] = None
+            record.setdefault("warnings", []).append("no ranking: this engine cannot score candidates")
         if scores is not None:
             ranked = sorted(zip(prepared["candidates"], scores[index], strict=True), key=lambda kv: -kv[1])
             record["ranking"] = [
@@ -258,7 +264,7 @@ def run_chunk(
             ]
         record["usage"] = result.usage
         if result.warnings:
-            record["warnings"] = result.warnings
+            record["warnings"] = [*result.warnings, *record.get("warnings", [])]
         outputs.append(record)
     return outputs, errors
 

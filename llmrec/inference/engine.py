@@ -143,6 +143,10 @@ class Engine(Protocol):
         ...
 
 
+class ScoringUnavailable(LlmrecError):
+    """The engine cannot compute exact answer log-probabilities (``score``); rankings fall back or are omitted."""
+
+
 class PromptTooLong(LlmrecError):
     """A prompt does not fit the model's context with room for the answer (``overflow="reject"``)."""
 

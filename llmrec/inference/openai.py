@@ -22,7 +22,14 @@ from typing import Any
 import httpx
 
 from llmrec.errors import LlmrecError
-from llmrec.inference.engine import Completion, Request, Result, SamplingConfig, resolve_completion
+from llmrec.inference.engine import (
+    Completion,
+    Request,
+    Result,
+    SamplingConfig,
+    ScoringUnavailable,
+    resolve_completion,
+)
 
 DEFAULT_BASE_URL = "http://127.0.0.1:8000/v1"
 
@@ -106,80 +113,24 @@ class OpenAIEngine:
         return [self._one(request, params) for request in requests]
 
     def score(self, requests: list[Request], continuations: list[list[str]]) -> list[list[float]]:
-        """Log-probability of each continuation (plus the end token), through vLLM's server extensions.
+        """Not available over the OpenAI API: it has no way to score a given answer exactly.
 
-        The server's ``/tokenize`` renders the prompt with its own chat template (the end token is the one the
-        template puts after an assistant answer); ``/completions`` then returns ``prompt_logprobs`` for prompt +
-        answer. Chat requests on a vLLM server only: other servers lack both extensions.
+        (vLLM's server reports log-probs after its grammar mask, so forcing the answer with ``choice`` gives the
+        constrained, not the model's, probabilities.) Rank with the vllm or hf engine for a full ranking.
         """
-        scores = []
-        for request, texts in zip(requests, continuations, strict=True):
-            if request.messages is None:
-                raise LlmrecError("the openai engine scores chat requests only; send messages, or use the hf engine")
-            prompt = self._tokenize({"messages": request.messages, "add_generation_prompt": True})
-            row = []
-            for text in texts:
-                words = self._tokenize({"prompt": text, "add_special_tokens": False})
-                turn = self._tokenize(
-                    {
-                        "messages": [*request.messages, {"role": "assistant", "content": text}],
-                        "add_generation_prompt": False,
-                    }
-                )
-                if turn[: len(prompt) + len(words)] != [*prompt, *words] or len(turn) <= len(prompt) + len(words):
-                    raise LlmrecError(f"{self.base_url}: the chat template does not end {text!r} with an end token")
-                answer = [*words, turn[len(prompt) + len(words)]]
-                out = self._call(
-                    "POST",
-                    "/completions",
-                    {
-                        "model": self._model_for(request),
-                        "prompt": [*prompt, *answer],
-                        "max_tokens": 1,
-                        "prompt_logprobs": 0,
-                    },
-                )
-                steps = out["choices"][0]["prompt_logprobs"][len(prompt) :]
-                row.append(float(sum(step[str(token)]["logprob"] for step, token in zip(steps, answer, strict=True))))
-            scores.append(row)
-        return scores
-
-    def _tokenize(self, body: dict[str, Any]) -> list[int]:
-        url = self.base_url.removesuffix("/v1") + "/tokenize"  # a server route, not under /v1
-        return [int(t) for t in self._call("POST", url, {"model": self.model, **body})["tokens"]]
+        raise ScoringUnavailable(
+            "the openai engine cannot score candidates (no exact answer log-probabilities over the API); "
+            "use the vllm or hf engine for a full ranking"
+        )
 
     def _one(self, request: Request, params: SamplingConfig) -> Result:
-        body: dict[str, Any] = {
-            "model": self._model_for(request),
-            "n": params.n,
-            "temperature": params.temperature,
-            "top_p": params.top_p,
-            "seed": params.seed,
-            "max_tokens": params.max_new_tokens,
-            "return_token_ids": True,
-        }
-        if params.stop:
-            body["stop"] = params.stop
+        body = self._body(request, params)
         grounding = request.grounding
         if grounding is not None and grounding.constrain:
             body["structured_outputs"] = {"choice": grounding.titles}
             body["max_tokens"] = max(params.max_new_tokens, 8 + max(len(t) for t in grounding.titles) // 2)
         chat = request.messages is not None
-        if chat:
-            body.update(messages=request.messages, logprobs=True, top_logprobs=params.logprobs or 0)
-            path = "/chat/completions"
-        else:
-            body["logprobs"] = params.logprobs or 0
-            path = "/completions"
-            if request.prompt is not None:
-                body["prompt"] = request.prompt
-            else:
-                import torch
-
-                buffer = io.BytesIO()
-                torch.save(request.prompt_embeds.detach().cpu(), buffer)
-                body["prompt_embeds"] = base64.b64encode(buffer.getvalue()).decode()
-        answer = self._call("POST", path, body)
+        answer = self._call("POST", "/chat/completions" if chat else "/completions", body)
         completions = []
         for choice in answer["choices"]:
             text = choice["message"]["content"] if chat else choice["text"]
@@ -198,6 +149,33 @@ class OpenAIEngine:
             prompt_tokens=int(usage.get("prompt_tokens", 0)),
             completion_tokens=int(usage.get("completion_tokens", 0)),
         )
+
+    def _body(self, request: Request, params: SamplingConfig) -> dict[str, Any]:
+        """The JSON body of a completion request (chat or text) without grounding."""
+        body: dict[str, Any] = {
+            "model": self._model_for(request),
+            "n": params.n,
+            "temperature": params.temperature,
+            "top_p": params.top_p,
+            "seed": params.seed,
+            "max_tokens": params.max_new_tokens,
+            "return_token_ids": True,
+        }
+        if params.stop:
+            body["stop"] = params.stop
+        if request.messages is not None:
+            body.update(messages=request.messages, logprobs=True, top_logprobs=params.logprobs or 0)
+        else:
+            body["logprobs"] = params.logprobs or 0
+            if request.prompt is not None:
+                body["prompt"] = request.prompt
+            else:
+                import torch
+
+                buffer = io.BytesIO()
+                torch.save(request.prompt_embeds.detach().cpu(), buffer)
+                body["prompt_embeds"] = base64.b64encode(buffer.getvalue()).decode()
+        return body
 
 
 def _logprobs(data: dict[str, Any] | None, chat: bool, top: int | None) -> tuple[float, list[dict] | None]:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from llmrec.errors import LlmrecError
-from llmrec.inference.engine import Engine, Request, SamplingConfig
+from llmrec.inference.engine import Engine, Request, SamplingConfig, ScoringUnavailable
 from llmrec.inference.grounding import Catalog, Grounding, normalise_title
 from llmrec.prompts import render
 
@@ -191,7 +191,12 @@ def reason(engine: Engine, tasks: list[ReasoningTask], config: ReasoningConfig |
     direct = None
     if config.rank_rest:
         titles = [[task.catalog.title(i) for i in task.candidates] for task in tasks]
-        direct = engine.score([Request(messages=m, lora=t.lora) for m, t in zip(prompts, tasks, strict=True)], titles)
+        try:
+            direct = engine.score(
+                [Request(messages=m, lora=t.lora) for m, t in zip(prompts, tasks, strict=True)], titles
+            )
+        except ScoringUnavailable:  # unchosen candidates keep their given order
+            direct = None
     out = []
     for index, (task, result) in enumerate(zip(tasks, first, strict=True)):
         mine = answers[index * config.paths : (index + 1) * config.paths]

@@ -41,6 +41,7 @@ from llmrec.inference.grounding import TitleTrie, catalog_trie_path, load_trie
 from llmrec.models.defaults import resolve_model
 
 TRIE_ARG = "llmrec_trie"
+FORCE_ARG = "llmrec_force"
 
 
 class _TrieStep:
@@ -65,13 +66,18 @@ class _TrieStep:
 
 
 class TrieLogitsProcessor(AdapterLogitsProcessor):
-    """vLLM logits processor: requests whose ``extra_args`` name a trie file may only spell out its titles."""
+    """vLLM logits processor: requests whose ``extra_args`` name a trie file may only spell out its titles;
+    requests with forced tokens (candidate scoring) may only produce exactly those."""
 
     def is_argmax_invariant(self) -> bool:
         return False
 
     def new_req_logits_processor(self, params: SamplingParams) -> _TrieStep | None:
-        path = (params.extra_args or {}).get(TRIE_ARG)
+        extra = params.extra_args or {}
+        if extra.get(FORCE_ARG):
+            tokens = [int(t) for t in extra[FORCE_ARG]]
+            return _TrieStep(TitleTrie([tokens[:-1]], keys=["forced"], end_id=tokens[-1]))
+        path = extra.get(TRIE_ARG)
         return _TrieStep(load_trie(path)) if path else None
 
 
@@ -200,28 +206,36 @@ class VLLMEngine:
     def score(self, requests: list[Request], continuations: list[list[str]]) -> list[list[float]]:
         """Sum of token log-probs of each continuation (plus the end token) after the request's prompt.
 
-        Each (prompt, answer) pair is one request with ``prompt_logprobs``; vLLM's prefix cache shares the
-        prompt's work between a request's continuations. Token prompts only (not ``prompt_embeds``).
+        Each (prompt, answer) pair is decoded with the answer's tokens forced (``TrieLogitsProcessor`` over that
+        one sequence); vLLM reports each sampled token's raw log-prob, taken before logits processors, so their
+        sum is the model's log-probability of the answer. (``prompt_logprobs`` would be the direct route, but
+        vLLM 0.32's CPU LoRA path fails on it.) The prefix cache shares a request's prompt between its answers.
         """
-        prompts, loras, spans = [], [], []
+        requests_out: list[Request] = []
+        sampling: list[SamplingParams] = []
         for request, texts in zip(requests, continuations, strict=True):
-            if request.prompt_embeds is not None:
-                raise LlmrecError("the vllm engine scores token prompts only; score prompt_embeds with the hf engine")
-            answers = answer_tokens(self.tokenizer, texts)
-            width = max((len(a) for a in answers), default=0)
-            ids, _ = fit_prompt(render_prompt(self.tokenizer, request), self.context, width, self.overflow)
-            for answer in answers:
-                prompts.append({"prompt_token_ids": [*ids, *answer]})
-                loras.append(self._lora(request.lora) if request.lora else None)
-                spans.append((len(ids), answer))
-        if not prompts:
+            for answer in answer_tokens(self.tokenizer, texts):
+                requests_out.append(request)
+                sampling.append(
+                    SamplingParams(
+                        max_tokens=len(answer),
+                        temperature=0.0,
+                        logprobs=0,
+                        extra_args={FORCE_ARG: answer},
+                    )
+                )
+        if not requests_out:
             return [[] for _ in requests]
-        params = SamplingParams(max_tokens=1, prompt_logprobs=0, temperature=0.0)
-        outputs = self.llm.generate(prompts, params, use_tqdm=False, lora_request=loras if any(loras) else None)
-        flat = []
-        for output, (start, answer) in zip(outputs, spans, strict=True):
-            steps = output.prompt_logprobs[start : start + len(answer)]
-            flat.append(float(sum(step[token].logprob for step, token in zip(steps, answer, strict=True))))
+        prompts, loras = [], []
+        for request in requests_out:
+            prompt, *_ = self._prepare(
+                Request(messages=request.messages, prompt=request.prompt, prompt_embeds=request.prompt_embeds),
+                SamplingConfig(),
+            )
+            prompts.append(prompt)
+            loras.append(self._lora(request.lora) if request.lora else None)
+        outputs = self.llm.generate(prompts, sampling, use_tqdm=False, lora_request=loras if any(loras) else None)
+        flat = [float(o.outputs[0].cumulative_logprob) for o in outputs]
         scores, offset = [], 0
         for texts in continuations:
             scores.append(flat[offset : offset + len(texts)])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -129,10 +130,13 @@ def test_bad_endpoints_fail_clearly_after_bounded_retries(server) -> None:
         OpenAIEngine("no-such-model", base_url=server)
 
 
-def test_candidate_scores_match_the_local_model(engine, hf_engine, catalog) -> None:
-    request = Request(messages=[{"role": "user", "content": ASK}])
-    titles = [catalog.title(i) for i in (50, 100, 181)]
-    (served,) = engine.score([request], [titles])
-    (local,) = hf_engine.score([request], [titles])
-    assert served == pytest.approx(local, abs=1.0)
-    assert max(range(3), key=served.__getitem__) == max(range(3), key=local.__getitem__)
+def test_rank_without_scoring_keeps_the_answer_and_says_why(engine, tmp_path) -> None:
+    from llmrec.inference.batch import BatchConfig, run_batch
+
+    source = tmp_path / "in.jsonl"
+    source.write_text('{"id": 1, "history": [1, 95], "candidates": [50, 100, 181]}\n')
+    config = BatchConfig("rank", source, tmp_path / "out.jsonl", dataset="ml-100k")
+    run_batch(config, engine)
+    row = json.loads(config.out.read_text())
+    assert row["item_id"] in (50, 100, 181) and row["ranking"] is None
+    assert "cannot score candidates" in row["warnings"][0]

@@ -80,3 +80,12 @@ def test_lora_per_request_and_foreign_adapters_refused(vllm_engine, hf_engine, l
     assert adapted.completions[0].token_ids[:3] != base.completions[0].token_ids[:3]
     with pytest.raises(LlmrecError, match="the adapter was trained on"):
         vllm_engine.generate([Request(prompt="Hi", lora=foreign_lora_dir)], params)
+
+
+def test_candidate_scores_match_transformers(vllm_engine, hf_engine, catalog) -> None:
+    request = Request(messages=chat(ASK))
+    titles = [catalog.title(i) for i in (50, 100, 181, 258)]
+    (ours,) = vllm_engine.score([request], [titles])
+    (theirs,) = hf_engine.score([request], [titles])
+    assert ours == pytest.approx(theirs, abs=1.0)
+    assert sorted(range(4), key=ours.__getitem__) == sorted(range(4), key=theirs.__getitem__)
