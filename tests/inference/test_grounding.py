@@ -108,3 +108,16 @@ def test_grounding_report_counts_validity_duplicates_and_history() -> None:
     report = grounding_report([[5, 5, 7], [None, 9]], histories=[[7], [1]])
     assert report == {"valid_ratio": 0.8, "duplicate_ratio": 0.25, "in_history_ratio": 0.25, "answers": 5}
     assert grounding_report([])["valid_ratio"] == 0.0
+
+
+def test_a_100k_title_catalog_trie_is_compact_and_exact(tokenizer, tmp_path) -> None:
+    rng = np.random.default_rng(1)
+    words = ["Star", "Night", "Return", "Dark", "Love", "City", "Blue", "Last", "King", "Road", "River", "Ghost"]
+    titles = [" ".join(rng.choice(words, size=rng.integers(1, 5))) + f" {i}" for i in range(100_000)]
+    catalog = Catalog(np.arange(1, len(titles) + 1), titles, name="synthetic-100k")
+    trie = catalog_trie(catalog, tokenizer)
+    assert len(trie.rows) == 100_000 and trie.rows.nbytes < 20 * 2**20
+    for index in rng.choice(len(titles), size=50, replace=False):
+        ids = tokenizer(titles[index], add_special_tokens=False)["input_ids"]
+        assert trie.lookup([*ids, trie.end_id]) == titles[index]
+        assert Grounding(catalog).resolve_title(titles[index]).item_id == index + 1

@@ -1,0 +1,60 @@
+"""The engine contract's shared pieces: configs, requests, prompt fitting, LoRA checks, engine selection."""
+
+from __future__ import annotations
+
+import pytest
+
+from llmrec.errors import LlmrecError
+from llmrec.inference.engine import (
+    Completion,
+    PromptTooLong,
+    Result,
+    SamplingConfig,
+    check_lora,
+    fit_prompt,
+    load_engine,
+    vllm_available,
+)
+from llmrec.models.defaults import resolve_model
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("n", 0, "n must be"),
+        ("temperature", -1.0, "temperature"),
+        ("top_p", 0.0, "top_p"),
+        ("max_new_tokens", 0, "max_new"),
+    ],
+)
+def test_sampling_config_rejects_bad_values(field: str, value: float, message: str) -> None:
+    with pytest.raises(LlmrecError, match=message):
+        SamplingConfig(**{field: value})
+
+
+def test_fit_prompt_truncates_from_the_left_or_rejects() -> None:
+    with pytest.warns(UserWarning, match="truncated from the left to 6"):
+        ids, warning = fit_prompt(list(range(10)), context=8, max_new_tokens=2, overflow="truncate")
+    assert ids == [4, 5, 6, 7, 8, 9] and "truncated" in warning
+    assert fit_prompt([1, 2], context=8, max_new_tokens=2, overflow="reject") == ([1, 2], None)
+    with pytest.raises(PromptTooLong, match="does not fit the context of 8 tokens"):
+        fit_prompt(list(range(10)), context=8, max_new_tokens=2, overflow="reject")
+
+
+def test_result_usage_counts_every_completion() -> None:
+    result = Result([Completion("a", [1, 2], -1.0), Completion("b", [3], -2.0)], prompt_tokens=7)
+    assert result.usage == {"prompt_tokens": 7, "completion_tokens": 3}
+    assert Result([], prompt_tokens=1, completion_tokens=9).usage["completion_tokens"] == 9
+
+
+def test_check_lora_accepts_matching_and_names_the_mismatch(lora_dir, foreign_lora_dir) -> None:
+    model = resolve_model(None)
+    assert check_lora(lora_dir, model) == lora_dir
+    with pytest.raises(LlmrecError, match=r"does not fit model\.layers\.0\.self_attn\.q_proj \(576x576\)"):
+        check_lora(foreign_lora_dir, model)
+
+
+def test_load_engine_names_the_choices() -> None:
+    with pytest.raises(LlmrecError, match="unknown engine 'tgi'; choose one of auto, vllm, hf, openai"):
+        load_engine("tgi")
+    assert isinstance(vllm_available(), bool)
