@@ -159,7 +159,11 @@ class HFEngine:
 
     @torch.inference_mode()
     def score(self, requests: list[Request], continuations: list[list[str]]) -> list[list[float]]:
-        """Sum of token log-probs of each continuation (plus the end token) after the request's prompt."""
+        """Sum of token log-probs of each continuation (plus the end token) after the request's prompt.
+
+        Requests are scored under their own LoRA adapter, and those without one under the base model, whatever
+        adapters earlier requests loaded.
+        """
         pairs: list[tuple[int, int, list[int] | torch.Tensor, list[int]]] = []
         for r, (request, texts) in enumerate(zip(requests, continuations, strict=True)):
             answers = answer_tokens(self.tokenizer, texts)
@@ -170,27 +174,43 @@ class HFEngine:
                 prompt = self.prompt_ids(request, width)[0]
             pairs.extend((r, c, prompt, answer) for c, answer in enumerate(answers))
         scores = [[0.0] * len(texts) for texts in continuations]
-        embedding = self.hf_model.get_input_embeddings()
-        for start in range(0, len(pairs), self.batch_size):
-            chunk = pairs[start : start + self.batch_size]
-            lengths = [len(prompt) + len(answer) for _, _, prompt, answer in chunk]
-            width = max(lengths)
-            embeds = torch.zeros(len(chunk), width, embedding.weight.shape[1], dtype=embedding.weight.dtype)
-            mask = torch.zeros(len(chunk), width, dtype=torch.long)
-            for row, (_, _, prompt, answer) in enumerate(chunk):
-                if isinstance(prompt, torch.Tensor):
-                    head = prompt.to(embedding.weight.dtype)
-                else:
-                    head = embedding(torch.tensor(prompt, dtype=torch.long))
-                tail = embedding(torch.tensor(answer, dtype=torch.long))
-                embeds[row, : lengths[row]] = torch.cat([head, tail])  # right padding: positions start at 0
-                mask[row, : lengths[row]] = 1
-            logits = self.hf_model(inputs_embeds=embeds, attention_mask=mask).logits.float()  # (B, L, V)
-            logprobs = logits.log_softmax(-1)
-            for row, (r, c, prompt, answer) in enumerate(chunk):
-                positions = torch.arange(len(prompt) - 1, len(prompt) - 1 + len(answer))
-                scores[r][c] = float(logprobs[row, positions, torch.tensor(answer)].sum())
+
+        def lora_of(pair: tuple) -> str:
+            return str(requests[pair[0]].lora or "")
+
+        for lora, group in groupby(sorted(pairs, key=lora_of), key=lora_of):
+            members = list(group)
+            with self._adapter_context(lora):
+                for start in range(0, len(members), self.batch_size):
+                    self._score_batch(members[start : start + self.batch_size], scores)
         return scores
+
+    def _adapter_context(self, lora: str) -> Any:
+        """Activate ``lora`` (loading it once), or switch every loaded adapter off for base-model requests."""
+        if lora:
+            name = self._adapter(lora)  # before touching self.hf_model: the first adapter wraps it
+            self.hf_model.set_adapter(name)
+            return nullcontext()
+        return self.hf_model.disable_adapter() if self._adapters else nullcontext()
+
+    def _score_batch(self, chunk: list[tuple[int, int, Any, list[int]]], scores: list[list[float]]) -> None:
+        embedding = self.hf_model.get_input_embeddings()
+        lengths = [len(prompt) + len(answer) for _, _, prompt, answer in chunk]
+        width = max(lengths)
+        embeds = torch.zeros(len(chunk), width, embedding.weight.shape[1], dtype=embedding.weight.dtype)
+        mask = torch.zeros(len(chunk), width, dtype=torch.long)
+        for row, (_, _, prompt, answer) in enumerate(chunk):
+            if isinstance(prompt, torch.Tensor):
+                head = prompt.to(embedding.weight.dtype)
+            else:
+                head = embedding(torch.tensor(prompt, dtype=torch.long))
+            tail = embedding(torch.tensor(answer, dtype=torch.long))
+            embeds[row, : lengths[row]] = torch.cat([head, tail])  # right padding: positions start at 0
+            mask[row, : lengths[row]] = 1
+        logprobs = self.hf_model(inputs_embeds=embeds, attention_mask=mask).logits.float().log_softmax(-1)  # (B, L, V)
+        for row, (r, c, prompt, answer) in enumerate(chunk):
+            positions = torch.arange(len(prompt) - 1, len(prompt) - 1 + len(answer))
+            scores[r][c] = float(logprobs[row, positions, torch.tensor(answer)].sum())
 
     def _prepare(self, request: Request, params: SamplingConfig) -> dict[str, Any]:
         trie = None
@@ -215,10 +235,8 @@ class HFEngine:
 
     @torch.inference_mode()
     def _generate_batch(self, batch: list[dict[str, Any]], lora: str, params: SamplingConfig) -> list[Result]:
-        name = self._adapter(lora) if lora else None
+        adapter = self._adapter_context(lora)  # first: loading the first adapter wraps the model
         model = self.hf_model
-        if name:
-            model.set_adapter(name)
         width = max(item["length"] for item in batch)
         mask = torch.zeros(len(batch), width, dtype=torch.long)
         for row, item in enumerate(batch):
@@ -256,8 +274,7 @@ class HFEngine:
         if any(t is not None for t in tries):
             kwargs["logits_processor"] = LogitsProcessorList([TrieLogitsProcessor(tries)])
         torch.manual_seed(params.seed)
-        context = model.disable_adapter() if (self._adapters and not lora) else nullcontext()
-        with context:
+        with adapter:
             out = model.generate(**inputs, **kwargs)
         steps = len(out.logits)
         new_tokens = out.sequences[:, -steps:] if steps else out.sequences[:, :0]

@@ -24,21 +24,32 @@ def chat(text: str) -> list[dict[str, str]]:
 def vllm_engine():
     from llmrec.inference.vllm import VLLMEngine
 
-    engine = VLLMEngine(enable_lora=True, max_lora_rank=8)
+    engine = VLLMEngine(dtype="float32", enable_lora=True, max_lora_rank=8)
     yield engine
     engine.close()
 
 
-def test_greedy_output_matches_transformers(vllm_engine, hf_engine) -> None:
+@pytest.fixture(scope="module")
+def hf_fp32():
+    """Parity is checked in float32 on both sides: in bf16, near-ties in the logits flip differently in the two
+    engines' kernels (and with the batch's composition), so greedy paths and scores drift apart by chance."""
+    from llmrec.inference.hf import HFEngine
+
+    engine = HFEngine(dtype="float32")
+    yield engine
+    engine.close()
+
+
+def test_greedy_output_matches_transformers(vllm_engine, hf_fp32) -> None:
     requests = [Request(messages=chat(p)) for p in PROMPTS]
     params = SamplingConfig(max_new_tokens=16)
     ours = vllm_engine.generate(requests, params)
-    theirs = hf_engine.generate(requests, params)
+    theirs = hf_fp32.generate(requests, params)
     for a, b in zip(ours, theirs, strict=True):
         assert a.completions[0].token_ids == b.completions[0].token_ids
         assert a.completions[0].text == b.completions[0].text
         assert a.prompt_tokens == b.prompt_tokens
-        assert a.completions[0].logprob == pytest.approx(b.completions[0].logprob, abs=1.0)
+        assert a.completions[0].logprob == pytest.approx(b.completions[0].logprob, abs=1e-3)
 
 
 def test_catalog_trie_grounding_in_the_engine_process(vllm_engine, catalog) -> None:
@@ -58,34 +69,44 @@ def test_candidate_grounding_uses_structured_choice(vllm_engine, catalog) -> Non
     assert all(c.resolved_by == "constrained" for c in result.completions)
 
 
-def test_prompt_embeds_give_the_same_answer_as_the_tokens(vllm_engine, hf_engine) -> None:
+def test_prompt_embeds_give_the_same_answer_as_the_tokens(vllm_engine, hf_fp32) -> None:
     request = Request(messages=chat("Name three fruits."))
-    ids = torch.tensor(render_prompt(hf_engine.tokenizer, request))
-    embeds = hf_engine.hf_model.get_input_embeddings()(ids).detach()
+    ids = torch.tensor(render_prompt(hf_fp32.tokenizer, request))
+    embeds = hf_fp32.hf_model.get_input_embeddings()(ids).detach()
     params = SamplingConfig(max_new_tokens=12)
     by_tokens, by_embeds = vllm_engine.generate([request, Request(prompt_embeds=embeds)], params)
     assert by_embeds.completions[0].token_ids == by_tokens.completions[0].token_ids
 
 
-def test_lora_per_request_and_foreign_adapters_refused(vllm_engine, hf_engine, lora_dir, foreign_lora_dir) -> None:
+def test_lora_per_request_and_foreign_adapters_refused(vllm_engine, hf_fp32, lora_dir, foreign_lora_dir) -> None:
     params = SamplingConfig(max_new_tokens=12)
     base, adapted = vllm_engine.generate(
         [Request(messages=chat("Name three fruits.")), Request(messages=chat("Name three fruits."), lora=lora_dir)],
         params,
     )
     assert adapted.completions[0].token_ids != base.completions[0].token_ids
-    reference = hf_engine.generate([Request(messages=chat("Name three fruits."), lora=lora_dir)], params)[0]
-    # The adapter steers both engines the same way; bf16 LoRA kernels differ, so compare the first tokens.
+    reference = hf_fp32.generate([Request(messages=chat("Name three fruits."), lora=lora_dir)], params)[0]
+    # The adapter steers both engines the same way; their LoRA kernels differ, so compare the first tokens.
     assert adapted.completions[0].token_ids[:3] == reference.completions[0].token_ids[:3]
     assert adapted.completions[0].token_ids[:3] != base.completions[0].token_ids[:3]
     with pytest.raises(LlmrecError, match="the adapter was trained on"):
         vllm_engine.generate([Request(prompt="Hi", lora=foreign_lora_dir)], params)
 
 
-def test_candidate_scores_match_transformers(vllm_engine, hf_engine, catalog) -> None:
+def test_candidate_scores_match_transformers(vllm_engine, hf_fp32, catalog) -> None:
     request = Request(messages=chat(ASK))
     titles = [catalog.title(i) for i in (50, 100, 181, 258)]
     (ours,) = vllm_engine.score([request], [titles])
-    (theirs,) = hf_engine.score([request], [titles])
-    assert ours == pytest.approx(theirs, abs=1.0)
+    (theirs,) = hf_fp32.score([request], [titles])
+    assert ours == pytest.approx(theirs, abs=1e-3)
     assert sorted(range(4), key=ours.__getitem__) == sorted(range(4), key=theirs.__getitem__)
+
+
+def test_candidate_scores_follow_the_request_adapter(vllm_engine, hf_fp32, catalog, lora_dir) -> None:
+    titles = [catalog.title(i) for i in (50, 100, 181, 258)]
+    base, adapted = Request(messages=chat(ASK)), Request(messages=chat(ASK), lora=lora_dir)
+    ours = vllm_engine.score([base, adapted], [titles, titles])
+    theirs = hf_fp32.score([adapted, base], [titles, titles])
+    assert ours[0] != pytest.approx(ours[1], abs=0.1)
+    assert ours[0] == pytest.approx(theirs[1], abs=1e-2)
+    assert ours[1] == pytest.approx(theirs[0], abs=1e-2)
