@@ -271,24 +271,37 @@ def batch(
         str, typer.Option(help="generate: none, or catalog (answers are titles of --dataset).")
     ] = "none",
     resume: Annotated[bool, typer.Option(help="Continue an interrupted run: skip ids already in --out.")] = False,
-    max_new_tokens: Annotated[int, typer.Option(help="Most new tokens per answer.")] = 64,
-    temperature: Annotated[float, typer.Option(help="Sampling temperature (0 = greedy).")] = 0.0,
-    top_p: Annotated[float, typer.Option(help="Nucleus sampling mass.")] = 1.0,
+    max_new_tokens: Annotated[
+        int | None, typer.Option(help="Most new tokens per answer (default 64; reason: 128 per rationale).")
+    ] = None,
+    temperature: Annotated[
+        float | None, typer.Option(help="Sampling temperature, 0 = greedy (default 0; reason: 0.8).")
+    ] = None,
+    top_p: Annotated[float | None, typer.Option(help="Nucleus sampling mass (default 1; reason: 0.95).")] = None,
     n: Annotated[int, typer.Option("-n", help="Answers per row.")] = 1,
     seed: Annotated[int, typer.Option(help="Sampling seed.")] = 0,
     paths: Annotated[int, typer.Option(help="reason: reasoning paths per row (a row's 'paths' wins).")] = 4,
     chunk_size: Annotated[int, typer.Option(help="Rows per engine call and per atomic write.")] = 256,
-    overflow: Annotated[str, typer.Option(help="Prompt over the context: truncate (left) or reject.")] = "truncate",
+    overflow: Annotated[
+        str | None,
+        typer.Option(
+            help="Prompt over the context: truncate (from the left, default) or reject; the openai engine leaves "
+            "it to the server, which rejects the row."
+        ),
+    ] = None,
     base_url: Annotated[str | None, typer.Option(help="openai engine: server URL (default $OPENAI_BASE_URL).")] = None,
     backend: Annotated[str, typer.Option(help="local, or ray (Ray Data over engine actors).")] = "local",
     actors: Annotated[int, typer.Option(help="ray backend: engine actors.")] = 1,
     as_json: JsonFlag = False,
 ) -> None:
     """Answer many rows with an LLM: free generation, grounded candidate ranking, or multi-path reasoning."""
-    from llmrec.inference.batch import BatchConfig, run_batch, run_batch_ray
-    from llmrec.inference.engine import SamplingConfig, load_engine
+    from dataclasses import replace
 
-    sampling = SamplingConfig(n=n, temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens, seed=seed)
+    from llmrec.inference.batch import BatchConfig, default_sampling, run_batch, run_batch_ray
+    from llmrec.inference.engine import load_engine
+
+    given = {"temperature": temperature, "top_p": top_p, "max_new_tokens": max_new_tokens}
+    sampling = replace(default_sampling(task), n=n, seed=seed, **{k: v for k, v in given.items() if v is not None})
     config = BatchConfig(
         task=task, input=input, out=out, dataset=dataset, ground=ground, chunk_size=chunk_size, resume=resume,
         paths=paths, sampling=sampling,
@@ -298,9 +311,14 @@ def batch(
     config.check_paths()
     options: dict[str, Any] = {}
     if engine == "openai":
+        if overflow is not None:
+            raise LlmrecError(
+                "--overflow does not apply to the openai engine: the server holds the tokenizer and rejects an "
+                "over-long prompt, and that row goes to the errors file"
+            )
         options["base_url"] = base_url
     else:
-        options["overflow"] = overflow
+        options["overflow"] = overflow or "truncate"
         if lora is not None and engine in ("auto", "vllm"):
             from llmrec.inference.engine import vllm_available
 

@@ -22,17 +22,30 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from llmrec.errors import InputError, LlmrecError
-from llmrec.inference.engine import Engine, PromptTooLong, Request, SamplingConfig, ScoringUnavailable
+from llmrec.inference.engine import Engine, Request, RequestRejected, SamplingConfig, ScoringUnavailable
 from llmrec.inference.grounding import Catalog, Grounding
 from llmrec.prompts import render
 
 TASKS = ("generate", "rank", "reason")
+
+
+GREEDY_PATHS = (
+    "reason samples several paths, and greedy decoding (temperature 0) would make them identical; "
+    "give a temperature above 0 (the default for reason is 0.8) or 1 path"
+)
+
+
+def default_sampling(task: str) -> SamplingConfig:
+    """Sampling of a task when none is given: greedy answers, or diverse rationales for ``reason``."""
+    if task == "reason":
+        return SamplingConfig(temperature=0.8, top_p=0.95, max_new_tokens=128)
+    return SamplingConfig()
 
 
 @dataclass
@@ -42,7 +55,8 @@ class BatchConfig:
     Job: ``task``, ``input``, ``out``, ``dataset`` (item ids and titles for rank/reason, catalog for
     grounding), ``ground`` (``none`` or ``catalog``, for ``generate``), ``chunk_size`` (rows per engine call and
     per write), ``resume``. Prompts: ``template`` (for rank; reason uses ``reasoning.template``) and
-    ``max_history`` (most recent history items shown). Sampling: ``sampling``; reasoning: ``paths``.
+    ``max_history`` (most recent history items shown). Sampling: ``sampling`` (default: greedy, 64 new tokens;
+    for ``reason``: temperature 0.8, top-p 0.95 and 128 tokens per rationale); reasoning: ``paths``.
     """
 
     task: str
@@ -55,7 +69,7 @@ class BatchConfig:
     template: str = "rank_candidates"
     max_history: int = 20
     paths: int = 4
-    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    sampling: SamplingConfig | None = None
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
@@ -66,6 +80,10 @@ class BatchConfig:
             raise LlmrecError("--ground catalog needs --dataset: the catalog to ground the answers to")
         if self.chunk_size < 1:
             raise LlmrecError(f"--chunk-size must be at least 1, got {self.chunk_size}")
+        if self.sampling is None:
+            self.sampling = default_sampling(self.task)
+        if self.task == "reason" and self.paths > 1 and self.sampling.greedy:
+            raise LlmrecError(GREEDY_PATHS)
         self.input, self.out = Path(self.input), Path(self.out)
 
     def check_paths(self) -> None:
@@ -160,6 +178,7 @@ class Items:
                 ids.append(value)
             else:
                 found = self.catalog.resolve(str(value))
+                # Only the title itself (or its normalised form) names an item: "Toy Story 5" is not Toy Story.
                 if found.item_id is None or found.resolved_by not in ("exact", "normalised"):
                     raise RowError(f"{what}: no item titled {value!r} in {self.catalog.name}")
                 ids.append(found.item_id)
@@ -217,17 +236,9 @@ def run_chunk(
         return outputs, errors
     if config.task == "reason":
         return _run_reason(engine, config, accepted, outputs, errors)
-    requests = [prepared["request"] for _, _, prepared in accepted]
-    try:
-        results = engine.generate(requests, config.sampling)
-    except PromptTooLong:  # find the offending rows one by one; the others still run
-        results = []
-        for number, row, prepared in list(accepted):
-            try:
-                results.append(engine.generate([prepared["request"]], config.sampling)[0])
-            except PromptTooLong as error:
-                errors.append({"row": number, "id": row["id"], "error": str(error)})
-                accepted.remove((number, row, prepared))
+    accepted, results = _each_or_alone(
+        accepted, lambda group: engine.generate([p["request"] for _, _, p in group], config.sampling), errors
+    )
     scores = None
     if config.task == "rank":
         titles = [[p["catalog"].title(c) for c in p["candidates"]] for _, _, p in accepted]
@@ -295,6 +306,28 @@ def _prepare(row: dict[str, Any], config: BatchConfig, items: Items, lora: str |
     return {"request": request, "catalog": catalog, "history": history, "candidates": candidates, "paths": paths}
 
 
+def _each_or_alone(
+    accepted: list[tuple[int, dict[str, Any], Any]],
+    answer: Callable[[list[tuple[int, dict[str, Any], Any]]], list[Any]],
+    errors: list[dict[str, Any]],
+) -> tuple[list[tuple[int, dict[str, Any], Any]], list[Any]]:
+    """``answer`` the rows in one call; if the engine rejects a request, answer them one by one so that only the
+    rejected rows go to ``errors``. Returns the rows that were answered and their results."""
+    try:
+        return accepted, answer(accepted)
+    except RequestRejected:
+        pass
+    kept, results = [], []
+    for entry in accepted:
+        try:
+            results.extend(answer([entry]))
+        except RequestRejected as error:
+            errors.append({"row": entry[0], "id": entry[1]["id"], "error": str(error)})
+        else:
+            kept.append(entry)
+    return kept, results
+
+
 def _run_reason(
     engine: Engine,
     config: BatchConfig,
@@ -310,20 +343,24 @@ def _run_reason(
     answered: dict[str, dict[str, Any]] = {}
     for paths, group in by_paths.items():
         sampling = config.sampling
+        if paths > 1 and sampling.greedy:
+            errors.extend({"row": n, "id": row["id"], "error": GREEDY_PATHS} for n, row, _ in group)
+            continue
         settings = ReasoningConfig(
             paths=paths,
-            temperature=sampling.temperature if sampling.temperature > 0 else ReasoningConfig.temperature,
+            temperature=sampling.temperature,
             top_p=sampling.top_p,
+            max_reasoning_tokens=sampling.max_new_tokens,
             seed=sampling.seed,
         )
-        tasks = [
-            ReasoningTask(p["catalog"], p["history"], p["candidates"], lora=p["request"].lora) for _, _, p in group
-        ]
-        try:
-            results = reason(engine, tasks, settings)
-        except PromptTooLong as error:
-            errors.extend({"row": n, "id": row["id"], "error": str(error)} for n, row, _ in group)
-            continue
+
+        def answer(rows: list[tuple[int, dict[str, Any], Any]], settings: ReasoningConfig = settings) -> list[Any]:
+            tasks = [
+                ReasoningTask(p["catalog"], p["history"], p["candidates"], lora=p["request"].lora) for _, _, p in rows
+            ]
+            return reason(engine, tasks, settings)
+
+        group, results = _each_or_alone(group, answer, errors)
         for (_, row, prepared), result in zip(group, results, strict=True):
             catalog = prepared["catalog"]
             answered[str(row["id"])] = {

@@ -147,7 +147,11 @@ class ScoringUnavailable(LlmrecError):
     """The engine cannot compute exact answer log-probabilities (``score``); rankings fall back or are omitted."""
 
 
-class PromptTooLong(LlmrecError):
+class RequestRejected(LlmrecError):
+    """The engine refused one request (not the engine as a whole): a batch reports that row and goes on."""
+
+
+class PromptTooLong(RequestRejected):
     """A prompt does not fit the model's context with room for the answer (``overflow="reject"``)."""
 
 
@@ -292,16 +296,26 @@ def vllm_available() -> bool:
     return importlib.util.find_spec("vllm") is not None
 
 
+def engine_name(name: str) -> str:
+    """The engine a name stands for: ``auto`` is vLLM when it can be imported here, else hf.
+
+    >>> engine_name("hf")
+    'hf'
+    """
+    if name not in ENGINES:
+        raise LlmrecError(f"unknown engine {name!r}; choose one of {', '.join(ENGINES)}")
+    if name == "auto":
+        return "vllm" if vllm_available() else "hf"
+    return name
+
+
 def load_engine(name: str = "auto", model: str | None = None, **options: Any) -> Engine:
     """Build an engine by name: ``auto`` (vLLM when importable, else hf), ``vllm``, ``hf`` or ``openai``.
 
     ``model`` is a local path, a hub id, or ``None`` for the bundled default (for ``openai``: the served
     model's name, default the server's first). ``options`` go to the engine's constructor.
     """
-    if name not in ENGINES:
-        raise LlmrecError(f"unknown engine {name!r}; choose one of {', '.join(ENGINES)}")
-    if name == "auto":
-        name = "vllm" if vllm_available() else "hf"
+    name = engine_name(name)
     if name == "vllm":
         from llmrec.inference.vllm import VLLMEngine
 

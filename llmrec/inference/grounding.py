@@ -13,10 +13,12 @@ is only the fallback for unconstrained answers; every resolution says which path
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import hashlib
 import re
 import unicodedata
+import weakref
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -27,7 +29,7 @@ import numpy as np
 from llmrec.errors import LlmrecError
 from llmrec.paths import llmrec_home
 
-RESOLVED_BY = ("constrained", "exact", "normalised", "fuzzy")
+RESOLVED_BY = ("constrained", "exact", "normalised", "contained", "fuzzy")
 FUZZY_CUTOFF = 0.85
 
 
@@ -121,7 +123,8 @@ class Catalog:
     def resolve(
         self, text: str, among: list[int] | None = None, prefer_not: set[int] | frozenset[int] = frozenset()
     ) -> Resolution:
-        """Parse a free-text answer into an item: exact title, then normalised or contained title, then fuzzy.
+        """Parse a free-text answer into an item: exact title, then normalised title, then the longest title the
+        text contains (``contained``: "I'd pick The Lion King." names Lion King, The), then fuzzy.
 
         ``among`` restricts the answer to those item ids (a candidate list); among several items with the same
         title, one not in ``prefer_not`` (the user's history) wins.
@@ -145,7 +148,7 @@ class Catalog:
         padded = f" {norm} "
         contained = [key for key in table if f" {key} " in padded]
         if contained and (item := pick(table[max(contained, key=len)])) is not None:
-            return Resolution(item, self.title(item), "normalised")
+            return Resolution(item, self.title(item), "contained")
         close = difflib.get_close_matches(norm, list(table), n=1, cutoff=FUZZY_CUTOFF)
         if close and (item := pick(table[close[0]])) is not None:
             return Resolution(item, self.title(item), "fuzzy")
@@ -285,7 +288,24 @@ _tries: dict[str, TitleTrie] = {}
 
 
 def tokenizer_fingerprint(tokenizer: Any) -> str:
-    """A short key for a tokenizer's vocabulary: tries are only valid for the tokenizer that built them."""
+    """A short key for a tokenizer's vocabulary: tries are only valid for the tokenizer that built them.
+
+    Computed once per tokenizer object (it reads the whole vocabulary: tens of milliseconds, too slow for every
+    grounded request).
+    """
+    known = _fingerprints.get(id(tokenizer))
+    if known is not None and known[0]() is tokenizer:
+        return known[1]
+    fingerprint = _vocabulary_digest(tokenizer)
+    with contextlib.suppress(TypeError):  # an object without weak references is fingerprinted every time
+        _fingerprints[id(tokenizer)] = (weakref.ref(tokenizer), fingerprint)
+    return fingerprint
+
+
+_fingerprints: dict[int, tuple[Any, str]] = {}
+
+
+def _vocabulary_digest(tokenizer: Any) -> str:
     vocab = tokenizer.get_vocab()
     digest = hashlib.sha256(f"{type(tokenizer).__name__}:{len(vocab)}:{tokenizer.eos_token_id}".encode())
     for token, index in sorted(vocab.items(), key=lambda kv: kv[1])[:: max(1, len(vocab) // 4096)]:

@@ -95,7 +95,7 @@ class HFEngine:
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(self.model)
             self.hf_model = AutoModelForCausalLM.from_pretrained(self.model, dtype=DTYPES[dtype])
-        except OSError as error:
+        except (OSError, ValueError) as error:
             raise LlmrecError(
                 f"cannot load model {self.model!r}: {str(error).splitlines()[0]}; give a local checkpoint "
                 "directory, or a hub id with the hub reachable"
@@ -309,6 +309,9 @@ class HFEngine:
             cuts = [text.find(s) for s in params.stop if s in text]
             if cuts:
                 text, finish = text[: min(cuts)], "stop"
+                # As vLLM does: the tokens end with the one that completes the stop string; later ones (generated
+                # while other rows of the batch went on) are not part of the answer.
+                ids = ids[: self._stop_length(ids, params.stop)]
         top = None
         if params.logprobs:
             values, indices = logprobs[: len(ids)].topk(params.logprobs, dim=-1)
@@ -322,6 +325,15 @@ class HFEngine:
         )
         request: Request = item["request"]
         return resolve_completion(completion, request.grounding, item["trie"])
+
+
+    def _stop_length(self, ids: list[int], stop: list[str]) -> int:
+        """The fewest leading tokens of ``ids`` whose text contains one of the ``stop`` strings."""
+        for length in range(1, len(ids) + 1):
+            text = self.tokenizer.decode(ids[:length], skip_special_tokens=True)
+            if any(s in text for s in stop):
+                return length
+        return len(ids)
 
 
 def _eos_ids(tokenizer: Any, model: Any) -> set[int]:

@@ -7,7 +7,8 @@ a few thousand titles, slow to compile for much larger ones); the answer is reso
 a server that ignores the constraint shows up as parsed (not ``constrained``) resolutions. A LoRA adapter is
 addressed by the name the server serves it under (``vllm serve ... --lora-modules NAME=DIR``): the adapter
 directory's name. Connection failures, 429 and 5xx answers are retried with exponential backoff, a bounded
-number of times, then reported with what to check.
+number of times, then reported with what to check. Prompts are not fitted to the context here (the server holds
+the tokenizer): the server rejects an over-long prompt, and that request alone fails (``RequestRejected``).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from llmrec.errors import LlmrecError
 from llmrec.inference.engine import (
     Completion,
     Request,
+    RequestRejected,
     Result,
     SamplingConfig,
     ScoringUnavailable,
@@ -91,7 +93,13 @@ class OpenAIEngine:
             else:
                 if response.status_code < 400:
                     return response.json()
-                if response.status_code != 429 and response.status_code < 500 or last:
+                if response.status_code != 429 and response.status_code < 500:
+                    # A 4xx is about this request (a prompt over the context, an unknown parameter): the server
+                    # itself works, so a batch records the row and goes on.
+                    raise RequestRejected(
+                        f"{self.base_url}{path} answered {response.status_code}: {response.text[:500]}"
+                    )
+                if last:
                     raise LlmrecError(f"{self.base_url}{path} answered {response.status_code}: {response.text[:500]}")
             time.sleep(delay)
             delay = min(delay * 2, 8.0)

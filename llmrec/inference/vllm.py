@@ -111,7 +111,7 @@ class VLLMEngine:
         try:
             config = AutoConfig.from_pretrained(self.model)
             self.tokenizer = AutoTokenizer.from_pretrained(self.model)
-        except OSError as error:
+        except (OSError, ValueError) as error:
             raise LlmrecError(
                 f"cannot load model {self.model!r}: {str(error).splitlines()[0]}; give a local checkpoint "
                 "directory, or a hub id with the hub reachable"

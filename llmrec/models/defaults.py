@@ -132,13 +132,20 @@ def resolve_model(name_or_path: str | None, role: str = "llm") -> str:
     """Turn a model argument into what ``from_pretrained`` takes.
 
     ``None``, ``"default"`` or the default's name give the bundled default (prepared lazily); an existing local
-    path is used as is; anything else is taken as a Hugging Face hub id.
+    path is used as is, and must be a checkpoint directory (with ``config.json``); anything else is taken as a
+    Hugging Face hub id.
     """
     model = DEFAULTS[role]
     if name_or_path in (None, "", "default", model.name, model.hub_id):
         return str(default_llm_path() if role == "llm" else default_embedder_path())
-    if Path(name_or_path).expanduser().exists():
-        return str(Path(name_or_path).expanduser())
+    path = Path(name_or_path).expanduser()
+    if path.exists():
+        if not (path / "config.json").is_file():
+            raise LlmrecError(
+                f"{path} is not a model checkpoint directory (no config.json); give a directory saved with "
+                "save_pretrained, or a hub id"
+            )
+        return str(path)
     return name_or_path
 
 

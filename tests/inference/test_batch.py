@@ -70,6 +70,7 @@ def test_rank_answers_a_grounded_candidate_and_ranks_all(hf_engine, tmp_path) ->
         {"id": 3, "history": [1], "candidates": [99999]},
         {"id": 4, "history": [1], "candidates": []},
         {"id": 5, "candidates": [1, 2]},
+        {"id": 6, "history": [1], "candidates": ["Toy Story 5", "Fargo"]},
     ]
     config = BatchConfig("rank", write_jsonl(tmp_path / "in.jsonl", rows), tmp_path / "out.jsonl", dataset="ml-100k")
     run_batch(config, hf_engine)
@@ -83,6 +84,7 @@ def test_rank_answers_a_grounded_candidate_and_ranks_all(hf_engine, tmp_path) ->
     errors = {e["id"]: e["error"] for e in read_jsonl(config.errors_path)}
     assert "no item with id 99999" in errors[3] and "empty candidate list" in errors[4]
     assert "missing field 'history'" in errors[5]
+    assert "no item titled 'Toy Story 5'" in errors[6]  # a title that merely contains a catalog title is unknown
 
 
 def test_rank_without_a_dataset_takes_titles(hf_engine, tmp_path) -> None:
@@ -120,6 +122,58 @@ def test_reason_keeps_every_path_trace(hf_engine, tmp_path) -> None:
     assert sorted(r["item_id"] for r in out["ranking"]) == [100, 258, 288]
     assert out["ranking"][0]["item_id"] == out["item_id"] and out["ranking"][0]["votes"] >= 1
     assert all(p["item_id"] in (100, 258, 288) for p in out["paths"])
+
+
+@pytest.fixture(scope="module")
+def short_context_engine():
+    """The default model with a 160-token context that rejects longer prompts."""
+    from llmrec.inference.hf import HFEngine
+
+    engine = HFEngine(max_model_len=160, overflow="reject")
+    yield engine
+    engine.close()
+
+
+def test_an_over_long_row_goes_to_the_errors_file_alone(short_context_engine, tmp_path) -> None:
+    long = "I watched " + ", ".join(["Star Wars"] * 80) + ". Recommend a movie."
+    rows = [*generate_rows(2), {"id": "long", "prompt": long}, *generate_rows(3)[2:]]
+    sampling = SamplingConfig(max_new_tokens=4)
+    source = write_jsonl(tmp_path / "in.jsonl", rows)
+    config = BatchConfig("generate", source, tmp_path / "out.jsonl", sampling=sampling)
+    summary = run_batch(config, short_context_engine)
+    assert [r["id"] for r in read_jsonl(config.out)] == ["q0", "q1", "q2"]
+    (error,) = read_jsonl(config.errors_path)
+    assert (error["row"], error["id"]) == (3, "long") and "context" in error["error"]
+    assert summary.rows_written == 3 and summary.errors == 1
+
+
+def test_an_over_long_reason_row_fails_alone(short_context_engine, tmp_path) -> None:
+    rows = [
+        {"id": "short", "history": [1], "candidates": [100, 258]},
+        {"id": "long", "history": list(range(1, 21)), "candidates": list(range(100, 120))},
+    ]
+    sampling = SamplingConfig(temperature=0.8, max_new_tokens=8)
+    source = write_jsonl(tmp_path / "in.jsonl", rows)
+    config = BatchConfig("reason", source, tmp_path / "out.jsonl", dataset="ml-100k", paths=2, sampling=sampling)
+    run_batch(config, short_context_engine)
+    (out,) = read_jsonl(config.out)
+    assert out["id"] == "short" and len(out["paths"]) == 2
+    assert [e["id"] for e in read_jsonl(config.errors_path)] == ["long"]
+
+
+def test_reason_samples_by_default_and_refuses_greedy_paths(hf_engine, tmp_path) -> None:
+    source = write_jsonl(tmp_path / "in.jsonl", [{"id": 1, "history": [1], "candidates": [100, 258]}])
+    config = BatchConfig("reason", source, tmp_path / "out.jsonl", dataset="ml-100k")
+    assert config.sampling.temperature > 0 and config.sampling.max_new_tokens == 128
+    with pytest.raises(LlmrecError, match="greedy decoding .* would make them identical"):
+        BatchConfig("reason", source, tmp_path / "o.jsonl", dataset="ml-100k", sampling=SamplingConfig())
+    short = BatchConfig(
+        "reason", source, tmp_path / "short.jsonl", dataset="ml-100k", paths=2,
+        sampling=SamplingConfig(temperature=0.8, max_new_tokens=5),
+    )  # fmt: skip
+    run_batch(short, hf_engine)
+    (out,) = read_jsonl(short.out)
+    assert out["usage"]["completion_tokens"] <= 2 * (5 + 12)  # rationales of at most 5 tokens, then short answers
 
 
 def test_resume_cuts_a_torn_line_and_never_duplicates(hf_engine, tmp_path) -> None:
@@ -188,6 +242,14 @@ def test_cli_batch_bad_arguments_are_one_line_errors(tmp_path) -> None:
         text=True,
     )
     assert run.returncode == 1 and "unknown task 'summarise'" in run.stderr
+    source = write_jsonl(tmp_path / "in.jsonl", generate_rows(1))
+    run = subprocess.run(
+        [sys.executable, "-m", "llmrec", "batch", "--input", str(source), "--out", str(tmp_path / "o.jsonl"),
+         "--engine", "openai", "--overflow", "reject"],
+        capture_output=True,
+        text=True,
+    )  # fmt: skip
+    assert run.returncode == 1 and "--overflow does not apply to the openai engine" in run.stderr
 
 
 def test_ray_backend_gives_the_local_result(hf_engine, tmp_path) -> None:

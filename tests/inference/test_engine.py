@@ -11,9 +11,9 @@ from llmrec.inference.engine import (
     Result,
     SamplingConfig,
     check_lora,
+    engine_name,
     fit_prompt,
     load_engine,
-    vllm_available,
 )
 from llmrec.models.defaults import resolve_model
 
@@ -57,4 +57,23 @@ def test_check_lora_accepts_matching_and_names_the_mismatch(lora_dir, foreign_lo
 def test_load_engine_names_the_choices() -> None:
     with pytest.raises(LlmrecError, match="unknown engine 'tgi'; choose one of auto, vllm, hf, openai"):
         load_engine("tgi")
-    assert isinstance(vllm_available(), bool)
+
+
+def test_auto_picks_vllm_when_importable_else_hf(monkeypatch) -> None:
+    import importlib.util
+
+    import llmrec.inference.engine as engine
+
+    expected = "vllm" if importlib.util.find_spec("vllm") is not None else "hf"
+    assert engine_name("auto") == expected
+    monkeypatch.setattr(engine, "vllm_available", lambda: False)
+    assert engine_name("auto") == "hf"
+    monkeypatch.setattr(engine, "vllm_available", lambda: True)
+    assert engine_name("auto") == "vllm"
+
+
+def test_a_directory_that_is_not_a_checkpoint_is_refused(tmp_path) -> None:
+    from llmrec.inference.hf import HFEngine
+
+    with pytest.raises(LlmrecError, match="not a model checkpoint directory"):
+        HFEngine(str(tmp_path))

@@ -82,7 +82,8 @@ def test_free_text_resolution_says_which_path_resolved_it(catalog) -> None:
     exact = catalog.resolve("Toy Story")
     assert (exact.item_id, exact.resolved_by) == (1, "exact")
     lion = catalog.resolve("I would go with The Lion King.")
-    assert lion.title == "Lion King, The" and lion.resolved_by == "normalised"
+    assert lion.title == "Lion King, The" and lion.resolved_by == "contained"
+    assert catalog.resolve("the lion king").resolved_by == "normalised"
     fuzzy = catalog.resolve("Toy Stroy")
     assert fuzzy.title == "Toy Story" and fuzzy.resolved_by == "fuzzy"
     assert catalog.resolve("a completely unrelated sentence about weather").item_id is None

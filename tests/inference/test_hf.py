@@ -71,13 +71,16 @@ def test_prompt_embeds_give_the_same_answer_as_the_tokens(hf_engine) -> None:
         hf_engine.generate([Request(prompt_embeds=torch.zeros(3, 7))], params)
 
 
-def test_stop_strings_end_the_answer(hf_engine) -> None:
-    result = hf_engine.generate(
-        [Request(messages=chat("Count from 1 to 10, separated by commas."))], SamplingConfig(stop=["5"])
-    )
+def test_stop_strings_end_the_answer_and_its_tokens(hf_engine) -> None:
+    requests = [Request(messages=chat("Count from 1 to 10, separated by commas.")), Request(messages=chat("Hi!"))]
+    result = hf_engine.generate(requests, SamplingConfig(stop=["5"], max_new_tokens=40))
     completion = result[0].completions[0]
     assert "5" not in completion.text and "4" in completion.text
     assert completion.finish_reason == "stop"
+    # The tokens end with the one that completes the stop string, as vLLM reports them.
+    decode = hf_engine.tokenizer.decode
+    assert "5" in decode(completion.token_ids) and "5" not in decode(completion.token_ids[:-1])
+    assert result[0].completion_tokens == len(completion.token_ids)
 
 
 def test_top_logprobs_are_reported_per_token(hf_engine) -> None:
