@@ -10,11 +10,14 @@ Rows stream in chunks. Each row needs a unique ``id``; by task it also needs:
   answer.
 - ``reason``: as ``rank``, plus optional ``paths`` (reasoning paths; default ``--paths``).
 
-Output rows (JSONL) keep the ``id`` and hold the texts, the resolved ``item_id``/``title`` (and ``ranking``), and
-``usage``. Every chunk's rows are appended with one write and flushed, so a crash loses at most the chunk in
-flight; ``--resume`` drops a torn last line, skips finished ids and never writes an id twice. A bad row (missing
-field, unknown item, prompt over the context with ``--overflow reject``) goes to ``OUT.errors.jsonl`` with its
-row number and the batch goes on; rows that failed are retried by ``--resume``.
+Output rows (JSONL) keep the ``id`` and hold the texts, the resolved ``item_id``/``title`` (and ``ranking``;
+``in_history`` when the answer repeats a history item), and ``usage``. The run's summary adds ``valid_ratio``,
+``duplicate_ratio`` and ``in_history_ratio`` over the grounded answers.
+
+Every chunk's rows are appended with one write and flushed, so a crash loses at most the chunk in flight;
+``--resume`` drops a torn last line, skips finished ids and never writes an id twice. A bad row (missing field,
+unknown item, prompt over the context with ``--overflow reject``, a request the server rejects) goes to
+``OUT.errors.jsonl`` with its row number and the batch goes on; rows that failed are retried by ``--resume``.
 """
 
 from __future__ import annotations
@@ -258,6 +261,8 @@ def run_chunk(
             record["item_id"] = _item_out(record_catalog, completions[0].item_id)
             record["title"] = completions[0].title
             record["resolved_by"] = completions[0].resolved_by
+            if "history" in prepared:
+                record["in_history"] = completions[0].item_id in prepared["history"]
             if len(completions) > 1:
                 record["items"] = [
                     {"item_id": _item_out(record_catalog, c.item_id), "title": c.title, "resolved_by": c.resolved_by}
@@ -371,6 +376,7 @@ def _run_reason(
                     {"item_id": _item_out(catalog, r.item_id), "title": r.title, "score": r.score, "votes": r.votes}
                     for r in result.ranking
                 ],
+                "in_history": result.top.item_id in prepared["history"],
                 "rationale": result.rationale,
                 "paths": [
                     {
@@ -411,6 +417,26 @@ class BatchSummary:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     seconds: float = 0.0
+    answers: int = 0  # grounded answers (item recommendations), and of those:
+    valid: int = 0  # resolved to a catalog item
+    duplicates: int = 0  # repeating an item of the same row
+    in_history: int = 0  # an item the row's history holds
+
+    def add(self, outputs: list[dict[str, Any]], errors: int) -> None:
+        """Count a chunk's output rows and errors."""
+        self.rows_written += len(outputs)
+        self.errors += errors
+        for row in outputs:
+            self.prompt_tokens += row["usage"]["prompt_tokens"]
+            self.completion_tokens += row["usage"]["completion_tokens"]
+            if "title" not in row:  # not grounded
+                continue
+            titles = [i["title"] for i in row["items"]] if "items" in row else [row["title"]]
+            valid = [t for t in titles if t is not None]
+            self.answers += len(titles)
+            self.valid += len(valid)
+            self.duplicates += len(valid) - len(set(valid))
+            self.in_history += int(row.get("in_history", False))
 
     @property
     def tokens_per_second(self) -> float:
@@ -427,6 +453,15 @@ class BatchSummary:
             "completion_tokens": self.completion_tokens,
             "seconds": round(self.seconds, 3),
             "tokens_per_second": round(self.tokens_per_second, 2),
+            **(
+                {
+                    "valid_ratio": round(self.valid / self.answers, 4),
+                    "duplicate_ratio": round(self.duplicates / self.valid, 4) if self.valid else 0.0,
+                    "in_history_ratio": round(self.in_history / self.valid, 4) if self.valid else 0.0,
+                }
+                if self.answers
+                else {}
+            ),
         }
 
 
@@ -479,10 +514,7 @@ def run_batch(config: BatchConfig, engine: Engine, lora: str | None = None) -> B
             errors = duplicates + errors
             append_rows(config.out, outputs)
             append_rows(config.errors_path, sorted(errors, key=lambda e: e["row"]))
-            summary.rows_written += len(outputs)
-            summary.errors += len(errors)
-            summary.prompt_tokens += sum(o["usage"]["prompt_tokens"] for o in outputs)
-            summary.completion_tokens += sum(o["usage"]["completion_tokens"] for o in outputs)
+            summary.add(outputs, len(errors))
             summary.seconds = time.perf_counter() - start
             bar.update(len(todo) + skipped + len(duplicates))
             bar.set_postfix(tok_s=f"{summary.tokens_per_second:.0f}", errors=summary.errors)
@@ -561,9 +593,6 @@ def run_batch_ray(
             errors = [json.loads(j) for k, j in zip(batch["kind"], batch["json"], strict=True) if k == "error"]
             append_rows(config.out, outputs)
             append_rows(config.errors_path, errors)
-            summary.rows_written += len(outputs)
-            summary.errors += len(errors)
-            summary.prompt_tokens += sum(o["usage"]["prompt_tokens"] for o in outputs)
-            summary.completion_tokens += sum(o["usage"]["completion_tokens"] for o in outputs)
+            summary.add(outputs, len(errors))
     summary.seconds = time.perf_counter() - start
     return summary

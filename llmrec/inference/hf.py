@@ -326,7 +326,6 @@ class HFEngine:
         request: Request = item["request"]
         return resolve_completion(completion, request.grounding, item["trie"])
 
-
     def _stop_length(self, ids: list[int], stop: list[str]) -> int:
         """The fewest leading tokens of ``ids`` whose text contains one of the ``stop`` strings."""
         for length in range(1, len(ids) + 1):

@@ -73,9 +73,11 @@ def test_rank_answers_a_grounded_candidate_and_ranks_all(hf_engine, tmp_path) ->
         {"id": 6, "history": [1], "candidates": ["Toy Story 5", "Fargo"]},
     ]
     config = BatchConfig("rank", write_jsonl(tmp_path / "in.jsonl", rows), tmp_path / "out.jsonl", dataset="ml-100k")
-    run_batch(config, hf_engine)
+    summary = run_batch(config, hf_engine).to_dict()
     out = read_jsonl(config.out)
     assert [r["id"] for r in out] == [1, 2]
+    assert summary["valid_ratio"] == 1.0 and summary["duplicate_ratio"] == 0.0
+    assert summary["in_history_ratio"] == sum(r["in_history"] for r in out) / 2
     first = out[0]
     assert first["item_id"] in [100, 258, 288, 12, 121] and first["resolved_by"] == "constrained"
     assert sorted(r["item_id"] for r in first["ranking"]) == [12, 100, 121, 258, 288]
