@@ -178,15 +178,11 @@ def fit_prompt(token_ids: list[int], context: int, max_new_tokens: int, overflow
 def render_prompt(tokenizer: Any, request: Request) -> list[int]:
     """The prompt token ids of a text or chat request (chat template applied, generation prompt added)."""
     if request.messages is not None:
-        if not getattr(tokenizer, "chat_template", None):
-            raise LlmrecError("this model has no chat template: send a plain prompt instead of messages")
-        # A final assistant message is a partial answer to continue (e.g. a rationale ending in "Answer:").
-        partial = request.messages[-1]["role"] == "assistant"
-        rendered = tokenizer.apply_chat_template(
-            request.messages, add_generation_prompt=not partial, continue_final_message=partial, tokenize=True
-        )
-        ids = rendered["input_ids"] if hasattr(rendered, "keys") else rendered
-        return [int(i) for i in ids]
+        from llmrec.adapters.hybrid import render_chat
+
+        # The same rendering as hybrid prompts (a final assistant message is a partial answer to continue).
+        text = render_chat(tokenizer, request.messages)
+        return [int(i) for i in tokenizer(text, add_special_tokens=False)["input_ids"]]
     assert request.prompt is not None
     return [int(i) for i in tokenizer(request.prompt, add_special_tokens=True)["input_ids"]]
 

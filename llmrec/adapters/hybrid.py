@@ -1,0 +1,185 @@
+"""Hybrid prompts: prompt text with ``<item-emb>`` placeholders, each replaced by one projected item vector.
+
+A prompt (chat messages, rendered with the model's chat template and a generation prompt exactly as the engines
+render them, or plain text) is split at the placeholders and each piece tokenized on its own, so every
+placeholder becomes exactly one position. :class:`HybridPrompter` turns ``(prompt, item_ids)`` into
+``inputs_embeds [L, H_llm]``: the LLM's token embeddings, with ``projector(items[item_id])`` at the placeholder
+positions (in placeholder order). The result goes to the hf engine or vLLM as ``prompt_embeds``;
+:class:`HybridCollator` pads a batch of them, with answer labels, for training. Gradients flow from the
+embeddings into the projector, so collate in the training process (no data-loader workers).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from llmrec.adapters.projectors import Projector
+from llmrec.adapters.representations import ItemTable
+from llmrec.errors import LlmrecError
+
+PLACEHOLDER = "<item-emb>"
+IGNORE_INDEX = -100
+Prompt = str | list[dict[str, str]]
+
+
+def render_chat(tokenizer: Any, messages: list[dict[str, str]]) -> str:
+    """The chat template applied to ``messages`` as text, the way the engines render requests: with a generation
+    prompt, or, when the last message is the assistant's, continuing it (a partial answer)."""
+    if not messages or not all(isinstance(m, dict) and "role" in m for m in messages):
+        raise LlmrecError("messages must be a non-empty list of {'role': ..., 'content': ...} objects")
+    if not getattr(tokenizer, "chat_template", None):
+        raise LlmrecError("this model has no chat template: send a plain prompt instead of messages")
+    partial = messages[-1]["role"] == "assistant"
+    return tokenizer.apply_chat_template(
+        messages, add_generation_prompt=not partial, continue_final_message=partial, tokenize=False
+    )
+
+
+@dataclass(frozen=True)
+class HybridTokens:
+    """A tokenized hybrid prompt: ``input_ids`` with a filler id at each position in ``slots``, where the vectors
+    of ``item_ids`` (same order) go."""
+
+    input_ids: list[int]
+    slots: list[int]
+    item_ids: list[int]
+
+    def __len__(self) -> int:
+        return len(self.input_ids)
+
+
+def _special_affixes(tokenizer: Any) -> tuple[list[int], list[int]]:
+    """The special tokens a tokenizer puts before and after a plain text (e.g. ``[BOS]`` and ``[]``)."""
+    bare = tokenizer("x", add_special_tokens=False)["input_ids"]
+    full = tokenizer("x", add_special_tokens=True)["input_ids"]
+    for start in range(len(full) - len(bare) + 1):
+        if full[start : start + len(bare)] == bare:
+            return list(full[:start]), list(full[start + len(bare) :])
+    return [], []
+
+
+class HybridPrompter:
+    """Builds ``inputs_embeds`` for hybrid prompts of one LLM, projector and item table.
+
+    ``embedding`` is the LLM's input-embedding module (``model.get_input_embeddings()``); the projector must map
+    the item table's width to its hidden size.
+    """
+
+    def __init__(
+        self,
+        tokenizer: Any,
+        embedding: nn.Module,
+        projector: Projector,
+        items: ItemTable,
+        placeholder: str = PLACEHOLDER,
+    ) -> None:
+        self.tokenizer = tokenizer
+        self.embedding = embedding
+        self.projector = projector
+        self.items = items
+        self.placeholder = placeholder
+        self.hidden_size = int(embedding.weight.shape[1])
+        projector.check_sizes(items.dim, self.hidden_size)
+        self._prefix, self._suffix = _special_affixes(tokenizer)
+
+    def tokenize(self, prompt: Prompt, item_ids: Sequence[int]) -> HybridTokens:
+        """Token ids of ``prompt`` with one slot per placeholder; one item id per placeholder, in order."""
+        chat = not isinstance(prompt, str)
+        text = render_chat(self.tokenizer, prompt) if chat else prompt
+        pieces = text.split(self.placeholder)
+        item_ids = [int(i) for i in item_ids]
+        if len(pieces) - 1 != len(item_ids):
+            raise LlmrecError(
+                f"the prompt has {len(pieces) - 1} {self.placeholder} placeholder(s) but {len(item_ids)} item id(s) "
+                "were given; pass one item id per placeholder, in placeholder order"
+            )
+        bad = [i for i in item_ids if not 1 <= i <= self.items.num_items]
+        if bad:
+            raise LlmrecError(f"item ids {bad[:5]} are not in the catalog (ids run from 1 to {self.items.num_items})")
+        # Chat text already holds its special tokens; plain text gets the tokenizer's own, as the engines do.
+        ids = [] if chat else list(self._prefix)
+        slots = []
+        encoded = self.tokenizer(pieces, add_special_tokens=False)["input_ids"]
+        for index, piece in enumerate(encoded):
+            if index:
+                slots.append(len(ids))
+                ids.append(0)
+            ids.extend(piece)
+        if not chat:
+            ids.extend(self._suffix)
+        return HybridTokens(input_ids=ids, slots=slots, item_ids=item_ids)
+
+    def project(self, item_ids: Sequence[int] | torch.Tensor) -> torch.Tensor:
+        """Projected vectors of ``item_ids``, ``[K, H_llm]`` in the embedding's dtype and device."""
+        weight = self.embedding.weight
+        ids = torch.as_tensor(item_ids, dtype=torch.long)
+        device = next(self.projector.parameters()).device
+        vectors = self.items.vectors[ids].to(device)  # (K, D)
+        return self.projector(vectors).to(device=weight.device, dtype=weight.dtype)  # (K, H)
+
+    def embed(self, tokens: HybridTokens) -> torch.Tensor:
+        """``inputs_embeds [L, H_llm]``: token embeddings with the projected item vectors at the slots."""
+        weight = self.embedding.weight
+        embeds = self.embedding(torch.tensor(tokens.input_ids, dtype=torch.long, device=weight.device))  # (L, H)
+        if not tokens.slots:
+            return embeds
+        slots = torch.tensor(tokens.slots, dtype=torch.long, device=weight.device)
+        return embeds.index_put((slots,), self.project(tokens.item_ids))  # (L, H)
+
+    def __call__(self, prompt: Prompt, item_ids: Sequence[int]) -> torch.Tensor:
+        """``inputs_embeds [L, H_llm]`` of ``prompt`` with ``item_ids`` at its placeholders."""
+        return self.embed(self.tokenize(prompt, item_ids))
+
+    def answer_ids(self, answer: str) -> list[int]:
+        """Token ids of a complete answer: its tokens, then the end token (as the engines score answers)."""
+        ids = list(self.tokenizer(answer, add_special_tokens=False)["input_ids"])
+        eos = self.tokenizer.eos_token_id
+        return ids if eos is None else [*ids, int(eos)]
+
+
+class HybridCollator:
+    """Pads rows ``{"prompt", "item_ids", "answer"?}`` into a batch for the LLM.
+
+    Returns ``inputs_embeds [B, T, H]``, ``attention_mask [B, T]`` and, when the rows carry an ``answer``,
+    ``labels [B, T]``: the answer's tokens and end token, ``-100`` on the prompt and the padding. Pad on the
+    ``right`` for training and on the ``left`` for generation.
+    """
+
+    def __init__(self, prompter: HybridPrompter, padding_side: str = "right") -> None:
+        if padding_side not in ("left", "right"):
+            raise LlmrecError(f"padding_side must be left or right, got {padding_side!r}")
+        self.prompter = prompter
+        self.padding_side = padding_side
+
+    def __call__(self, rows: Sequence[Mapping[str, Any]]) -> dict[str, torch.Tensor]:
+        """Collate ``rows`` (all with an ``answer``, or none) into one padded batch."""
+        if not rows:
+            raise LlmrecError("cannot collate an empty batch")
+        with_answers = [row.get("answer") is not None for row in rows]
+        if any(with_answers) and not all(with_answers):
+            raise LlmrecError("either every row of a batch has an answer or none has")
+        embeds, labels = [], []
+        for row in rows:
+            tokens = self.prompter.tokenize(row["prompt"], row["item_ids"])
+            answer = self.prompter.answer_ids(row["answer"]) if row.get("answer") is not None else []
+            full = HybridTokens([*tokens.input_ids, *answer], tokens.slots, tokens.item_ids)
+            embeds.append(self.prompter.embed(full))  # (L, H)
+            labels.append([IGNORE_INDEX] * len(tokens) + answer)
+        width = max(len(e) for e in embeds)
+        batch_embeds, masks, batch_labels = [], [], []
+        for row_embeds, row_labels in zip(embeds, labels, strict=True):
+            pad = width - len(row_embeds)
+            left, right = (pad, 0) if self.padding_side == "left" else (0, pad)
+            batch_embeds.append(F.pad(row_embeds, (0, 0, left, right)))  # (T, H)
+            masks.append([0] * left + [1] * len(row_embeds) + [0] * right)
+            batch_labels.append([IGNORE_INDEX] * left + row_labels + [IGNORE_INDEX] * right)
+        out = {"inputs_embeds": torch.stack(batch_embeds), "attention_mask": torch.tensor(masks, dtype=torch.long)}
+        if all(with_answers):
+            out["labels"] = torch.tensor(batch_labels, dtype=torch.long)
+        return out

@@ -1,0 +1,275 @@
+"""Item representations: one vector per catalog item, the input of a projector.
+
+- ``id``: the item embeddings of a trained encoder run (its best checkpoint), frozen;
+- ``text``: sentence-transformers embeddings of each item's title and text attributes (default all-MiniLM-L6-v2,
+  bundled), cached per dataset and embedder under ``$LLMREC_HOME/embeddings/``;
+- ``hybrid``: both, concatenated (``id`` columns first).
+
+Every table is ``[N+1, D]`` float32 indexed by item id; row 0, the padding item, is zeros. Its ``fingerprint``
+identifies the catalog (item ids and titles) it was built for, so a run directory that records it can refuse a
+dataset whose items are not the ones it was trained on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+from pandas.api.types import is_string_dtype
+
+from llmrec.data.dataset import Dataset
+from llmrec.errors import LlmrecError
+from llmrec.paths import llmrec_home
+from llmrec.progress import progress_bar
+
+if TYPE_CHECKING:
+    from llmrec.encoders.train import RunConfig
+
+KINDS = ("id", "text", "hybrid")
+ENCODE_BATCH = 256
+
+
+@dataclass(frozen=True)
+class ItemTable:
+    """Item vectors ``[N+1, D]`` (row 0 zeros) and where they come from.
+
+    ``dims`` gives the width of each part in column order (``{"id": 64, "text": 384}`` for hybrid);
+    ``fingerprint`` is :func:`catalog_fingerprint` of the dataset; ``encoder_run`` and ``embedder`` name the
+    sources that were used (``None`` when the kind needs none).
+    """
+
+    kind: str
+    vectors: torch.Tensor
+    dims: dict[str, int]
+    fingerprint: str
+    encoder_run: str | None = None
+    embedder: str | None = None
+
+    @property
+    def dim(self) -> int:
+        """Width of a vector (the projector's ``in_dim``)."""
+        return int(self.vectors.shape[1])
+
+    @property
+    def num_items(self) -> int:
+        """Number of items; ids run from 1 to this."""
+        return int(self.vectors.shape[0]) - 1
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-ready provenance (everything but the vectors), to record in a run directory."""
+        return {
+            "kind": self.kind,
+            "dims": dict(self.dims),
+            "num_items": self.num_items,
+            "fingerprint": self.fingerprint,
+            "encoder_run": self.encoder_run,
+            "embedder": self.embedder,
+        }
+
+
+def catalog_fingerprint(dataset: Dataset) -> str:
+    """A short hash of the item table (ids and titles): equal fingerprints, same items under the same ids."""
+    items = dataset.items.sort_values("item_id")
+    blob = json.dumps({"ids": items["item_id"].astype(int).tolist(), "titles": items["title"].astype(str).tolist()})
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def item_texts(dataset: Dataset) -> list[str]:
+    """The text embedded for each item, in id order (item 1 first): its title, then each non-empty text
+    attribute as ``name: value``, joined by ``"; "``.
+
+    Text attributes are the item table's string columns other than ``raw_id`` and ``title``; underscores in
+    column names become spaces (``release_year: 1995``).
+    """
+    items = dataset.items.sort_values("item_id")
+    attributes = [c for c in items.columns if c not in ("item_id", "raw_id", "title") and is_string_dtype(items[c])]
+    texts = []
+    for row in items[["title", *attributes]].itertuples(index=False):
+        parts = [str(row[0])]
+        for name, value in zip(attributes, row[1:], strict=True):
+            if isinstance(value, str) and value.strip():
+                parts.append(f"{name.replace('_', ' ')}: {value.strip()}")
+        texts.append("; ".join(parts))
+    return texts
+
+
+def check_encoder_run(run: Path, dataset: Dataset) -> RunConfig:
+    """The run config of encoder run ``run``, after checking that it was trained on ``dataset``.
+
+    Compares the run's item count and its split fingerprint (which hashes the dataset files) with ``dataset``;
+    a missing run or best checkpoint, or a run from another dataset, is an ``LlmrecError``.
+    """
+    from llmrec.data.splits import leave_one_out_split
+    from llmrec.encoders.train import load_run_config
+
+    run = Path(run)
+    if not run.exists():
+        raise LlmrecError(f"{run}: no such encoder run; train one with `llmrec encoder train --out {run}`")
+    config = load_run_config(run)
+    if not (run / "checkpoints" / "best" / "encoder.json").exists():
+        raise LlmrecError(
+            f"{run}: the run has no best checkpoint yet; finish it with `llmrec encoder train --out {run} --resume`"
+        )
+    kind = config.split.get("kind")
+    if kind != "leave-one-out":
+        raise LlmrecError(f"{run}: split kind {kind!r} is unknown to this llmrec version; retrain the encoder")
+    fingerprint = leave_one_out_split(dataset, min_len=config.split.get("min_len", 3)).fingerprint()
+    if config.num_items != dataset.num_items or config.dataset_fingerprint != fingerprint:
+        raise LlmrecError(
+            f"{run}: encoder trained on another dataset ({config.dataset}: {config.num_items:,} items, fingerprint "
+            f"{config.dataset_fingerprint}) than {dataset.path} ({dataset.num_items:,} items, fingerprint "
+            f"{fingerprint}); pass the dataset it was trained on, or train an encoder on this one"
+        )
+    return config
+
+
+def encoder_item_vectors(run: Path, dataset: Dataset) -> torch.Tensor:
+    """The ``id`` representation: the best checkpoint's item embeddings, ``[N+1, H]`` float32, row 0 zeros."""
+    from llmrec.encoders import load_encoder
+
+    config = check_encoder_run(run, dataset)
+    encoder = load_encoder(Path(run) / "checkpoints" / "best")
+    if not encoder.trainable:
+        raise LlmrecError(
+            f"{run}: {config.model} learns no item embeddings; use a run of a trained encoder (e.g. sasrec)"
+        )
+    with torch.no_grad():
+        vectors = encoder.item_embeddings().detach().to(torch.float32).clone()  # (N+1, H)
+    if vectors.shape[0] != dataset.num_items + 1:
+        raise LlmrecError(
+            f"{run}: the encoder has {vectors.shape[0] - 1:,} item embeddings for {dataset.num_items:,} items; "
+            "retrain it"
+        )
+    vectors[0] = 0
+    return vectors
+
+
+def _embedder_identity(embedder: str) -> dict[str, Any]:
+    """What names an embedder in a cache key: its path or hub id, and for a local directory its files' sizes and
+    modification times (a model saved again in place gets a new key)."""
+    path = Path(embedder)
+    if not path.is_dir():
+        return {"embedder": embedder}
+    files = sorted(p for p in path.rglob("*") if p.is_file())
+    return {
+        "embedder": str(path.resolve()),
+        "files": [[str(p.relative_to(path)), p.stat().st_size, p.stat().st_mtime_ns] for p in files],
+    }
+
+
+def text_cache_file(dataset: Dataset, embedder: str, texts: list[str]) -> Path:
+    """Where the text vectors of ``dataset`` under ``embedder`` are cached (keyed by catalog, texts and model)."""
+    blob = json.dumps(
+        {
+            "catalog": catalog_fingerprint(dataset),
+            "texts": hashlib.sha256("\n".join(texts).encode()).hexdigest(),
+            **_embedder_identity(embedder),
+        },
+        sort_keys=True,
+    )
+    key = hashlib.sha256(blob.encode()).hexdigest()[:16]
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", dataset.name) or "dataset"
+    return llmrec_home() / "embeddings" / f"{name}-{key}.safetensors"
+
+
+def _read_cache(file: Path, rows: int) -> torch.Tensor | None:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        vectors = load_file(str(file))["vectors"]
+    except (SafetensorError, KeyError, OSError):
+        return None
+    return vectors if vectors.ndim == 2 and vectors.shape[0] == rows else None
+
+
+def text_item_vectors(dataset: Dataset, embedder: str | None = None) -> tuple[torch.Tensor, str]:
+    """The ``text`` representation ``[N+1, D]`` float32 (row 0 zeros) and the resolved embedder.
+
+    ``embedder``: a sentence-transformers path or hub id; ``None`` for the bundled all-MiniLM-L6-v2. The vectors
+    are computed once and then read from the cache; an unreadable cache file is recomputed.
+    """
+    from llmrec.models.defaults import resolve_model
+
+    resolved = resolve_model(embedder, role="embedder")
+    texts = item_texts(dataset)
+    file = text_cache_file(dataset, resolved, texts)
+    if file.exists():
+        cached = _read_cache(file, len(texts) + 1)
+        if cached is not None:
+            return cached, resolved
+    vectors = _encode_texts(resolved, texts)
+    file.parent.mkdir(parents=True, exist_ok=True)
+    _write_atomically(file, vectors, {"dataset": dataset.name, "embedder": resolved})
+    return vectors, resolved
+
+
+def _encode_texts(embedder: str, texts: list[str]) -> torch.Tensor:
+    from sentence_transformers import SentenceTransformer
+
+    try:
+        model = SentenceTransformer(embedder, device="cpu")
+    except (OSError, ValueError) as err:
+        first = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise LlmrecError(
+            f"cannot load the text embedder {embedder!r} ({first}); pass a sentence-transformers directory or hub "
+            "id, or leave it unset for the bundled all-MiniLM-L6-v2"
+        ) from None
+    chunks = []
+    bar = progress_bar(len(texts), "embedding item texts", unit="item", min_total=ENCODE_BATCH)
+    for start in range(0, len(texts), ENCODE_BATCH):
+        chunk = texts[start : start + ENCODE_BATCH]
+        chunks.append(
+            model.encode(chunk, batch_size=64, convert_to_tensor=True, show_progress_bar=False).float().cpu()
+        )
+        bar.update(len(chunk))
+    bar.close()
+    body = torch.cat(chunks)  # (N, D)
+    return torch.cat([torch.zeros(1, body.shape[1]), body])  # (N+1, D)
+
+
+def _write_atomically(file: Path, vectors: torch.Tensor, metadata: dict[str, str]) -> None:
+    from safetensors.torch import save_file
+
+    tmp = file.with_name(f".{file.name}.{os.getpid()}.tmp")
+    try:
+        save_file({"vectors": vectors.contiguous()}, str(tmp), metadata=metadata)
+        os.replace(tmp, file)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def item_representation(
+    kind: str, dataset: Dataset, encoder_run: Path | str | None = None, embedder: str | None = None
+) -> ItemTable:
+    """Build the ``kind`` (``id``, ``text`` or ``hybrid``) representation of ``dataset``'s items.
+
+    ``encoder_run`` (a run directory of ``llmrec encoder train``) is needed for ``id`` and ``hybrid``;
+    ``embedder`` picks the text model for ``text`` and ``hybrid`` (``None``: the bundled default).
+    """
+    if kind not in KINDS:
+        raise LlmrecError(f"unknown item representation {kind!r}; choose one of {', '.join(KINDS)}")
+    parts: dict[str, torch.Tensor] = {}
+    run_name = resolved = None
+    if kind in ("id", "hybrid"):
+        if encoder_run is None:
+            raise LlmrecError(f"item representation {kind!r} needs an encoder run (a directory of a trained encoder)")
+        parts["id"] = encoder_item_vectors(Path(encoder_run), dataset)
+        run_name = str(encoder_run)
+    if kind in ("text", "hybrid"):
+        parts["text"], resolved = text_item_vectors(dataset, embedder)
+    vectors = torch.cat(list(parts.values()), dim=1)  # (N+1, D)
+    return ItemTable(
+        kind=kind,
+        vectors=vectors,
+        dims={name: int(part.shape[1]) for name, part in parts.items()},
+        fingerprint=catalog_fingerprint(dataset),
+        encoder_run=run_name,
+        embedder=resolved,
+    )

@@ -1,0 +1,176 @@
+"""Hybrid prompts with the bundled SmolLM2: projected item vectors spliced in at the placeholders, batches with
+answer labels, gradients into the projector."""
+
+import pytest
+import torch
+
+from llmrec.adapters import (
+    PLACEHOLDER,
+    HybridCollator,
+    HybridPrompter,
+    ProjectorConfig,
+    build_projector,
+    item_representation,
+    render_chat,
+)
+from llmrec.errors import LlmrecError
+from llmrec.inference.engine import Request, render_prompt
+from llmrec.prompts import render
+
+HISTORY = [50, 181, 1]  # Star Wars, Return of the Jedi, Toy Story
+CANDIDATES = [100, 258, 7]  # Fargo, Contact, Twelve Monkeys
+
+
+@pytest.fixture(scope="module")
+def prompter(smollm, ml100k, sasrec_run):
+    tokenizer, model = smollm
+    items = item_representation("id", ml100k, encoder_run=sasrec_run)
+    torch.manual_seed(0)
+    projector = build_projector(ProjectorConfig(kind="mlp").resolve(items.dim, model.config.hidden_size)).eval()
+    return HybridPrompter(tokenizer, model.get_input_embeddings(), projector, items)
+
+
+def rank_messages(dataset, history=HISTORY, candidates=CANDIDATES):
+    text = render(
+        "rank_candidates_hybrid",
+        history=[dataset.titles[i] for i in history],
+        candidates=[dataset.titles[i] for i in candidates],
+    )
+    return [{"role": "user", "content": text}]
+
+
+def test_the_template_puts_a_placeholder_after_every_title(ml100k):
+    text = rank_messages(ml100k)[0]["content"]
+    assert text.count(PLACEHOLDER) == len(HISTORY) + len(CANDIDATES)
+    for item in HISTORY + CANDIDATES:
+        assert f"- {ml100k.titles[item]} {PLACEHOLDER}\n" in text + "\n"
+
+
+def test_placeholders_hold_the_projected_vectors_and_the_rest_is_the_text(prompter, smollm, ml100k):
+    tokenizer, model = smollm
+    messages = rank_messages(ml100k)
+    ids = HISTORY + CANDIDATES
+    tokens = prompter.tokenize(messages, ids)
+    with torch.no_grad():
+        embeds = prompter.embed(tokens)
+        projected = prompter.projector(prompter.items.vectors[torch.tensor(ids)])
+    assert embeds.shape == (len(tokens), model.config.hidden_size) and len(tokens.slots) == len(ids)
+    # Each placeholder is one position, holding its item's projected vector, in order.
+    assert torch.equal(embeds[tokens.slots], projected)
+    # Every other position is a token of the rendered chat text with the placeholders cut out.
+    others = [i for i in range(len(tokens)) if i not in set(tokens.slots)]
+    text_ids = [tokens.input_ids[i] for i in others]
+    rendered = render_chat(tokenizer, messages)
+    assert tokenizer.decode(text_ids, clean_up_tokenization_spaces=False) == rendered.replace(PLACEHOLDER, "")
+    with torch.no_grad():
+        assert torch.equal(embeds[others], model.get_input_embeddings()(torch.tensor(text_ids)))
+    # Each placeholder sits right after its title's tokens.
+    for slot, item in zip(tokens.slots, ids, strict=True):
+        before = tokenizer.decode(tokens.input_ids[:slot], clean_up_tokenization_spaces=False)
+        assert before.endswith(f"- {ml100k.titles[item]} ")
+
+
+def test_without_placeholders_the_tokens_are_the_engines(prompter, smollm):
+    tokenizer, model = smollm
+    messages = [{"role": "user", "content": "Recommend a film."}]
+    assert prompter.tokenize(messages, []).input_ids == render_prompt(tokenizer, Request(messages=messages))
+    partial = [*messages, {"role": "assistant", "content": "I suggest"}]
+    assert prompter.tokenize(partial, []).input_ids == render_prompt(tokenizer, Request(messages=partial))
+    assert prompter.tokenize("Heat", []).input_ids == render_prompt(tokenizer, Request(prompt="Heat"))
+    with torch.no_grad():
+        embeds = prompter(messages, [])
+        ids = torch.tensor([render_prompt(tokenizer, Request(messages=messages))])
+        from_ids = model.generate(input_ids=ids, max_new_tokens=6, do_sample=False)[0, ids.shape[1] :]
+        from_embeds = model.generate(inputs_embeds=embeds[None], max_new_tokens=6, do_sample=False)[0]
+    assert from_embeds.tolist() == from_ids.tolist()
+
+
+def test_a_text_prompt_splices_too(prompter, smollm, ml100k):
+    tokenizer, _ = smollm
+    text = f"Did you like {ml100k.titles[100]} {PLACEHOLDER} or {ml100k.titles[7]} {PLACEHOLDER}?"
+    tokens = prompter.tokenize(text, [100, 7])
+    assert len(tokens.slots) == 2 and tokens.item_ids == [100, 7]
+    text_ids = [t for i, t in enumerate(tokens.input_ids) if i not in tokens.slots]
+    assert tokenizer.decode(text_ids, clean_up_tokenization_spaces=False) == text.replace(PLACEHOLDER, "")
+    with torch.no_grad():
+        assert prompter(text, [100, 7]).shape == (len(tokens), 576)
+
+
+def test_item_ids_must_match_the_placeholders(prompter, ml100k):
+    messages = rank_messages(ml100k)
+    with pytest.raises(LlmrecError, match="has 6 <item-emb> placeholder.* but 5 item id"):
+        prompter(messages, (HISTORY + CANDIDATES)[:-1])
+    with pytest.raises(LlmrecError, match="has 1 <item-emb> placeholder.* but 2 item id"):
+        prompter(f"Heat {PLACEHOLDER}", [733, 100])
+    with pytest.raises(LlmrecError, match=r"item ids \[0, 1683\] are not in the catalog"):
+        prompter(f"{PLACEHOLDER} {PLACEHOLDER}", [0, 1683])
+    with pytest.raises(LlmrecError, match="non-empty list"):
+        prompter([], [])
+
+
+def test_a_projector_for_another_llm_is_refused(smollm, prompter):
+    tokenizer, model = smollm
+    wrong = build_projector(ProjectorConfig(kind="linear").resolve(prompter.items.dim, 960))
+    with pytest.raises(LlmrecError, match="outputs 960 dimensions but the LLM's hidden size is 576"):
+        HybridPrompter(tokenizer, model.get_input_embeddings(), wrong, prompter.items)
+
+
+def rows(dataset):
+    return [
+        {"prompt": rank_messages(dataset), "item_ids": HISTORY + CANDIDATES, "answer": dataset.titles[100]},
+        {"prompt": rank_messages(dataset, [1], [7, 100]), "item_ids": [1, 7, 100], "answer": dataset.titles[7]},
+    ]
+
+
+@pytest.mark.parametrize("side", ["right", "left"])
+def test_collator_pads_and_labels_only_the_answer(prompter, smollm, ml100k, side):
+    tokenizer, _ = smollm
+    batch = rows(ml100k)
+    with torch.no_grad():
+        out = HybridCollator(prompter, padding_side=side)(batch)
+    embeds, mask, labels = out["inputs_embeds"], out["attention_mask"], out["labels"]
+    assert embeds.shape[:2] == mask.shape == labels.shape and embeds.shape[0] == 2
+    for row, example in enumerate(batch):
+        prompt_len = len(prompter.tokenize(example["prompt"], example["item_ids"]))
+        answer = tokenizer(example["answer"], add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+        length = prompt_len + len(answer)
+        positions, width = torch.arange(embeds.shape[1]), embeds.shape[1]
+        real = positions >= width - length if side == "left" else positions < length
+        assert mask[row].tolist() == real.long().tolist()
+        assert (labels[row][~real] == -100).all() and (embeds[row][~real] == 0).all()
+        kept = labels[row][real]
+        assert (kept[:prompt_len] == -100).all() and kept[prompt_len:].tolist() == answer
+        with torch.no_grad():
+            expected = prompter.embed(prompter.tokenize(example["prompt"], example["item_ids"]))
+        assert torch.equal(embeds[row][real][:prompt_len], expected)
+
+
+def test_collator_without_answers_gives_no_labels(prompter, ml100k):
+    batch = [{k: v for k, v in row.items() if k != "answer"} for row in rows(ml100k)]
+    with torch.no_grad():
+        out = HybridCollator(prompter, padding_side="left")(batch)
+    assert set(out) == {"inputs_embeds", "attention_mask"}
+    with pytest.raises(LlmrecError, match="every row of a batch has an answer or none"):
+        HybridCollator(prompter)([batch[0], rows(ml100k)[1]])
+
+
+def test_the_lm_loss_trains_the_projector(prompter, smollm, ml100k):
+    _, model = smollm
+    projector = prompter.projector.train()
+    before = {k: v.detach().clone() for k, v in projector.named_parameters()}
+    optimizer = torch.optim.AdamW(projector.parameters(), lr=1e-3)
+    try:
+        out = HybridCollator(prompter)(rows(ml100k))
+        loss = model(**out).loss
+        loss.backward()
+        for name, param in projector.named_parameters():
+            assert param.grad is not None and param.grad.abs().sum() > 0, name
+        optimizer.step()
+        for name, param in projector.named_parameters():
+            assert not torch.equal(param, before[name]), name
+    finally:
+        with torch.no_grad():
+            for name, param in projector.named_parameters():
+                param.copy_(before[name])
+        projector.eval()
+    assert torch.isfinite(loss)
