@@ -72,6 +72,16 @@ class Batch:
     negatives: torch.Tensor | None = None
     generator: torch.Generator | None = None
 
+    def target_span(self) -> int:
+        """How many trailing positions hold every target of the batch (at least 1)."""
+        columns = (self.targets > 0).any(0).nonzero()  # (K, 1)
+        return self.targets.shape[1] - int(columns[0]) if len(columns) else 1
+
+    def tail(self, span: int) -> Batch:
+        """The batch cut to its last ``span`` positions."""
+        negatives = None if self.negatives is None else self.negatives[:, -span:]
+        return Batch(self.inputs[:, -span:], self.targets[:, -span:], negatives, self.generator)
+
 
 class Encoder(nn.Module):
     """Base class: subclasses implement ``sequence_states`` (or override ``encode``) and own ``item_embedding``."""
@@ -87,13 +97,17 @@ class Encoder(nn.Module):
         self.num_items = num_items
         self.config = config
 
-    def sequence_states(self, seqs: torch.Tensor) -> torch.Tensor:
-        """Hidden state at every position, ``[B, L, H]``; position t sees items up to t."""
+    def sequence_states(self, seqs: torch.Tensor, last: int | None = None) -> torch.Tensor:
+        """Hidden state at every position, ``[B, L, H]``; position t sees items up to t.
+
+        With ``last``, only the states of the last ``last`` positions, ``[B, last, H]``: a model may skip the
+        work that only the other positions' outputs need.
+        """
         raise NotImplementedError
 
     def encode(self, seqs: torch.Tensor) -> torch.Tensor:
         """The user state after the last item, ``[B, H]``."""
-        return self.sequence_states(seqs)[:, -1]
+        return self.sequence_states(seqs, last=1)[:, -1]
 
     def item_embeddings(self) -> torch.Tensor:
         """Output embeddings of all items, ``[N+1, H]`` (row 0 is the padding item)."""
@@ -115,8 +129,9 @@ class Encoder(nn.Module):
 
     def loss(self, batch: Batch) -> torch.Tensor:
         """Next-item loss over every position that has a target."""
-        states = self.sequence_states(batch.inputs)  # (B, L, H)
-        return next_item_loss(self, states, batch)
+        span = batch.target_span()  # windows that train only their last positions need only those states
+        states = self.sequence_states(batch.inputs, last=span)  # (B, span, H)
+        return next_item_loss(self, states, batch.tail(span))
 
 
 def next_item_loss(model: Encoder, states: torch.Tensor, batch: Batch) -> torch.Tensor:

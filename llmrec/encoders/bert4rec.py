@@ -50,7 +50,7 @@ class BERT4Rec(Encoder):
             if isinstance(module, (nn.Linear, nn.Embedding)):
                 nn.init.normal_(module.weight, std=0.02)
 
-    def sequence_states(self, seqs: torch.Tensor) -> torch.Tensor:
+    def sequence_states(self, seqs: torch.Tensor, last: int | None = None) -> torch.Tensor:
         seqs = seqs[:, -self.config.max_len :]
         length = seqs.shape[1]
         real = seqs > 0  # (B, L)
@@ -60,11 +60,11 @@ class BERT4Rec(Encoder):
         mask = (real[:, None, :] | eye)[:, None]  # (B, 1, L, L): every real key, and always oneself
         for block in self.blocks:
             x = block(x, mask) * real[..., None]
-        return self.head(x)  # (B, L, H)
+        return self.head(x[:, -last:] if last else x)  # (B, L, H)
 
     def encode(self, seqs: torch.Tensor) -> torch.Tensor:
         masked = torch.full_like(seqs[:, :1], self.mask_token)
-        return self.sequence_states(torch.cat([seqs, masked], dim=1))[:, -1]  # (B, H); keeps the last max_len
+        return self.sequence_states(torch.cat([seqs, masked], dim=1), last=1)[:, -1]  # (B, H); keeps the last max_len
 
     def loss(self, batch: Batch) -> torch.Tensor:
         """Cloze loss: mask ``mask_prob`` of the positions with a target (at least one per row), predict them."""

@@ -44,7 +44,7 @@ class GRU4Rec(Encoder):
         self.dense = nn.Linear(hidden, hidden)
         nn.init.xavier_normal_(self.item_embedding.weight)
 
-    def sequence_states(self, seqs: torch.Tensor) -> torch.Tensor:
+    def sequence_states(self, seqs: torch.Tensor, last: int | None = None) -> torch.Tensor:
         seqs = seqs[:, -self.config.max_len :]
         length = seqs.shape[1]
         lengths = (seqs > 0).sum(1)  # (B,)
@@ -54,7 +54,8 @@ class GRU4Rec(Encoder):
         packed = pack_padded_sequence(x, lengths.clamp(min=1).cpu(), batch_first=True, enforce_sorted=False)
         out, _ = self.gru(packed)
         out, _ = pad_packed_sequence(out, batch_first=True, total_length=length)  # (B, L, H), zeros after the end
-        return self.dense(_shift(out, pads, -1))  # (B, L, H), left-padded again
+        out = _shift(out, pads, -1)  # (B, L, H), left-padded again
+        return self.dense(out[:, -last:] if last else out)
 
 
 register_encoder("gru4rec", GRU4RecConfig, GRU4Rec)

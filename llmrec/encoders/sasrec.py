@@ -45,14 +45,19 @@ class Block(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.attn_dropout = attn_dropout
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, last: int | None = None) -> torch.Tensor:
+        """``x`` (B, L, H) and ``mask`` (B, 1, L, L) -> (B, L, H), or only the last ``last`` positions' outputs
+        (their queries attend to every key; the other positions' queries and feed-forward are skipped)."""
         b, length, hidden = x.shape
         q, k, v = self.qkv(self.attn_norm(x)).split(hidden, dim=-1)  # (B, L, H) each
-        q, k, v = (t.view(b, length, self.heads, -1).transpose(1, 2) for t in (q, k, v))  # (B, h, L, H/h)
+        if last:
+            q, x, mask = q[:, -last:], x[:, -last:], mask[:, :, -last:]  # (B, Q, H), (B, Q, H), (B, 1, Q, L)
+        q = q.reshape(b, q.shape[1], self.heads, -1).transpose(1, 2)  # (B, h, Q, H/h)
+        k, v = (t.view(b, length, self.heads, -1).transpose(1, 2) for t in (k, v))  # (B, h, L, H/h)
         attn = F.scaled_dot_product_attention(
             q, k, v, attn_mask=mask, dropout_p=self.attn_dropout if self.training else 0.0
-        )  # (B, h, L, H/h)
-        x = x + self.dropout(self.proj(attn.transpose(1, 2).reshape(b, length, hidden)))
+        )  # (B, h, Q, H/h)
+        x = x + self.dropout(self.proj(attn.transpose(1, 2).reshape(b, q.shape[2], hidden)))
         return x + self.dropout(self.ffn(self.ffn_norm(x)))
 
 
@@ -79,7 +84,7 @@ class SASRec(Encoder):
         if isinstance(module, nn.Linear) and module.bias is not None:
             nn.init.zeros_(module.bias)
 
-    def sequence_states(self, seqs: torch.Tensor) -> torch.Tensor:
+    def sequence_states(self, seqs: torch.Tensor, last: int | None = None) -> torch.Tensor:
         seqs = seqs[:, -self.config.max_len :]
         length = seqs.shape[1]
         real = seqs > 0  # (B, L)
@@ -90,9 +95,12 @@ class SASRec(Encoder):
         eye = torch.eye(length, dtype=torch.bool, device=seqs.device)
         mask = (causal & real[:, None, :]) | eye  # (B, L, L): real keys in the past, and always oneself
         mask = mask[:, None]  # (B, 1, L, L)
-        for block in self.blocks:
-            x = block(x, mask) * real[..., None]
-        return self.final_norm(x)  # (B, L, H)
+        final = len(self.blocks) - 1
+        for index, block in enumerate(self.blocks):
+            # Only the last block can skip positions: earlier blocks' outputs are every later key and value.
+            tail = last if index == final and last and last < length else None
+            x = block(x, mask, tail) * real[:, -(tail or length) :, None]
+        return self.final_norm(x)  # (B, L or last, H)
 
 
 register_encoder("sasrec", SASRecConfig, SASRec)

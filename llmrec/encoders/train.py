@@ -144,6 +144,24 @@ def _write_json(path: Path, payload: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
+def epoch_batches(pools: list[np.ndarray], batch_size: int, generator: torch.Generator) -> list[torch.Tensor]:
+    """One epoch's batches of window indices: each pool shuffled and cut into batches, then all batches shuffled.
+
+    >>> batches = epoch_batches([np.arange(5), np.arange(5, 8)], 2, torch.Generator().manual_seed(0))
+    >>> sorted(len(b) for b in batches), all(max(b) < 5 or min(b) >= 5 for b in batches)
+    ([1, 1, 2, 2, 2], True)
+    >>> len(epoch_batches([np.arange(3), np.arange(0)], 2, torch.Generator()))
+    2
+    """
+    batches = []
+    for pool in pools:
+        if not len(pool):
+            continue
+        shuffled = torch.from_numpy(pool)[torch.randperm(len(pool), generator=generator)]
+        batches.extend(shuffled.split(batch_size))
+    return [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
+
+
 def evaluate_encoder(
     model: Encoder,
     split: Split,
@@ -207,6 +225,12 @@ class Trainer:
             self.split.train_sequences(), encoder_config.max_len, stride, self.model.objective
         )
         inputs_t, targets_t = torch.from_numpy(inputs), torch.from_numpy(targets)
+        # Windows that train only their last ``stride`` positions are batched apart from the earliest windows of
+        # each user (targets everywhere), so most batches need the last layer's outputs at a few positions only.
+        spans = encoder_config.max_len - (targets > 0).argmax(1)
+        pools = [np.flatnonzero(spans <= stride), np.flatnonzero(spans > stride)]
+        if self.model.objective != "next":
+            pools = [np.arange(len(inputs))]
         optimizer = torch.optim.AdamW(self.model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
         state = {"epoch": 0, "best": -math.inf, "best_epoch": 0, "bad_epochs": 0, "history": []}
         checkpoint = self.run / "checkpoints" / "last.pt"
@@ -220,7 +244,7 @@ class Trainer:
             print(f"llmrec: resuming {self.run} after epoch {state['epoch']}", file=sys.stderr)
         model, optimizer = self.accelerator.prepare(self.model, optimizer)
         processes, rank = self.accelerator.num_processes, self.accelerator.process_index
-        num_batches = math.ceil(len(inputs) / tc.batch_size)
+        num_batches = sum(math.ceil(len(pool) / tc.batch_size) for pool in pools)
         num_batches -= num_batches % processes
         started = time.perf_counter() - sum(h["seconds"] for h in state["history"])
         last_metric = state["history"][-1]["valid"][tc.valid_metric] if state["history"] else float("nan")
@@ -229,13 +253,13 @@ class Trainer:
             seed = _epoch_seed(tc.seed, epoch)
             torch.manual_seed(seed + rank)
             generator = torch.Generator().manual_seed(seed)
-            order = torch.randperm(len(inputs), generator=generator)
+            batches = epoch_batches(pools, tc.batch_size, generator)
             model.train()
             total, count = 0.0, 0
             bar = progress_bar(num_batches // processes, f"{self.config.model} epoch {epoch}", unit="batch")
             bar.disable = bar.disable or not self.is_main
             for b in range(rank, num_batches, processes):
-                index = order[b * tc.batch_size : (b + 1) * tc.batch_size]
+                index = batches[b]
                 batch = self._batch(inputs_t[index], targets_t[index], generator)
                 loss = model(batch)
                 optimizer.zero_grad(set_to_none=True)

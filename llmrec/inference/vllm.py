@@ -34,6 +34,7 @@ from llmrec.inference.engine import (
     check_lora,
     fit_prompt,
     grounding_trie,
+    native_bf16,
     render_prompt,
     resolve_completion,
 )
@@ -84,9 +85,10 @@ class TrieLogitsProcessor(AdapterLogitsProcessor):
 class VLLMEngine:
     """vLLM's offline ``LLM`` behind the Engine protocol.
 
-    ``model``: path, hub id, or ``None`` for the bundled default. ``dtype``: ``bfloat16`` (default) or
-    ``float32``. ``max_model_len``: context length (default the model's, at most 4096). ``kv_cache_gib``: KV
-    cache size (on CPU it is host memory; 1 GiB holds about 45k tokens of the default model).
+    ``model``: path, hub id, or ``None`` for the bundled default. ``dtype``: ``auto`` (default: ``bfloat16``
+    where the CPU has native bf16 kernels, else ``float32``, as emulated bf16 is several times slower),
+    ``bfloat16`` or ``float32``. ``max_model_len``: context length (default the model's, at most 4096).
+    ``kv_cache_gib``: KV cache size (on CPU it is host memory; 1 GiB holds about 45k tokens of the default model).
     ``enable_lora``/``max_lora_rank``: whether requests may carry LoRA adapters (vLLM fixes this at start).
     ``overflow``: ``truncate`` an over-long prompt from the left with a warning, or ``reject`` it.
     """
@@ -96,7 +98,7 @@ class VLLMEngine:
     def __init__(
         self,
         model: str | None = None,
-        dtype: str = "bfloat16",
+        dtype: str = "auto",
         max_model_len: int | None = None,
         kv_cache_gib: float = 1.0,
         enable_lora: bool = False,
@@ -107,6 +109,11 @@ class VLLMEngine:
     ) -> None:
         if overflow not in OVERFLOW:
             raise LlmrecError(f"overflow must be one of {', '.join(OVERFLOW)}, got {overflow!r}")
+        if dtype not in ("auto", "bfloat16", "float32"):
+            raise LlmrecError(f"unknown dtype {dtype!r}; choose one of auto, bfloat16, float32")
+        if dtype == "auto":
+            dtype = "bfloat16" if native_bf16() else "float32"
+        self.dtype = dtype
         self.model = resolve_model(model)
         try:
             config = AutoConfig.from_pretrained(self.model)

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from llmrec.encoders import ENCODERS, build_encoder
-from llmrec.encoders.base import LOSSES, Batch, load_encoder, save_encoder
+from llmrec.encoders.base import LOSSES, Batch, load_encoder, next_item_loss, save_encoder
 from llmrec.errors import LlmrecError
 
 NUM_ITEMS = 30
@@ -88,6 +88,22 @@ def test_padding_never_leaks_into_scores(name):
         torch.testing.assert_close(trimmed, reference[1:2])
         # 3. a single item with maximal padding gives finite scores
         assert torch.isfinite(model.score(torch.tensor([[0] * 7 + [1]]))[:, 1:]).all()
+
+
+@pytest.mark.parametrize("name", sorted(n for n in ENCODERS if ENCODERS[n].model_cls.trainable))
+def test_last_positions_only_match_the_full_states_and_loss(name):
+    model = make(name)  # eval mode: no dropout, so both paths compute the same function
+    with torch.no_grad():
+        full = model.sequence_states(SEQS)
+        for last in (1, 3):
+            torch.testing.assert_close(model.sequence_states(SEQS, last=last), full[:, -last:])
+        if model.objective == "next":
+            # Windows training only their last two positions: the loss over the tail equals the full-state loss.
+            targets = TARGETS.clone()
+            targets[:, :-2] = 0
+            batch = Batch(SEQS, targets)
+            assert batch.target_span() == 2
+            torch.testing.assert_close(model.loss(batch), next_item_loss(model, full, batch))
 
 
 def test_unknown_encoder_lists_registered_ones():
