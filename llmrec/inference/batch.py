@@ -555,6 +555,8 @@ def run_batch_ray(
     duplicate ids and the errors file work exactly as in the local run; the pending rows are handed to Ray as
     one dataset, and every result batch is appended (one write each) as it streams back.
     """
+    from llmrec.progress import progress_bar
+
     try:
         import ray
     except ImportError:
@@ -588,11 +590,16 @@ def run_batch_ray(
             concurrency=actors,
             num_cpus=cpus_per_actor,
         )
-        for batch in dataset.iter_batches(batch_size=config.chunk_size, batch_format="numpy"):
-            outputs = [json.loads(j) for k, j in zip(batch["kind"], batch["json"], strict=True) if k == "output"]
-            errors = [json.loads(j) for k, j in zip(batch["kind"], batch["json"], strict=True) if k == "error"]
-            append_rows(config.out, outputs)
-            append_rows(config.errors_path, errors)
-            summary.add(outputs, len(errors))
+        with progress_bar(len(pending), desc=f"batch {config.task} (ray)", unit="row") as bar:
+            for batch in dataset.iter_batches(batch_size=config.chunk_size, batch_format="numpy"):
+                pairs = list(zip(batch["kind"], batch["json"], strict=True))
+                outputs = [json.loads(j) for k, j in pairs if k == "output"]
+                errors = [json.loads(j) for k, j in pairs if k == "error"]
+                append_rows(config.out, outputs)
+                append_rows(config.errors_path, errors)
+                summary.add(outputs, len(errors))
+                summary.seconds = time.perf_counter() - start
+                bar.update(len(pairs))
+                bar.set_postfix(tok_s=f"{summary.tokens_per_second:.0f}", errors=summary.errors)
     summary.seconds = time.perf_counter() - start
     return summary

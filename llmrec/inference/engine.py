@@ -175,6 +175,13 @@ def fit_prompt(token_ids: list[int], context: int, max_new_tokens: int, overflow
     return token_ids[-room:], message
 
 
+def native_bf16() -> bool:
+    """Whether this CPU runs bf16 matrix products natively (AVX512-BF16 or AMX); without them bf16 is emulated."""
+    import torch
+
+    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
 def render_prompt(tokenizer: Any, request: Request) -> list[int]:
     """The prompt token ids of a text or chat request (chat template applied, generation prompt added)."""
     if request.messages is not None:

@@ -26,6 +26,7 @@ from llmrec.inference.engine import (
     check_lora,
     fit_prompt,
     grounding_trie,
+    native_bf16,
     render_prompt,
     resolve_completion,
 )
@@ -66,11 +67,6 @@ class TrieLogitsProcessor(LogitsProcessor):
                 mask[row] = True
                 mask[row, torch.from_numpy(allowed)] = False
         return scores.masked_fill(mask, float("-inf")) if constrained else scores
-
-
-def native_bf16() -> bool:
-    """Whether this CPU runs bf16 matrix products natively (AVX512-BF16 or AMX); without them bf16 is emulated."""
-    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
 class HFEngine:

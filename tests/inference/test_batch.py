@@ -15,7 +15,7 @@ import pytest
 
 from llmrec.errors import LlmrecError
 from llmrec.inference.batch import BatchConfig, finished_ids, run_batch
-from llmrec.inference.engine import SamplingConfig
+from llmrec.inference.engine import Request, SamplingConfig
 
 QUESTIONS = [
     "Name three fruits.",
@@ -216,10 +216,22 @@ def test_cli_batch_killed_mid_run_resumes_to_the_same_output(tmp_path) -> None:
     assert done.returncode == 0, done.stderr
     summary = json.loads(done.stdout.strip().splitlines()[-1])
     assert summary["rows_skipped"] == len(kept) and summary["rows_written"] == 6 - len(kept)
+    assert "batch generate" in done.stderr and "tok_s=" in done.stderr  # the progress bar, with tokens/s
     reference = tmp_path / "reference.jsonl"
     subprocess.run([*command, "--out", str(reference)], check=True, capture_output=True)
     ordered = sorted(read_jsonl(out), key=lambda r: r["id"])
     assert ordered == read_jsonl(reference)
+
+
+def test_cli_batch_applies_a_lora_adapter_to_every_row(tmp_path, lora_dir, hf_engine) -> None:
+    source = write_jsonl(tmp_path / "in.jsonl", generate_rows(2))
+    command = [sys.executable, "-m", "llmrec", "batch", "--input", str(source), "--engine", "hf"]
+    command += ["--max-new-tokens", "8", "--out", str(tmp_path / "lora.jsonl"), "--lora", str(lora_dir)]
+    subprocess.run(command, check=True, capture_output=True)
+    adapted = read_jsonl(tmp_path / "lora.jsonl")
+    requests = [Request(messages=row["messages"], lora=lora_dir) for row in generate_rows(2)]
+    expected = hf_engine.generate(requests, SamplingConfig(max_new_tokens=8))
+    assert [r["text"] for r in adapted] == [e.completions[0].text for e in expected]
 
 
 def test_cli_batch_bad_arguments_are_one_line_errors(tmp_path) -> None:
