@@ -285,6 +285,7 @@ def main() -> None:
             for row in measured:
                 kept["rows"][row["name"]] = row | stamp | {"model": model}
             keep(args.kept, kept)
+            args.out.write_text(render(ordered(kept["rows"]), kept["memory"]) + "\n")  # each pair as it lands
         if args.memory == "yes":
             kept["memory"] = run_memory(Path(tmp)) | {"measured": stamp["measured"]}
             keep(args.kept, kept)

@@ -143,6 +143,10 @@ class VLLMEngine:
             max_lora_rank=max_lora_rank,
             logits_processors=[TrieLogitsProcessor],
             seed=seed,
+            # A prompt prefilled in chunks has its first sampled tokens discarded, and vLLM then rewinds the
+            # request's seeded generator, which CPU generators cannot do: the engine dies ("CPU Generator does not
+            # use offset") once a batch of seeded requests outgrows one step. Whole prefills avoid it.
+            enable_chunked_prefill=False,
         )
 
     def close(self) -> None:

@@ -110,3 +110,15 @@ def test_candidate_scores_follow_the_request_adapter(vllm_engine, hf_fp32, catal
     assert ours[0] != pytest.approx(ours[1], abs=0.1)
     assert ours[0] == pytest.approx(theirs[1], abs=1e-2)
     assert ours[1] == pytest.approx(theirs[0], abs=1e-2)
+
+
+def test_seeded_sampling_survives_batches_larger_than_one_step(vllm_engine) -> None:
+    # About 6,000 prompt tokens: more than one scheduler step holds, so prefills would be split (and the engine
+    # died rewinding the seeded CPU generators of the split requests).
+    prompt = "Recommend a movie for someone who liked " + ", ".join(f"film number {i}" for i in range(20)) + "."
+    requests = [Request(messages=chat(f"{i}. {prompt}")) for i in range(60)]
+    params = SamplingConfig(temperature=1.0, seed=5, max_new_tokens=3)
+    first = vllm_engine.generate(requests, params)
+    assert sum(r.prompt_tokens for r in first) > 4096
+    again = vllm_engine.generate(requests, params)
+    assert [r.completions[0].token_ids for r in first] == [r.completions[0].token_ids for r in again]
