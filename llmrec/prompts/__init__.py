@@ -22,6 +22,7 @@ def _environment() -> Any:
     )
 
 
+@cache  # the shipped templates do not change while a process runs; rendering reads them once
 def _source(name: str) -> str | None:
     file = resources.files(__package__) / f"{name}.jinja"
     return file.read_text() if file.is_file() else None

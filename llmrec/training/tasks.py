@@ -1,0 +1,305 @@
+"""Task datasets for the LLM recommenders: one prompt and answer per (user, target), from a leave-one-out split.
+
+- ``rank`` (LLaRA): the user's recent history and a list of candidates, the target among them; the answer is the
+  target's title (``generative``) or its label letter (``verbalizer``, LlamaRec: candidates listed as ``A. Title``
+  ... ``T. Title``, so one forward pass ranks all of them by their letters' logits).
+- ``next``: the history alone; the answer is the target's title (free generation, grounded to the whole catalog).
+- ``explain``: the rank prompt asking for a short rationale, then the answer marker and a title; the answer is the
+  target's title, what should follow the marker (there are no gold rationales: these rows feed RL rewards and
+  reasoning evaluation, not SFT).
+
+Training examples come only from each user's training prefix: the targets are its last ``examples_per_user``
+positions and their history is what precedes them, so nothing after the prefix (the valid and test targets)
+reaches a training prompt; their candidates are the target and items the user never interacted with (in the whole
+sequence, so never a valid or test item either), drawn with the config's seed.
+
+Validation and test examples carry exactly the ``c20`` protocol's 20 candidates, in the order the protocol stored
+them (already shuffled: the target at a uniform random position), whatever the seed, so LLM rerankers and encoders
+are scored on the very same candidates, and every LLM on the very same prompts.
+
+With ``item_text="hybrid"`` every item in the prompt is ``Title <item-emb>``; ``item_ids`` lists the items in
+placeholder order (history, then candidates) for :class:`llmrec.adapters.HybridPrompter`.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from llmrec.adapters.hybrid import PLACEHOLDER
+from llmrec.data.dataset import Dataset
+from llmrec.data.splits import Split
+from llmrec.errors import LlmrecError
+from llmrec.eval.protocols import c20_candidates
+from llmrec.prompts import render
+
+TASKS = ("rank", "next", "explain")
+OUTPUTS = ("generative", "verbalizer")
+ITEM_TEXTS = ("title", "hybrid")
+WHICH = ("train", "valid", "test")
+LETTERS = string.ascii_uppercase
+_Row = tuple[int, np.ndarray, int, np.ndarray]  # user, history, target, candidates (empty for next)
+
+# The shipped template of each (task, output, item_text); next and explain answer with a title.
+TEMPLATES = {
+    ("rank", "generative", "title"): "rank_candidates",
+    ("rank", "generative", "hybrid"): "rank_candidates_hybrid",
+    ("rank", "verbalizer", "title"): "rank_candidates_labelled",
+    ("rank", "verbalizer", "hybrid"): "rank_candidates_labelled_hybrid",
+    ("next", "generative", "title"): "next_item",
+    ("next", "generative", "hybrid"): "next_item_hybrid",
+    ("explain", "generative", "title"): "reason_candidates",
+    ("explain", "generative", "hybrid"): "reason_candidates_hybrid",
+}
+
+
+@dataclass
+class TaskConfig:
+    """What the examples ask and how they are built.
+
+    Task: ``task`` (``rank``, ``next`` or ``explain``), ``output`` (rank only: ``generative`` or ``verbalizer``),
+    ``item_text`` (``title`` or ``hybrid``). Prompt: ``template`` (a name in ``prompts/``; by default the one
+    that fits the three fields above), ``marker`` (explain). Sizes: ``max_history``, ``num_candidates``
+    (training only), ``examples_per_user``. Sampling: ``seed``.
+    """
+
+    task: str = field(default="rank", metadata={"help": "rank, next or explain."})
+    max_history: int = field(default=10, metadata={"help": "Most recent items shown as the user's history."})
+    num_candidates: int = field(
+        default=20,
+        metadata={
+            "help": "Candidates per training example (the target and uniform negatives the user never interacted "
+            "with); valid and test examples always carry the c20 protocol's 20."
+        },
+    )
+    output: str = field(
+        default="generative",
+        metadata={"help": "rank only. generative: answer the target's title; verbalizer: answer its label A-T."},
+    )
+    item_text: str = field(
+        default="title", metadata={"help": "How an item appears in the prompt: title, or hybrid (Title <item-emb>)."}
+    )
+    examples_per_user: int = field(
+        default=3,
+        metadata={
+            "help": "Training targets per user: the last K positions of the training sequence, or 0 for every "
+            "position with at least one item of history."
+        },
+    )
+    seed: int = field(default=0, metadata={"help": "Seed of the training candidates and their order."})
+    template: str | None = field(
+        default=None, metadata={"help": "Prompt template name; default: the shipped one for task, output, item_text."}
+    )
+    marker: str = field(default="Answer:", metadata={"help": "explain: the line that ends the rationale."})
+
+    def __post_init__(self) -> None:
+        for name, allowed in (("task", TASKS), ("output", OUTPUTS), ("item_text", ITEM_TEXTS)):
+            if getattr(self, name) not in allowed:
+                raise LlmrecError(f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
+        if self.output == "verbalizer" and self.task != "rank":
+            raise LlmrecError(f"output 'verbalizer' is for the rank task only, not {self.task!r}; use generative")
+        if self.max_history < 1:
+            raise LlmrecError(f"max_history must be at least 1, got {self.max_history}")
+        if self.num_candidates < 2:
+            raise LlmrecError(f"num_candidates must be at least 2 (target and negative), got {self.num_candidates}")
+        if self.output == "verbalizer" and self.num_candidates > len(LETTERS):
+            raise LlmrecError(f"the verbalizer labels at most {len(LETTERS)} candidates, got {self.num_candidates}")
+        if self.examples_per_user < 0:
+            raise LlmrecError(f"examples_per_user must be 0 (all positions) or more, got {self.examples_per_user}")
+
+    @property
+    def template_name(self) -> str:
+        """The template the examples are rendered from."""
+        return self.template or TEMPLATES[(self.task, self.output, self.item_text)]
+
+
+@dataclass
+class TaskExample:
+    """One prompt and its answer.
+
+    ``history`` (item ids, most recent last) and ``candidates`` (rank and explain; empty for next) are what the
+    prompt shows, in prompt order; ``item_ids`` are the items of the ``<item-emb>`` placeholders in placeholder
+    order (history then candidates; empty unless item_text is hybrid); ``answer`` is the target's title, or its
+    letter for the verbalizer, whose ``labels`` are the candidates' letters in candidate order.
+    """
+
+    user: int
+    history: list[int]
+    candidates: list[int]
+    target: int
+    prompt: list[dict[str, str]]
+    item_ids: list[int]
+    answer: str
+    labels: list[str]
+
+    @property
+    def target_index(self) -> int:
+        """The target's position among the candidates."""
+        return self.candidates.index(self.target)
+
+    def as_row(self) -> dict[str, Any]:
+        """A plain dict (a ``datasets`` row, or a :class:`llmrec.adapters.HybridCollator` row)."""
+        return asdict(self)
+
+
+def check_template(config: TaskConfig) -> str:
+    """The config's template name, once a probe rendering shows it fits the config: every history item (and every
+    candidate, for rank and explain) in order, each followed by one ``<item-emb>`` when item_text is hybrid and
+    none otherwise; each candidate on its label's line for the verbalizer."""
+    name = config.template_name
+    history = [f"@@history-{i}@@" for i in range(2)]
+    candidates = [] if config.task == "next" else [f"@@candidate-{i}@@" for i in range(3)]
+    labels = list(LETTERS[: len(candidates)])
+    text = render(name, history=history, candidates=candidates, labels=labels, marker=config.marker)
+    probes = [*history, *candidates]
+    found = re.findall("|".join(re.escape(s) for s in [*probes, PLACEHOLDER]), text)
+    titles = [s for s in found if s != PLACEHOLDER]
+    shown = "every history item" + ("" if config.task == "next" else " and every candidate")
+    if titles != probes:
+        raise LlmrecError(
+            f"prompt template {name!r} does not show {shown} once, in order, as the {config.task} task needs; "
+            "choose a template made for this task"
+        )
+    if config.item_text == "hybrid":
+        expected = [part for probe in probes for part in (probe, PLACEHOLDER)]
+        if found != expected:
+            raise LlmrecError(
+                f"prompt template {name!r} does not put one {PLACEHOLDER} after each item title, as item_text "
+                "'hybrid' needs (history, then candidates); use a *_hybrid template or add the placeholders"
+            )
+    elif PLACEHOLDER in found:
+        raise LlmrecError(
+            f"prompt template {name!r} has {PLACEHOLDER} placeholders but item_text is 'title'; "
+            "set item_text to hybrid or choose a template without placeholders"
+        )
+    if config.output == "verbalizer":
+        lines = [rf"\b{label}\b.*{re.escape(probe)}" for label, probe in zip(labels, candidates, strict=True)]
+        if not all(re.search(line, text) for line in lines):
+            raise LlmrecError(
+                f"prompt template {name!r} does not show each candidate's label letter on its line, as the "
+                "verbalizer needs; use rank_candidates_labelled or a template like it"
+            )
+    return name
+
+
+def build_examples(dataset: Dataset, split: Split, which: str, config: TaskConfig) -> list[TaskExample]:
+    """The ``train``, ``valid`` or ``test`` examples of ``config``'s task, in user order (then target position).
+
+    ``split`` must come from ``dataset`` (usually :func:`llmrec.data.splits.leave_one_out_split`). The c20
+    candidates of valid and test are cached under ``DATASET/splits/``, as the encoders' evaluation caches them.
+    """
+    if which not in WHICH:
+        raise LlmrecError(f"which must be one of {', '.join(WHICH)}, got {which!r}")
+    if len(split.sequences) != dataset.num_users + 1:
+        raise LlmrecError(
+            f"the split has {len(split.sequences) - 1} users but {dataset.path} has {dataset.num_users}; "
+            "make the split from this dataset"
+        )
+    template = check_template(config)
+    if which == "train":
+        rows = _train_rows(split, dataset.num_items, config)
+    else:
+        rows = _eval_rows(dataset, split, which, config)
+    titles = dataset.titles.tolist()
+    return [_example(titles, template, config, *row) for row in rows]
+
+
+def _train_rows(split: Split, num_items: int, config: TaskConfig) -> list[_Row]:
+    rng = np.random.default_rng(config.seed)
+    no_candidates = np.zeros(0, dtype=np.int64)
+    rows: list[_Row] = []
+    for user, (sequence, length) in enumerate(zip(split.sequences, split.train_len, strict=True)):
+        first = 1 if config.examples_per_user == 0 else max(1, int(length) - config.examples_per_user)
+        positions = np.arange(first, int(length))
+        if not len(positions):
+            continue
+        targets = sequence[positions]
+        if config.task == "next":
+            candidates = [no_candidates] * len(positions)
+        else:
+            seen = np.zeros(num_items + 1, dtype=bool)
+            seen[sequence] = True
+            unseen = np.flatnonzero(~seen[1:]) + 1
+            if len(unseen) < config.num_candidates - 1:
+                raise LlmrecError(
+                    f"user {user} has interacted with all but {len(unseen)} items, too many to draw "
+                    f"{config.num_candidates - 1} negatives; lower num_candidates"
+                )
+            candidates = _with_negatives(rng, targets, unseen, config.num_candidates)
+        for position, target, row in zip(positions, targets, candidates, strict=True):
+            history = sequence[max(0, position - config.max_history) : position]
+            rows.append((user, history, int(target), row))
+    return rows
+
+
+def _with_negatives(rng: np.random.Generator, targets: np.ndarray, unseen: np.ndarray, size: int) -> np.ndarray:
+    """``[K, size]`` rows: each target at a uniform position among ``size - 1`` distinct uniform draws of
+    ``unseen``."""
+    negatives = unseen[_distinct_draws(rng, len(unseen), len(targets), size - 1)]  # (K, size - 1)
+    slot = rng.integers(0, size, len(targets))  # (K,)
+    is_target = np.arange(size)[None, :] == slot[:, None]  # (K, size)
+    out = np.empty((len(targets), size), dtype=np.int64)
+    out[is_target] = targets
+    out[~is_target] = negatives.ravel()  # row-major: each row's non-target columns take its own negatives
+    return out
+
+
+def _distinct_draws(rng: np.random.Generator, n: int, rows: int, count: int) -> np.ndarray:
+    """``[rows, count]`` indices into ``range(n)``, distinct within each row, uniformly drawn in random order."""
+    if n < 4 * count:  # few items to choose from: rejection would rarely succeed, a random permutation always does
+        return np.argsort(rng.random((rows, n)), axis=1)[:, :count]
+    draws = rng.integers(0, n, (rows, count))
+    while True:
+        ordered = np.sort(draws, axis=1)
+        repeated = (ordered[:, 1:] == ordered[:, :-1]).any(axis=1)
+        if not repeated.any():
+            return draws
+        draws[repeated] = rng.integers(0, n, (int(repeated.sum()), count))
+
+
+def _eval_rows(dataset: Dataset, split: Split, which: str, config: TaskConfig) -> list[_Row]:
+    examples = split.eval_set(which)
+    if config.task == "next":
+        candidates = np.zeros((len(examples), 0), dtype=np.int64)
+    else:
+        candidates = c20_candidates(split, which, dataset.num_items, dataset.path / "splits")
+    rows: list[_Row] = []
+    for user, cutoff, target, row in zip(examples.users, examples.cutoffs, examples.targets, candidates, strict=True):
+        history = split.sequences[user][max(0, cutoff - config.max_history) : cutoff]
+        rows.append((int(user), history, int(target), row))
+    return rows
+
+
+def _example(
+    titles: list[str],
+    template: str,
+    config: TaskConfig,
+    user: int,
+    history: np.ndarray,
+    target: int,
+    candidates: np.ndarray,
+) -> TaskExample:
+    history_ids, candidate_ids = history.tolist(), candidates.tolist()
+    letters = list(LETTERS[: len(candidate_ids)])
+    text = render(
+        template,
+        history=[titles[i] for i in history_ids],
+        candidates=[titles[i] for i in candidate_ids],
+        labels=letters,
+        marker=config.marker,
+    )
+    verbalizer = config.output == "verbalizer"
+    return TaskExample(
+        user=user,
+        history=history_ids,
+        candidates=candidate_ids,
+        target=target,
+        prompt=[{"role": "user", "content": text}],
+        item_ids=[*history_ids, *candidate_ids] if config.item_text == "hybrid" else [],
+        answer=letters[candidate_ids.index(target)] if verbalizer else titles[target],
+        labels=letters if verbalizer else [],
+    )

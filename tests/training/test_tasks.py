@@ -1,0 +1,192 @@
+"""Task datasets on real ML-100K: counts, no leakage of valid/test items into training, the c20 candidates for
+evaluation, verbalizer labels, hybrid placeholders in item order, determinism and template checks."""
+
+import re
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from llmrec.adapters import PLACEHOLDER
+from llmrec.data.dataset import read_dataset, write_dataset
+from llmrec.data.splits import leave_one_out_split
+from llmrec.errors import LlmrecError
+from llmrec.eval.protocols import c20_candidates
+from llmrec.training.tasks import LETTERS, TaskConfig, build_examples
+
+# A line of a prompt that shows one item: "- Title" or "C. Title", then the placeholder for hybrid items.
+ITEM_LINE = re.compile(r"^(?:- |[A-Z]\. )(.*) <item-emb>$", re.MULTILINE)
+
+
+@pytest.fixture(scope="module")
+def split(ml100k):
+    return leave_one_out_split(ml100k)
+
+
+@pytest.fixture(scope="module")
+def rank_train(ml100k, split):
+    return build_examples(ml100k, split, "train", TaskConfig())
+
+
+@pytest.fixture(scope="module")
+def head(ml100k, tmp_path_factory):
+    """The first 40 users of ML-100K (same item table): every training position stays cheap to build."""
+    kept = ml100k.interactions[ml100k.interactions["user_id"] <= 40]
+    path = tmp_path_factory.mktemp("head") / "ml-100k-head"
+    write_dataset(path, kept, ml100k.items, ml100k.users[ml100k.users["user_id"] <= 40], {"name": "ml-100k-head"})
+    dataset = read_dataset(path)
+    return dataset, leave_one_out_split(dataset)
+
+
+def position_in_training(split, example):
+    """Where the target sits in its user's sequence, checked to be inside the training prefix."""
+    position = int(np.flatnonzero(split.sequences[example.user] == example.target)[0])
+    assert 1 <= position < split.train_len[example.user]
+    return position
+
+
+def test_train_examples_are_the_last_positions_of_each_training_prefix(ml100k, split, rank_train):
+    expected = sum(min(3, max(0, int(n) - 1)) for n in split.train_len)
+    assert len(rank_train) == expected == 943 * 3
+    per_user = Counter(e.user for e in rank_train)
+    assert set(per_user.values()) == {3}
+    for example in rank_train:
+        position = position_in_training(split, example)
+        assert position >= split.train_len[example.user] - 3
+        assert example.history == split.sequences[example.user][max(0, position - 10) : position].tolist()
+        assert len(example.candidates) == 20 and example.answer == ml100k.titles[example.target]
+        assert example.labels == [] and example.item_ids == []
+        [message] = example.prompt
+        assert message["role"] == "user" and PLACEHOLDER not in message["content"]
+        shown = message["content"].split("\n")
+        assert all(f"- {ml100k.titles[i]}" in shown for i in example.history + example.candidates)
+    fields = {"user", "history", "candidates", "target", "prompt", "item_ids", "answer", "labels"}
+    assert set(rank_train[0].as_row()) == fields
+
+
+def test_max_history_keeps_the_most_recent_items(ml100k, split):
+    for example in build_examples(ml100k, split, "valid", TaskConfig(task="next", max_history=3)):
+        sequence = split.sequences[example.user]
+        assert example.history == sequence[: len(sequence) - 2][-3:].tolist()
+
+
+@pytest.mark.parametrize("task", ["rank", "next", "explain"])
+def test_no_valid_or_test_item_reaches_a_training_example(head, task):
+    dataset, split = head
+    examples = build_examples(dataset, split, "train", TaskConfig(task=task, examples_per_user=0))
+    # Every position with at least one item of history, in every training prefix.
+    assert len(examples) == sum(max(0, int(n) - 1) for n in split.train_len) > 3000
+    held_out = {user: set() for user in range(1, 41)}
+    for held in (split.valid, split.test):
+        for user, target in zip(held.users.tolist(), held.targets.tolist(), strict=True):
+            held_out[user].add(target)
+    assert all(len(items) == 2 for items in held_out.values())
+    for example in examples:
+        position_in_training(split, example)
+        shown = {*example.history, example.target, *example.candidates}
+        assert not shown & held_out[example.user]
+        assert (len(example.candidates) == 20) == (task != "next")
+
+
+def test_train_candidates_hold_the_target_once_among_unseen_items_at_a_uniform_position(split, rank_train):
+    for example in rank_train:
+        assert len(set(example.candidates)) == 20 and example.candidates.count(example.target) == 1
+        seen = set(split.sequences[example.user].tolist())
+        assert not (set(example.candidates) - {example.target}) & seen
+    positions = Counter(e.target_index for e in rank_train)
+    assert len(positions) == 20 and min(positions.values()) > 2829 / 20 / 2
+
+
+@pytest.mark.parametrize("which", ["valid", "test"])
+def test_evaluation_examples_carry_the_c20_candidates(ml100k, split, which):
+    examples = build_examples(ml100k, split, which, TaskConfig(max_history=20))
+    evaluated = split.eval_set(which)
+    c20 = c20_candidates(split, which, ml100k.num_items, ml100k.path / "splits")
+    assert [e.user for e in examples] == evaluated.users.tolist()
+    assert [e.target for e in examples] == evaluated.targets.tolist()
+    for example, cutoff, candidates in zip(examples, evaluated.cutoffs, c20, strict=True):
+        assert set(example.candidates) == set(candidates.tolist()) and len(example.candidates) == 20
+        assert example.history == split.sequences[example.user][max(0, cutoff - 20) : cutoff].tolist()
+    if which == "test":  # the test history ends with the validation target
+        assert [e.history[-1] for e in examples] == split.valid.targets.tolist()
+    assert len(Counter(e.target_index for e in examples)) == 20  # the target is not always first
+    nexts = build_examples(ml100k, split, which, TaskConfig(task="next"))
+    assert [e.target for e in nexts] == evaluated.targets.tolist() and not any(e.candidates for e in nexts)
+
+
+def test_verbalizer_labels_and_answers(ml100k, split):
+    config = TaskConfig(output="verbalizer", examples_per_user=1)
+    for which in ("train", "test"):
+        examples = build_examples(ml100k, split, which, config)
+        assert len(examples) == 943
+        for example in examples:
+            assert example.labels == list(LETTERS[:20]) == list("ABCDEFGHIJKLMNOPQRST")
+            assert example.answer == example.labels[example.target_index]
+            lines = example.prompt[0]["content"].split("\n")
+            for label, item in zip(example.labels, example.candidates, strict=True):
+                assert f"{label}. {ml100k.titles[item]}" in lines
+            assert "letter" in lines[-1]
+
+
+@pytest.mark.parametrize(
+    "task, output", [("rank", "generative"), ("rank", "verbalizer"), ("next", "generative"), ("explain", "generative")]
+)
+def test_hybrid_prompts_have_one_placeholder_per_item_in_prompt_order(ml100k, split, task, output):
+    config = TaskConfig(task=task, output=output, item_text="hybrid", examples_per_user=1)
+    for which in ("train", "valid"):
+        for example in build_examples(ml100k, split, which, config):
+            text = example.prompt[0]["content"]
+            assert example.item_ids == example.history + example.candidates
+            assert text.count(PLACEHOLDER) == len(example.item_ids) == len(example.history) + len(example.candidates)
+            assert len(example.candidates) == (0 if task == "next" else 20)
+            assert ITEM_LINE.findall(text) == [ml100k.titles[i] for i in example.item_ids]
+
+
+def test_explain_asks_for_a_rationale_and_answers_the_title(ml100k, split):
+    for example in build_examples(ml100k, split, "test", TaskConfig(task="explain", marker="Final answer:"))[:50]:
+        assert '"Final answer:"' in example.prompt[0]["content"] and "reason" in example.prompt[0]["content"]
+        assert example.answer == ml100k.titles[example.target] and len(example.candidates) == 20
+
+
+def test_examples_are_deterministic_given_the_seed(ml100k, split, rank_train):
+    again = build_examples(ml100k, split, "train", TaskConfig())
+    assert [e.as_row() for e in again] == [e.as_row() for e in rank_train]
+    other = build_examples(ml100k, split, "train", TaskConfig(seed=1))
+    assert [e.target for e in other] == [e.target for e in rank_train]
+    assert [e.candidates for e in other] != [e.candidates for e in rank_train]
+    # Evaluation examples do not depend on the seed: every model meets the same prompts.
+    valid = [build_examples(ml100k, split, "valid", TaskConfig(seed=s)) for s in (0, 1)]
+    assert [e.as_row() for e in valid[0]] == [e.as_row() for e in valid[1]]
+
+
+@pytest.mark.parametrize(
+    "config, message",
+    [
+        (TaskConfig(item_text="hybrid", template="rank_candidates"), "one <item-emb> after each item title"),
+        (TaskConfig(template="rank_candidates_hybrid"), "placeholders but item_text is 'title'"),
+        (TaskConfig(template="next_item"), "does not show every history item and every candidate"),
+        (TaskConfig(output="verbalizer", template="rank_candidates"), "label letter"),
+        (TaskConfig(template="no_such_template"), "no prompt template 'no_such_template'"),
+    ],
+)
+def test_a_template_that_does_not_fit_the_config_is_refused_before_building(ml100k, split, config, message):
+    with pytest.raises(LlmrecError, match=re.escape(message)):
+        build_examples(ml100k, split, "train", config)
+
+
+def test_bad_arguments_are_clear_errors(ml100k, split, head):
+    for fields, message in [
+        ({"task": "chat"}, "task must be one of rank, next, explain"),
+        ({"task": "next", "output": "verbalizer"}, "rank task only"),
+        ({"item_text": "image"}, "item_text must be one of title, hybrid"),
+        ({"num_candidates": 1}, "at least 2"),
+        ({"output": "verbalizer", "num_candidates": 30}, "at most 26"),
+        ({"examples_per_user": -1}, "examples_per_user"),
+        ({"max_history": 0}, "max_history"),
+    ]:
+        with pytest.raises(LlmrecError, match=message):
+            TaskConfig(**fields)
+    with pytest.raises(LlmrecError, match="train, valid, test"):
+        build_examples(ml100k, split, "eval", TaskConfig())
+    with pytest.raises(LlmrecError, match="make the split from this dataset"):
+        build_examples(head[0], split, "train", TaskConfig())
