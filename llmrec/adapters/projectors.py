@@ -10,7 +10,7 @@ A projector saves itself as ``config.json`` + ``model.safetensors`` and reloads 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from llmrec import __version__
+from llmrec.configs import config_from_dict
 from llmrec.errors import LlmrecError
 
 CONFIG_FILE = "config.json"
@@ -50,13 +51,7 @@ class ProjectorConfig:
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> ProjectorConfig:
         """A config from a dict (a recipe section, a saved ``config.json``), rejecting unknown keys by name."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise LlmrecError(
-                f"projector config has no field(s) {', '.join(unknown)}; known fields: {', '.join(sorted(known))}"
-            )
-        return cls(**values)
+        return config_from_dict(cls, values, "projector")
 
     def resolve(self, in_dim: int, out_dim: int) -> ProjectorConfig:
         """A copy with ``in_dim``/``out_dim`` filled in; a size already set that disagrees is an error."""

@@ -14,7 +14,7 @@ Models take explicit sizes (``num_items``) and a config dataclass, never a datas
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from llmrec import __version__
+from llmrec.configs import config_from_dict
 from llmrec.errors import LlmrecError
 
 LOSSES = ("ce", "sampled", "bce", "gbce")
@@ -193,15 +194,7 @@ def _registered(name: str) -> _Registered:
 
 def make_config(name: str, values: dict[str, Any] | None = None) -> Any:
     """The config dataclass of encoder ``name`` from a dict, rejecting unknown keys by name."""
-    config_cls = _registered(name).config_cls
-    values = dict(values or {})
-    known = {f.name for f in fields(config_cls)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise LlmrecError(
-            f"{name} config has no field(s) {', '.join(unknown)}; known fields: {', '.join(sorted(known))}"
-        )
-    return config_cls(**values)
+    return config_from_dict(_registered(name).config_cls, values, name)
 
 
 def build_encoder(name: str, num_items: int, config: Any = None) -> Encoder:

@@ -281,5 +281,8 @@ def test_ray_backend_gives_the_local_result(hf_engine, tmp_path) -> None:
     finally:
         ray.shutdown()
     assert summary.rows_written == 4 and summary.errors == 1
-    assert sorted(read_jsonl(distributed.out), key=lambda r: r["id"]) == read_jsonl(local.out)
+    ours, theirs = sorted(read_jsonl(distributed.out), key=lambda r: r["id"]), read_jsonl(local.out)
+    # The actor runs torch on its own thread count, so log-probs may differ in the last float digits.
+    assert [r["logprob"] for r in ours] == pytest.approx([r["logprob"] for r in theirs], abs=1e-4)
+    assert [r | {"logprob": 0} for r in ours] == [r | {"logprob": 0} for r in theirs]
     assert read_jsonl(distributed.errors_path)[0]["row"] == 5

@@ -55,7 +55,7 @@ def test_unconstrained_grounding_falls_back_to_parsing(hf_engine, catalog) -> No
     grounding = Grounding(catalog, constrain=False)
     result = hf_engine.generate([Request(messages=chat(ASK), grounding=grounding)], SamplingConfig(max_new_tokens=24))
     completion = result[0].completions[0]
-    assert completion.resolved_by in (None, "exact", "normalised", "fuzzy")
+    assert completion.resolved_by in (None, "exact", "normalised", "contained", "fuzzy")
     assert (completion.item_id is None) == (completion.resolved_by is None)
 
 

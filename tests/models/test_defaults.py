@@ -10,6 +10,7 @@ import time
 
 import pytest
 
+from llmrec.errors import LlmrecError
 from llmrec.models import default_embedder_path, describe_defaults, prepare_llm, resolve_model
 from llmrec.models.cache import check_entry
 from llmrec.models.defaults import llm_cache_dir
@@ -51,6 +52,9 @@ def test_second_prepare_does_not_convert(llm_path):
 def test_resolve_model_and_listing(llm_path, tmp_path):
     assert resolve_model(None) == str(llm_path)
     assert resolve_model("default") == str(llm_path)
+    with pytest.raises(LlmrecError, match="not a model checkpoint directory"):
+        resolve_model(str(tmp_path))
+    (tmp_path / "config.json").write_text("{}")
     assert resolve_model(str(tmp_path)) == str(tmp_path)
     assert resolve_model("org/some-model") == "org/some-model"
     assert resolve_model(None, role="embedder") == str(default_embedder_path())
