@@ -175,11 +175,27 @@ def fit_prompt(token_ids: list[int], context: int, max_new_tokens: int, overflow
     return token_ids[-room:], message
 
 
+DTYPES = ("bfloat16", "float32")
+
+
 def native_bf16() -> bool:
     """Whether this CPU runs bf16 matrix products natively (AVX512-BF16 or AMX); without them bf16 is emulated."""
     import torch
 
     return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+def resolve_dtype(dtype: str) -> str:
+    """An engine's ``dtype`` argument as a dtype name: ``auto`` is bf16 only where the CPU runs it natively.
+
+    >>> resolve_dtype("float32")
+    'float32'
+    """
+    if dtype not in (*DTYPES, "auto"):
+        raise LlmrecError(f"unknown dtype {dtype!r}; choose one of auto, {', '.join(DTYPES)}")
+    if dtype == "auto":
+        return "bfloat16" if native_bf16() else "float32"
+    return dtype
 
 
 def render_prompt(tokenizer: Any, request: Request) -> list[int]:

@@ -26,14 +26,14 @@ from llmrec.inference.engine import (
     check_lora,
     fit_prompt,
     grounding_trie,
-    native_bf16,
     render_prompt,
     resolve_completion,
+    resolve_dtype,
 )
 from llmrec.inference.grounding import TitleTrie
 from llmrec.models.defaults import resolve_model
 
-DTYPES = {"bfloat16": torch.bfloat16, "float32": torch.float32}
+TORCH_DTYPES = {"bfloat16": torch.bfloat16, "float32": torch.float32}
 
 
 class TrieLogitsProcessor(LogitsProcessor):
@@ -90,16 +90,13 @@ class HFEngine:
         max_model_len: int | None = None,
         overflow: str = "truncate",
     ) -> None:
-        if dtype not in (*DTYPES, "auto"):
-            raise LlmrecError(f"unknown dtype {dtype!r}; choose one of auto, {', '.join(DTYPES)}")
-        if dtype == "auto":
-            dtype = "bfloat16" if native_bf16() else "float32"
+        dtype = resolve_dtype(dtype)
         if overflow not in OVERFLOW:
             raise LlmrecError(f"overflow must be one of {', '.join(OVERFLOW)}, got {overflow!r}")
         self.model = resolve_model(model)
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(self.model)
-            self.hf_model = AutoModelForCausalLM.from_pretrained(self.model, dtype=DTYPES[dtype])
+            self.hf_model = AutoModelForCausalLM.from_pretrained(self.model, dtype=TORCH_DTYPES[dtype])
         except (OSError, ValueError) as error:
             raise LlmrecError(
                 f"cannot load model {self.model!r}: {str(error).splitlines()[0]}; give a local checkpoint "

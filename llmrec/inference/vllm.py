@@ -34,9 +34,9 @@ from llmrec.inference.engine import (
     check_lora,
     fit_prompt,
     grounding_trie,
-    native_bf16,
     render_prompt,
     resolve_completion,
+    resolve_dtype,
 )
 from llmrec.inference.grounding import TitleTrie, catalog_trie_path, load_trie
 from llmrec.models.defaults import resolve_model
@@ -109,11 +109,7 @@ class VLLMEngine:
     ) -> None:
         if overflow not in OVERFLOW:
             raise LlmrecError(f"overflow must be one of {', '.join(OVERFLOW)}, got {overflow!r}")
-        if dtype not in ("auto", "bfloat16", "float32"):
-            raise LlmrecError(f"unknown dtype {dtype!r}; choose one of auto, bfloat16, float32")
-        if dtype == "auto":
-            dtype = "bfloat16" if native_bf16() else "float32"
-        self.dtype = dtype
+        self.dtype = dtype = resolve_dtype(dtype)
         self.model = resolve_model(model)
         try:
             config = AutoConfig.from_pretrained(self.model)
