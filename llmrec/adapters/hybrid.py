@@ -5,8 +5,9 @@ render them, or plain text) is split at the placeholders and each piece tokenize
 placeholder becomes exactly one position. :class:`HybridPrompter` turns ``(prompt, item_ids)`` into
 ``inputs_embeds [L, H_llm]``: the LLM's token embeddings, with ``projector(items[item_id])`` at the placeholder
 positions (in placeholder order). The result goes to the hf engine or vLLM as ``prompt_embeds``;
-:class:`HybridCollator` pads a batch of them, with answer labels, for training. Gradients flow from the
-embeddings into the projector, so collate in the training process (no data-loader workers).
+:class:`HybridCollator` pads a batch of their token ids, with answer labels, for training, and
+:meth:`HybridPrompter.embed_batch` splices the vectors into it inside the model's forward pass, where gradients
+flow from the embeddings into the projector.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from llmrec.adapters.projectors import Projector
@@ -68,24 +68,28 @@ class HybridPrompter:
     """Builds ``inputs_embeds`` for hybrid prompts of one LLM, projector and item table.
 
     ``embedding`` is the LLM's input-embedding module (``model.get_input_embeddings()``); the projector must map
-    the item table's width to its hidden size.
+    the item table's width to its hidden size. Without a projector and items it handles text-only prompts (no
+    placeholders) the same way.
     """
 
     def __init__(
         self,
         tokenizer: Any,
         embedding: nn.Module,
-        projector: Projector,
-        items: ItemTable,
+        projector: Projector | None = None,
+        items: ItemTable | None = None,
         placeholder: str = PLACEHOLDER,
     ) -> None:
+        if (projector is None) != (items is None):
+            raise LlmrecError("give both a projector and an item table, or neither (text-only prompts)")
         self.tokenizer = tokenizer
         self.embedding = embedding
         self.projector = projector
         self.items = items
         self.placeholder = placeholder
         self.hidden_size = int(embedding.weight.shape[1])
-        projector.check_sizes(items.dim, self.hidden_size)
+        if projector is not None and items is not None:
+            projector.check_sizes(items.dim, self.hidden_size)
         self._prefix, self._suffix = _special_affixes(tokenizer)
 
     def tokenize(self, prompt: Prompt, item_ids: Sequence[int]) -> HybridTokens:
@@ -99,9 +103,12 @@ class HybridPrompter:
                 f"the prompt has {len(pieces) - 1} {self.placeholder} placeholder(s) but {len(item_ids)} item id(s) "
                 "were given; pass one item id per placeholder, in placeholder order"
             )
-        bad = [i for i in item_ids if not 1 <= i <= self.items.num_items]
+        if item_ids and self.items is None:
+            raise LlmrecError("this prompter has no item table (text-only); build it with a projector and items")
+        num_items = self.items.num_items if self.items is not None else 0
+        bad = [i for i in item_ids if not 1 <= i <= num_items]
         if bad:
-            raise LlmrecError(f"item ids {bad[:5]} are not in the catalog (ids run from 1 to {self.items.num_items})")
+            raise LlmrecError(f"item ids {bad[:5]} are not in the catalog (ids run from 1 to {num_items})")
         # Chat text already holds its special tokens; plain text gets the tokenizer's own, as the engines do.
         ids = [] if chat else list(self._prefix)
         slots = []
@@ -117,6 +124,8 @@ class HybridPrompter:
 
     def project(self, item_ids: Sequence[int] | torch.Tensor) -> torch.Tensor:
         """Projected vectors of ``item_ids``, ``[K, H_llm]`` in the embedding's dtype and device."""
+        if self.projector is None or self.items is None:
+            raise LlmrecError("this prompter has no projector (text-only prompts)")
         weight = self.embedding.weight
         ids = torch.as_tensor(item_ids, dtype=torch.long)
         device = next(self.projector.parameters()).device
@@ -136,6 +145,16 @@ class HybridPrompter:
         """``inputs_embeds [L, H_llm]`` of ``prompt`` with ``item_ids`` at its placeholders."""
         return self.embed(self.tokenize(prompt, item_ids))
 
+    def embed_batch(self, input_ids: torch.Tensor, item_slots: torch.Tensor, item_ids: torch.Tensor) -> torch.Tensor:
+        """``inputs_embeds [B, T, H_llm]`` of a :class:`HybridCollator` batch: the token embeddings of
+        ``input_ids [B, T]`` with the projected vectors of ``item_ids [S]`` at ``item_slots [S, 2]``."""
+        weight = self.embedding.weight
+        embeds = self.embedding(input_ids.to(weight.device))  # (B, T, H)
+        if not len(item_ids):
+            return embeds
+        rows, positions = item_slots.to(weight.device).unbind(1)  # (S,), (S,)
+        return embeds.index_put((rows, positions), self.project(item_ids))  # (B, T, H)
+
     def answer_ids(self, answer: str) -> list[int]:
         """Token ids of a complete answer: its tokens, then the end token (as the engines score answers)."""
         ids = list(self.tokenizer(answer, add_special_tokens=False)["input_ids"])
@@ -144,11 +163,14 @@ class HybridPrompter:
 
 
 class HybridCollator:
-    """Pads rows ``{"prompt", "item_ids", "answer"?}`` into a batch for the LLM.
+    """Pads rows ``{"prompt", "item_ids", "answer"?}`` into token-id batches for :meth:`HybridPrompter.embed_batch`.
 
-    Returns ``inputs_embeds [B, T, H]``, ``attention_mask [B, T]`` and, when the rows carry an ``answer``,
-    ``labels [B, T]``: the answer's tokens and end token, ``-100`` on the prompt and the padding. Pad on the
-    ``right`` for training and on the ``left`` for generation.
+    Returns ``input_ids [B, T]`` (a filler id at the placeholder slots), ``attention_mask [B, T]``,
+    ``item_slots [S, 2]`` (row and position of each placeholder in the batch), ``item_ids [S]`` and, when the rows
+    carry an ``answer``, ``labels [B, T]``: the answer's tokens and end token, ``-100`` on the prompt and the
+    padding. A row without placeholders is a text-only prompt. Pad on the ``right`` for training and on the
+    ``left`` for generation. Only token ids are built here; the vectors are spliced in by the model's forward
+    pass, so data-loader workers and data-parallel processes may collate.
     """
 
     def __init__(self, prompter: HybridPrompter, padding_side: str = "right") -> None:
@@ -156,6 +178,8 @@ class HybridCollator:
             raise LlmrecError(f"padding_side must be left or right, got {padding_side!r}")
         self.prompter = prompter
         self.padding_side = padding_side
+        pad = prompter.tokenizer.pad_token_id
+        self.pad_id = int(pad if pad is not None else prompter.tokenizer.eos_token_id or 0)
 
     def __call__(self, rows: Sequence[Mapping[str, Any]]) -> dict[str, torch.Tensor]:
         """Collate ``rows`` (all with an ``answer``, or none) into one padded batch."""
@@ -164,22 +188,28 @@ class HybridCollator:
         with_answers = [row.get("answer") is not None for row in rows]
         if any(with_answers) and not all(with_answers):
             raise LlmrecError("either every row of a batch has an answer or none has")
-        embeds, labels = [], []
+        tokenized = []
         for row in rows:
-            tokens = self.prompter.tokenize(row["prompt"], row["item_ids"])
+            tokens = self.prompter.tokenize(row["prompt"], row.get("item_ids") or [])
             answer = self.prompter.answer_ids(row["answer"]) if row.get("answer") is not None else []
-            full = HybridTokens([*tokens.input_ids, *answer], tokens.slots, tokens.item_ids)
-            embeds.append(self.prompter.embed(full))  # (L, H)
-            labels.append([IGNORE_INDEX] * len(tokens) + answer)
-        width = max(len(e) for e in embeds)
-        batch_embeds, masks, batch_labels = [], [], []
-        for row_embeds, row_labels in zip(embeds, labels, strict=True):
-            pad = width - len(row_embeds)
-            left, right = (pad, 0) if self.padding_side == "left" else (0, pad)
-            batch_embeds.append(F.pad(row_embeds, (0, 0, left, right)))  # (T, H)
-            masks.append([0] * left + [1] * len(row_embeds) + [0] * right)
-            batch_labels.append([IGNORE_INDEX] * left + row_labels + [IGNORE_INDEX] * right)
-        out = {"inputs_embeds": torch.stack(batch_embeds), "attention_mask": torch.tensor(masks, dtype=torch.long)}
+            tokenized.append((tokens, answer))
+        width = max(len(tokens) + len(answer) for tokens, answer in tokenized)
+        ids, masks, labels, slots, items = [], [], [], [], []
+        for row, (tokens, answer) in enumerate(tokenized):
+            length = len(tokens) + len(answer)
+            left = width - length if self.padding_side == "left" else 0
+            right = width - length - left
+            ids.append([self.pad_id] * left + tokens.input_ids + answer + [self.pad_id] * right)
+            masks.append([0] * left + [1] * length + [0] * right)
+            labels.append([IGNORE_INDEX] * (left + len(tokens)) + answer + [IGNORE_INDEX] * right)
+            slots.extend([row, left + slot] for slot in tokens.slots)
+            items.extend(tokens.item_ids)
+        out = {
+            "input_ids": torch.tensor(ids, dtype=torch.long),
+            "attention_mask": torch.tensor(masks, dtype=torch.long),
+            "item_slots": torch.tensor(slots, dtype=torch.long).reshape(-1, 2),
+            "item_ids": torch.tensor(items, dtype=torch.long),
+        }
         if all(with_answers):
-            out["labels"] = torch.tensor(batch_labels, dtype=torch.long)
+            out["labels"] = torch.tensor(labels, dtype=torch.long)
         return out

@@ -8,6 +8,7 @@ log-probabilities from the raw logits (as vLLM reports them), stop strings.
 from __future__ import annotations
 
 from contextlib import nullcontext
+from copy import deepcopy
 from itertools import groupby
 from pathlib import Path
 from typing import Any
@@ -163,28 +164,57 @@ class HFEngine:
     def score(self, requests: list[Request], continuations: list[list[str]]) -> list[list[float]]:
         """Sum of token log-probs of each continuation (plus the end token) after the request's prompt.
 
-        Requests are scored under their own LoRA adapter, and those without one under the base model, whatever
-        adapters earlier requests loaded.
+        The prompt runs once per request; its key/value cache is shared by all of the request's continuations,
+        which run together as one batch. Requests are scored under their own LoRA adapter, and those without one
+        under the base model, whatever adapters earlier requests loaded.
         """
-        pairs: list[tuple[int, int, list[int] | torch.Tensor, list[int]]] = []
-        for r, (request, texts) in enumerate(zip(requests, continuations, strict=True)):
+        prepared = []
+        for request, texts in zip(requests, continuations, strict=True):
             answers = answer_tokens(self.tokenizer, texts)
             width = max((len(a) for a in answers), default=0)
             if request.prompt_embeds is not None:
                 prompt: list[int] | torch.Tensor = request.prompt_embeds
             else:
                 prompt = self.prompt_ids(request, width)[0]
-            pairs.extend((r, c, prompt, answer) for c, answer in enumerate(answers))
-        scores = [[0.0] * len(texts) for texts in continuations]
+            prepared.append((prompt, answers))
+        scores: list[list[float]] = [[] for _ in requests]
 
-        def lora_of(pair: tuple) -> str:
-            return str(requests[pair[0]].lora or "")
+        def lora_of(index: int) -> str:
+            return str(requests[index].lora or "")
 
-        for lora, group in groupby(sorted(pairs, key=lora_of), key=lora_of):
-            members = list(group)
+        for lora, group in groupby(sorted(range(len(requests)), key=lora_of), key=lora_of):
             with self._adapter_context(lora):
-                for start in range(0, len(members), self.batch_size):
-                    self._score_batch(members[start : start + self.batch_size], scores)
+                for index in group:
+                    prompt, answers = prepared[index]
+                    scores[index] = self._score_request(prompt, answers) if answers else []
+        return scores
+
+    def _score_request(self, prompt: list[int] | torch.Tensor, answers: list[list[int]]) -> list[float]:
+        """Log-probs of ``answers`` after one prompt: the prompt once, then the answers against its cache."""
+        embedding = self.hf_model.get_input_embeddings()
+        if isinstance(prompt, torch.Tensor):
+            head = prompt.to(embedding.weight.dtype)  # (L, H)
+        else:
+            head = embedding(torch.tensor(prompt, dtype=torch.long))  # (L, H)
+        out = self.hf_model(inputs_embeds=head[None], use_cache=True)
+        first = out.logits[0, -1].float().log_softmax(-1)  # (V,): the first answer token
+        scores = [float(first[answer[0]]) for answer in answers]
+        width = max(len(answer) for answer in answers) - 1  # each answer but its last token is fed back
+        for start in range(0, len(answers) if width else 0, self.batch_size):
+            chunk = answers[start : start + self.batch_size]
+            cache = deepcopy(out.past_key_values) if start + len(chunk) < len(answers) else out.past_key_values
+            cache.batch_repeat_interleave(len(chunk))
+            ids = torch.full((len(chunk), width), int(self.tokenizer.pad_token_id), dtype=torch.long)
+            mask = torch.zeros(len(chunk), len(head) + width, dtype=torch.long)
+            mask[:, : len(head)] = 1
+            for row, answer in enumerate(chunk):
+                ids[row, : len(answer) - 1] = torch.tensor(answer[:-1], dtype=torch.long)
+                mask[row, len(head) : len(head) + len(answer) - 1] = 1  # right padding: positions stay exact
+            logprobs = self.hf_model(input_ids=ids, attention_mask=mask, past_key_values=cache).logits
+            logprobs = logprobs.float().log_softmax(-1)  # (C, W, V)
+            for row, answer in enumerate(chunk):
+                rest = torch.tensor(answer[1:], dtype=torch.long)
+                scores[start + row] += float(logprobs[row, torch.arange(len(rest)), rest].sum())
         return scores
 
     def _adapter_context(self, lora: str) -> Any:
@@ -194,25 +224,6 @@ class HFEngine:
             self.hf_model.set_adapter(name)
             return nullcontext()
         return self.hf_model.disable_adapter() if self._adapters else nullcontext()
-
-    def _score_batch(self, chunk: list[tuple[int, int, Any, list[int]]], scores: list[list[float]]) -> None:
-        embedding = self.hf_model.get_input_embeddings()
-        lengths = [len(prompt) + len(answer) for _, _, prompt, answer in chunk]
-        width = max(lengths)
-        embeds = torch.zeros(len(chunk), width, embedding.weight.shape[1], dtype=embedding.weight.dtype)
-        mask = torch.zeros(len(chunk), width, dtype=torch.long)
-        for row, (_, _, prompt, answer) in enumerate(chunk):
-            if isinstance(prompt, torch.Tensor):
-                head = prompt.to(embedding.weight.dtype)
-            else:
-                head = embedding(torch.tensor(prompt, dtype=torch.long))
-            tail = embedding(torch.tensor(answer, dtype=torch.long))
-            embeds[row, : lengths[row]] = torch.cat([head, tail])  # right padding: positions start at 0
-            mask[row, : lengths[row]] = 1
-        logprobs = self.hf_model(inputs_embeds=embeds, attention_mask=mask).logits.float().log_softmax(-1)  # (B, L, V)
-        for row, (r, c, prompt, answer) in enumerate(chunk):
-            positions = torch.arange(len(prompt) - 1, len(prompt) - 1 + len(answer))
-            scores[r][c] = float(logprobs[row, positions, torch.tensor(answer)].sum())
 
     def _prepare(self, request: Request, params: SamplingConfig) -> dict[str, Any]:
         trie = None

@@ -122,14 +122,21 @@ def rows(dataset):
     ]
 
 
+def collate(prompter, batch, side="right"):
+    """The collator's batch and its ``inputs_embeds`` (vectors spliced in as the model's forward pass does)."""
+    out = HybridCollator(prompter, padding_side=side)(batch)
+    return out, prompter.embed_batch(out["input_ids"], out["item_slots"], out["item_ids"])
+
+
 @pytest.mark.parametrize("side", ["right", "left"])
 def test_collator_pads_and_labels_only_the_answer(prompter, smollm, ml100k, side):
     tokenizer, _ = smollm
     batch = rows(ml100k)
     with torch.no_grad():
-        out = HybridCollator(prompter, padding_side=side)(batch)
-    embeds, mask, labels = out["inputs_embeds"], out["attention_mask"], out["labels"]
-    assert embeds.shape[:2] == mask.shape == labels.shape and embeds.shape[0] == 2
+        out, embeds = collate(prompter, batch, side)
+    mask, labels = out["attention_mask"], out["labels"]
+    assert embeds.shape[:2] == mask.shape == labels.shape == out["input_ids"].shape and embeds.shape[0] == 2
+    assert out["item_ids"].tolist() == [i for example in batch for i in example["item_ids"]]
     for row, example in enumerate(batch):
         prompt_len = len(prompter.tokenize(example["prompt"], example["item_ids"]))
         answer = tokenizer(example["answer"], add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
@@ -137,19 +144,30 @@ def test_collator_pads_and_labels_only_the_answer(prompter, smollm, ml100k, side
         positions, width = torch.arange(embeds.shape[1]), embeds.shape[1]
         real = positions >= width - length if side == "left" else positions < length
         assert mask[row].tolist() == real.long().tolist()
-        assert (labels[row][~real] == -100).all() and (embeds[row][~real] == 0).all()
+        assert (labels[row][~real] == -100).all()
         kept = labels[row][real]
         assert (kept[:prompt_len] == -100).all() and kept[prompt_len:].tolist() == answer
         with torch.no_grad():
             expected = prompter.embed(prompter.tokenize(example["prompt"], example["item_ids"]))
-        assert torch.equal(embeds[row][real][:prompt_len], expected)
+        # The batch projects all its items in one product: equal up to float summation order.
+        torch.testing.assert_close(embeds[row][real][:prompt_len], expected, rtol=0, atol=1e-5)
+
+
+def test_collator_mixes_text_only_rows(prompter, ml100k):
+    text_only = {"prompt": "History: Toy Story (1995)\nNext:", "item_ids": [], "answer": ml100k.titles[2]}
+    batch = [rows(ml100k)[1], text_only]
+    with torch.no_grad():
+        out, embeds = collate(prompter, batch)
+    assert out["item_slots"][:, 0].tolist() == [0, 0, 0]  # every vector goes into the hybrid row
+    with torch.no_grad():
+        alone = prompter.embed(prompter.tokenize(text_only["prompt"], []))
+    torch.testing.assert_close(embeds[1][: len(alone)], alone, rtol=0, atol=0)
 
 
 def test_collator_without_answers_gives_no_labels(prompter, ml100k):
     batch = [{k: v for k, v in row.items() if k != "answer"} for row in rows(ml100k)]
-    with torch.no_grad():
-        out = HybridCollator(prompter, padding_side="left")(batch)
-    assert set(out) == {"inputs_embeds", "attention_mask"}
+    out = HybridCollator(prompter, padding_side="left")(batch)
+    assert set(out) == {"input_ids", "attention_mask", "item_slots", "item_ids"}
     with pytest.raises(LlmrecError, match="every row of a batch has an answer or none"):
         HybridCollator(prompter)([batch[0], rows(ml100k)[1]])
 
@@ -160,8 +178,8 @@ def test_the_lm_loss_trains_the_projector(prompter, smollm, ml100k):
     before = {k: v.detach().clone() for k, v in projector.named_parameters()}
     optimizer = torch.optim.AdamW(projector.parameters(), lr=1e-3)
     try:
-        out = HybridCollator(prompter)(rows(ml100k))
-        loss = model(**out).loss
+        out, embeds = collate(prompter, rows(ml100k))
+        loss = model(inputs_embeds=embeds, attention_mask=out["attention_mask"], labels=out["labels"]).loss
         loss.backward()
         for name, param in projector.named_parameters():
             assert param.grad is not None and param.grad.abs().sum() > 0, name

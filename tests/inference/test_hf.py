@@ -131,3 +131,30 @@ def test_bad_models_and_adapters_fail_clearly(hf_engine, foreign_lora_dir, tmp_p
         hf_engine.generate([Request(prompt="Hi", lora=tmp_path)], SamplingConfig(max_new_tokens=2))
     with pytest.raises(LlmrecError, match="exactly one of"):
         Request(prompt="a", messages=chat("b"))
+
+
+def _full_forward_logprob(engine, prompt_ids: list[int], answer: list[int]) -> float:
+    """The log-prob of ``answer`` after ``prompt_ids`` from one plain forward pass over both."""
+    ids = torch.tensor([[*prompt_ids, *answer]])
+    with torch.no_grad():
+        logprobs = engine.hf_model(input_ids=ids).logits[0].float().log_softmax(-1)
+    positions = torch.arange(len(prompt_ids) - 1, len(prompt_ids) - 1 + len(answer))
+    return float(logprobs[positions, torch.tensor(answer)].sum())
+
+
+def test_scores_share_the_prompt_and_equal_a_full_forward_pass(hf_engine) -> None:
+    # More answers than a batch (the prompt's cache is copied for each chunk), of different lengths.
+    answers = ["A", "Toy Story (1995)", "Star Wars (1977)", "The Godfather", "B", "Fargo (1996)"] * 3
+    request = Request(messages=chat(ASK))
+    hf_engine.batch_size, batch_size = 4, hf_engine.batch_size
+    try:
+        scores = hf_engine.score([request, request], [answers, answers[:2]])
+    finally:
+        hf_engine.batch_size = batch_size
+    prompt = render_prompt(hf_engine.tokenizer, request)
+    eos = hf_engine.tokenizer.eos_token_id
+    for text, score in zip(answers, scores[0], strict=True):
+        answer = [*hf_engine.tokenizer(text, add_special_tokens=False)["input_ids"], eos]
+        assert score == pytest.approx(_full_forward_logprob(hf_engine, prompt, answer), abs=0.05)  # bf16 cache noise
+    assert scores[1] == pytest.approx(scores[0][:2], abs=1e-3)
+    assert hf_engine.score([request], [[]]) == [[]]
