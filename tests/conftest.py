@@ -5,7 +5,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pandas as pd
 import pytest
+import torch
+
+from llmrec.data.dataset import RawData, encode, read_dataset, write_dataset
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -26,3 +30,79 @@ def ml100k(llmrec_home: Path):
     from llmrec.data.builtin import load_dataset
 
     return load_dataset("ml-100k")
+
+
+# One epoch of a small SASRec over non-overlapping windows: item embeddings that are trained, in seconds.
+ENCODER = {"hidden_size": 32, "max_len": 20, "num_layers": 1, "inner_size": 64}
+TRAIN = {"epochs": 1, "batch_size": 256, "stride": 20, "threads": 1}
+
+
+@pytest.fixture(scope="session")
+def sasrec_run(ml100k, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SASRec run directory trained for one epoch on ML-100K."""
+    from llmrec.encoders.train import train_encoder
+
+    threads = torch.get_num_threads()  # the trainer sets its own thread count for the whole process
+    run = tmp_path_factory.mktemp("encoder") / "sasrec"
+    try:
+        train_encoder(run, "sasrec", "ml-100k", ENCODER, TRAIN)
+    finally:
+        torch.set_num_threads(threads)
+    return run
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset(tmp_path_factory: pytest.TempPathFactory):
+    """Twelve films, four users: another catalog, with a text attribute."""
+    rows = [(f"u{u}", f"m{(u * 3 + t) % 12}", t) for u in range(4) for t in range(6)]
+    items = pd.DataFrame(
+        {
+            "raw_id": [f"m{i}" for i in range(12)],
+            "title": [f"Film number {i}" for i in range(12)],
+            "genre": ["Drama" if i % 2 else "Comedy" for i in range(12)],
+        }
+    )
+    interactions, catalog, users = encode(RawData(pd.DataFrame(rows, columns=["user", "item", "timestamp"]), items))
+    path = write_dataset(tmp_path_factory.mktemp("tiny") / "tiny", interactions, catalog, users, {"name": "tiny"})
+    return read_dataset(path)
+
+
+# A recipe small enough to train in seconds on one thread: short prompts (3 history items, 5 candidates), a rank-4
+# LoRA, two steps of two examples. The c20 evaluation still shows 20 candidates.
+TINY_RECIPE = {
+    "representation": "id",
+    "projector": {"kind": "mlp", "hidden_size": 64},
+    "lora": {"r": 4, "alpha": 8, "targets": ["q_proj", "v_proj"]},
+    "task": {"task": "rank", "output": "verbalizer", "max_history": 3, "num_candidates": 5, "examples_per_user": 1},
+    "curriculum": {"kind": "llara", "ramp": 0.5},
+    "trainer": {"max_steps": 2, "batch_size": 2, "save_steps": 1, "logging_steps": 1, "threads": 1, "lr": 1e-3},
+}
+
+
+@pytest.fixture(scope="session")
+def tiny_recipe(sasrec_run: Path):
+    """A factory of small recipes on ML-100K and the session's SASRec run; keyword sections update the defaults."""
+    from llmrec.training.recipe import recipe_from_dict
+
+    def make(**changes):
+        values = {key: dict(value) if isinstance(value, dict) else value for key, value in TINY_RECIPE.items()}
+        values["encoder"] = str(sasrec_run)
+        for key, value in changes.items():
+            values[key] = {**values[key], **value} if isinstance(value, dict) and key in values else value
+        return recipe_from_dict(values)
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def sft_run(tiny_recipe, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A finished two-step SFT run (SASRec ids through an MLP projector, LoRA on SmolLM2)."""
+    from llmrec.training.sft import train_sft
+
+    threads = torch.get_num_threads()
+    run = tmp_path_factory.mktemp("sft") / "run"
+    try:
+        train_sft(tiny_recipe(), run)
+    finally:
+        torch.set_num_threads(threads)
+    return run

@@ -260,7 +260,7 @@ def _log_callback(run: Path) -> Any:
 
         def on_log(self, args: Any, state: Any, control: Any, logs: dict | None = None, **kwargs: Any) -> None:
             if state.is_world_process_zero and logs:
-                entry = {"step": state.global_step, "epoch": round(float(state.epoch or 0), 4), **logs}
+                entry = {"step": state.global_step, **logs}
                 with (run / "log.jsonl").open("a") as handle:
                     handle.write(json.dumps(entry) + "\n")
 
@@ -323,8 +323,13 @@ def _last_checkpoint(run: Path) -> str | None:
     return str(found[-1]) if found else None
 
 
-def train_sft(recipe: Recipe, out: Path | str, resume: bool = False) -> dict[str, Any]:
-    """Train (or resume) an SFT run into ``out`` and return its ``metrics.json`` content."""
+def train_sft(
+    recipe: Recipe, out: Path | str, resume: bool = False, callbacks: list[Any] | None = None
+) -> dict[str, Any]:
+    """Train (or resume) an SFT run into ``out`` and return its ``metrics.json`` content.
+
+    ``callbacks`` are extra ``transformers.TrainerCallback`` objects (progress hooks, early interruption).
+    """
     from transformers import TrainingArguments
     from transformers.utils import logging as hf_logging
 
@@ -393,7 +398,7 @@ def train_sft(recipe: Recipe, out: Path | str, resume: bool = False) -> dict[str
         args=args,
         train_dataset=rows,
         data_collator=HybridCollator(model.prompter, padding_side="left"),
-        callbacks=[_log_callback(run)],
+        callbacks=[_log_callback(run), *(callbacks or [])],
     )
     trainer.recipe = recipe
     started = time.perf_counter()

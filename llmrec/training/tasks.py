@@ -300,6 +300,20 @@ def _example(
         target=target,
         prompt=[{"role": "user", "content": text}],
         item_ids=[*history_ids, *candidate_ids] if config.item_text == "hybrid" else [],
-        answer=letters[candidate_ids.index(target)] if verbalizer else titles[target],
+        answer="" if not target else letters[candidate_ids.index(target)] if verbalizer else titles[target],
         labels=letters if verbalizer else [],
     )
+
+
+def prompt_example(
+    dataset: Dataset, config: TaskConfig, user: int, history: list[int], candidates: list[int]
+) -> TaskExample:
+    """An example to serve rather than train on: ``history`` (most recent last, cut to ``max_history``) and
+    ``candidates`` (rank and explain) of ``user``, with no known target (``target`` 0, ``answer`` empty)."""
+    if config.task != "next" and not candidates:
+        raise LlmrecError(f"task {config.task!r} needs candidates to choose from")
+    if config.output == "verbalizer" and len(candidates) > len(LETTERS):
+        raise LlmrecError(f"the verbalizer labels at most {len(LETTERS)} candidates, got {len(candidates)}")
+    history_ids = np.asarray(history[-config.max_history :], dtype=np.int64)
+    rows = np.asarray(candidates if config.task != "next" else [], dtype=np.int64)
+    return _example(dataset.titles.tolist(), check_template(config), config, user, history_ids, 0, rows)

@@ -2,17 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import pandas as pd
 import pytest
 import torch
 
-from llmrec.data.dataset import RawData, encode, read_dataset, write_dataset
-
-# One epoch of a small SASRec over non-overlapping windows: item embeddings that are trained, in seconds.
-ENCODER = {"hidden_size": 32, "max_len": 20, "num_layers": 1, "inner_size": 64}
-TRAIN = {"epochs": 1, "batch_size": 256, "stride": 20, "threads": 1}
+from llmrec.data.dataset import read_dataset, write_dataset
 
 
 @pytest.fixture(scope="package", autouse=True)
@@ -23,36 +16,6 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="session")
-def sasrec_run(ml100k, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A SASRec run directory trained for one epoch on ML-100K."""
-    from llmrec.encoders.train import train_encoder
-
-    threads = torch.get_num_threads()  # the trainer sets its own thread count for the whole process
-    run = tmp_path_factory.mktemp("encoder") / "sasrec"
-    try:
-        train_encoder(run, "sasrec", "ml-100k", ENCODER, TRAIN)
-    finally:
-        torch.set_num_threads(threads)
-    return run
-
-
-@pytest.fixture(scope="session")
-def tiny_dataset(tmp_path_factory: pytest.TempPathFactory):
-    """Twelve films, four users: another catalog, with a text attribute."""
-    rows = [(f"u{u}", f"m{(u * 3 + t) % 12}", t) for u in range(4) for t in range(6)]
-    items = pd.DataFrame(
-        {
-            "raw_id": [f"m{i}" for i in range(12)],
-            "title": [f"Film number {i}" for i in range(12)],
-            "genre": ["Drama" if i % 2 else "Comedy" for i in range(12)],
-        }
-    )
-    interactions, catalog, users = encode(RawData(pd.DataFrame(rows, columns=["user", "item", "timestamp"]), items))
-    path = write_dataset(tmp_path_factory.mktemp("tiny") / "tiny", interactions, catalog, users, {"name": "tiny"})
-    return read_dataset(path)
 
 
 @pytest.fixture(scope="session")

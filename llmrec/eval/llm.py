@@ -1,0 +1,79 @@
+"""Evaluating LLM recommenders on the c20 protocol: the very candidates (and prompts) the encoders are scored on.
+
+Each valid or test example's 20 candidates are ranked by the LLM (:meth:`LLMRecommender.rank`: every label's or
+title's log-probability as the complete answer; ties count against the target), giving HR@K, NDCG@K and MRR@K;
+the served answers (:meth:`LLMRecommender.answer`) give ``valid_ratio`` (answers that are one of the example's
+candidates), ``in_history_ratio`` and, for generative answers decoded under grounding, ``hr@1_generated``.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from llmrec.data.splits import leave_one_out_split
+from llmrec.errors import LlmrecError
+from llmrec.eval.metrics import ranking_metrics, target_ranks
+from llmrec.inference.grounding import grounding_report
+from llmrec.inference.recommender import LLMRecommender
+from llmrec.progress import progress_bar
+from llmrec.training.bundle import is_sft_run, update_metrics
+from llmrec.training.tasks import build_examples
+
+CHUNK = 32
+
+
+def evaluate_llm(recommender: LLMRecommender, which: str = "test", limit: int = 0, min_len: int = 3) -> dict[str, Any]:
+    """c20 metrics of ``recommender`` on the ``which`` examples of its dataset's leave-one-out split
+    (the first ``limit`` users only, when ``limit`` > 0)."""
+    if recommender.task.task != "rank":
+        raise LlmrecError(f"the c20 protocol ranks candidates: the run's task is {recommender.task.task!r}, not rank")
+    dataset = recommender.dataset
+    split = leave_one_out_split(dataset, min_len=min_len)
+    if recommender.bundle is not None and recommender.bundle.facts.get("split_fingerprint") != split.fingerprint():
+        raise LlmrecError(f"{recommender.bundle.run}: the dataset changed since this run was trained")
+    examples = build_examples(dataset, split, which, recommender.task)
+    if limit:
+        examples = examples[:limit]
+    started = time.perf_counter()
+    scores, answers = [], []
+    with progress_bar(len(examples), f"c20 {which}", unit="user") as bar:
+        for start in range(0, len(examples), CHUNK):
+            chunk = examples[start : start + CHUNK]
+            chunk_scores = recommender.rank(chunk)
+            scores.append(chunk_scores)
+            answers.extend(recommender.answer(chunk, chunk_scores))
+            bar.update(len(chunk))
+    matrix = np.concatenate(scores)
+    ranks = target_ranks(matrix, np.array([e.target_index for e in examples]))
+    result: dict[str, Any] = {"protocol": "c20", "split": which, "examples": len(examples)}
+    result.update(ranking_metrics(ranks, (1, 5, 10, 20)))
+    served = [[a if a is not None and a in e.candidates else None] for a, e in zip(answers, examples, strict=True)]
+    report = grounding_report(served, [e.history for e in examples])
+    result.update({k: v for k, v in report.items() if k != "answers"})
+    if not recommender.verbalizer:
+        result["hr@1_generated"] = float(np.mean([a == e.target for a, e in zip(answers, examples, strict=True)]))
+    result["seconds"] = round(time.perf_counter() - started, 1)
+    return result
+
+
+def evaluate_llm_run(
+    run: Path | str, which: str = "test", engine: str = "hf", limit: int = 0, **engine_options: Any
+) -> dict[str, Any]:
+    """Evaluate an SFT run on c20 and record the figures in its ``metrics.json`` (under ``c20_<which>``)."""
+    run = Path(run)
+    if not is_sft_run(run):
+        raise LlmrecError(f"{run}: not an LLM-recommender run (llmrec sft)")
+    recommender = LLMRecommender.from_run(run, engine=engine, **engine_options)
+    try:
+        min_len = recommender.bundle.recipe.min_len if recommender.bundle is not None else 3
+        result = evaluate_llm(recommender, which, limit, min_len)
+    finally:
+        recommender.close()
+    result = {"run": str(run), "engine": engine, **result}
+    if not limit:
+        update_metrics(run, {f"c20_{which}": result})
+    return result

@@ -1,0 +1,232 @@
+"""LLM recommenders on an engine: an SFT run's bundle (LoRA, projector, item vectors), or a base LLM zero-shot.
+
+:class:`LLMRecommender` turns task examples (:func:`llmrec.training.tasks.build_examples`) into engine requests:
+chat messages for text-only prompts, ``prompt_embeds`` for hybrid ones (the projected item vectors spliced into
+the token embeddings, :class:`llmrec.adapters.HybridPrompter`), with the run's LoRA adapter. ``rank`` scores every
+candidate of an example, by its label letter (verbalizer) or its title (generative), as the request's complete
+answer; ``answer`` serves one recommendation per example, always a candidate: the best-scored label, or a title
+decoded under the candidates' grounding.
+
+Both engines serve a bundle. The hf engine applies the adapter per request. vLLM 0.32 on CPU cannot combine
+``prompt_embeds`` with a ``LoRARequest`` (its LoRA embedding kernel fails on embedded prompts), so a run with a
+projector is served on vLLM from a merged checkpoint (the LoRA folded into the base weights, built once and cached
+in ``RUN/merged/``); text-only runs go to vLLM with their adapter as a ``LoRARequest``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from llmrec.adapters.hybrid import HybridPrompter
+from llmrec.data.builtin import load_dataset
+from llmrec.data.dataset import Dataset
+from llmrec.errors import LlmrecError
+from llmrec.inference.engine import Engine, Request, SamplingConfig, load_engine
+from llmrec.inference.grounding import Catalog, Grounding
+from llmrec.training.bundle import Bundle, load_bundle
+from llmrec.training.tasks import TaskConfig, TaskExample
+
+
+def input_embedding(model: str) -> torch.nn.Embedding:
+    """The input-embedding table of a causal LM checkpoint (float32, frozen), for building ``prompt_embeds``."""
+    from transformers import AutoModelForCausalLM
+
+    llm = AutoModelForCausalLM.from_pretrained(model, dtype=torch.float32)
+    weight = llm.get_input_embeddings().weight.detach().clone()
+    del llm
+    return torch.nn.Embedding.from_pretrained(weight, freeze=True)
+
+
+class LLMRecommender:
+    """Ranks and answers task examples with an LLM on an engine (see the module docstring).
+
+    Build one with :meth:`from_run` (an ``llmrec sft`` run) or :meth:`zero_shot` (a base LLM, text prompts).
+    """
+
+    def __init__(
+        self, engine: Engine, task: TaskConfig, dataset: Dataset, bundle: Bundle | None = None, tokenizer: Any = None
+    ) -> None:
+        self.engine = engine
+        self.task = task
+        self.dataset = dataset
+        self.bundle = bundle
+        self.catalog = Catalog.from_dataset(dataset)
+        self.prompter: HybridPrompter | None = None
+        self.adapter_merged = False  # True when the engine's weights already hold the run's LoRA
+        if bundle is not None and bundle.projector is not None and bundle.items is not None:
+            if bundle.items.num_items != dataset.num_items:
+                raise LlmrecError(
+                    f"{bundle.run}: trained on {bundle.items.num_items:,} items but {dataset.path} has "
+                    f"{dataset.num_items:,}; serve it on the dataset it was trained on"
+                )
+            hf_model = getattr(engine, "hf_model", None)
+            embedding = hf_model.get_input_embeddings() if hf_model is not None else input_embedding(engine.model)
+            if tokenizer is None:
+                from transformers import AutoTokenizer
+
+                tokenizer = AutoTokenizer.from_pretrained(engine.model)
+            self.prompter = HybridPrompter(tokenizer, embedding, bundle.projector.eval(), bundle.items)
+
+    @classmethod
+    def from_run(cls, run: Path | str, engine: str = "hf", **engine_options: Any) -> LLMRecommender:
+        """Serve a finished SFT run on ``engine`` (``hf`` or ``vllm``) with its adapter and projector."""
+        bundle = load_bundle(run)
+        model, merged = bundle.base_model, False
+        if engine == "vllm" and bundle.projector is not None:
+            model, merged = str(merged_checkpoint(bundle)), True
+        elif engine == "vllm":
+            engine_options.setdefault("enable_lora", True)
+            engine_options.setdefault("max_lora_rank", max(8, bundle.recipe.lora.r))
+        loaded = load_engine(engine, model, **engine_options)
+        tokenizer = getattr(loaded, "tokenizer", None)
+        recommender = cls(loaded, bundle.recipe.task, load_dataset(bundle.dataset), bundle, tokenizer)
+        recommender.adapter_merged = merged
+        return recommender
+
+    @classmethod
+    def zero_shot(
+        cls, task: TaskConfig, dataset: str = "ml-100k", model: str | None = None, engine: str = "hf", **options: Any
+    ) -> LLMRecommender:
+        """A base LLM with text-only prompts of ``task`` (no adapter, no item vectors)."""
+        task = replace(task, item_text="title", template=None)
+        loaded = load_engine(engine, model, **options)
+        return cls(loaded, task, load_dataset(dataset), None, getattr(loaded, "tokenizer", None))
+
+    @property
+    def verbalizer(self) -> bool:
+        """Whether answers are candidate labels (A, B, ...) rather than titles."""
+        return self.task.output == "verbalizer"
+
+    def request(self, example: TaskExample, grounded: bool = False) -> Request:
+        """The engine request of one example: hybrid prompts as ``prompt_embeds``, others as messages."""
+        lora = str(self.bundle.lora) if self.bundle is not None and not self.adapter_merged else None
+        grounding = None
+        if grounded and example.candidates:
+            grounding = Grounding(self.catalog, candidates=example.candidates, history=example.history)
+        if example.item_ids:
+            if self.prompter is None:
+                raise LlmrecError("hybrid examples need a run with a projector; build examples with item_text title")
+            with torch.no_grad():
+                embeds = self.prompter(example.prompt, example.item_ids)
+            return Request(prompt_embeds=embeds, lora=lora, grounding=grounding)
+        return Request(messages=example.prompt, lora=lora, grounding=grounding)
+
+    def rank(self, examples: list[TaskExample]) -> np.ndarray:
+        """``[E, C]`` scores of each example's candidates (higher is better): each label's or title's
+        log-probability as the complete answer."""
+        if any(not e.candidates for e in examples):
+            raise LlmrecError("ranking needs examples with candidates (task rank or explain)")
+        requests = [self.request(e) for e in examples]
+        titles = self.dataset.titles
+        answers = [e.labels if self.verbalizer else [str(titles[c]) for c in e.candidates] for e in examples]
+        scores = self.engine.score(requests, answers)
+        out = np.asarray(scores, dtype=np.float64)
+        if not np.isfinite(out).all():
+            raise FloatingPointError("non-finite candidate scores from the engine; the model is broken")
+        return out
+
+    def answer(self, examples: list[TaskExample], scores: np.ndarray | None = None) -> list[int | None]:
+        """One recommended item per example: the best-scored label (verbalizer, from ``scores`` or a fresh
+        :meth:`rank`), or the title decoded greedily under the candidates' grounding (generative)."""
+        if self.verbalizer:
+            scores = self.rank(examples) if scores is None else scores
+            return [e.candidates[int(np.argmax(row))] for e, row in zip(examples, scores, strict=True)]
+        params = SamplingConfig(max_new_tokens=64)
+        results = self.engine.generate([self.request(e, grounded=True) for e in examples], params)
+        return [r.completions[0].item_id for r in results]
+
+    def close(self) -> None:
+        """Free the engine."""
+        self.engine.close()
+
+
+def merged_checkpoint(bundle: Bundle) -> Path:
+    """The run's LoRA merged into its base model, as a checkpoint directory ``RUN/merged/`` (built once; rebuilt
+    when the adapter's weights change)."""
+    import hashlib
+    import json
+    import shutil
+
+    weights = bundle.lora / "adapter_model.safetensors"
+    digest = hashlib.sha256(weights.read_bytes()).hexdigest()
+    out = bundle.run / "merged"
+    stamp = out / "llmrec-merged.json"
+    if stamp.is_file() and json.loads(stamp.read_text()).get("adapter_sha256") == digest:
+        return out
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tmp = bundle.run / ".merged.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    base = AutoModelForCausalLM.from_pretrained(bundle.base_model, dtype=torch.float32)
+    merged = PeftModel.from_pretrained(base, str(bundle.lora)).merge_and_unload()
+    merged.save_pretrained(str(tmp))
+    AutoTokenizer.from_pretrained(bundle.base_model).save_pretrained(str(tmp))
+    (tmp / stamp.name).write_text(json.dumps({"adapter_sha256": digest, "base_model": bundle.base_model}) + "\n")
+    shutil.rmtree(out, ignore_errors=True)
+    tmp.rename(out)
+    return out
+
+
+def retrieve_candidates(
+    dataset: Dataset, user: int, count: int, encoder_run: Path | str | None = None
+) -> tuple[list[int], str]:
+    """``count`` items ``user`` (internal id) has not interacted with, to rerank: an encoder run's top items
+    after the user's history, or (without a run) the most popular items; returns them and the retriever's name."""
+    if encoder_run is not None:
+        from llmrec.encoders.recommend import recommend
+
+        rows = recommend(Path(encoder_run), f"#{user}", k=count)["recommendations"]
+        return [int(r["item_id"]) for r in rows], f"encoder {encoder_run}"
+    seen = set(dataset.sequences[user].tolist())
+    counts = np.bincount(np.concatenate(dataset.sequences), minlength=dataset.num_items + 1)
+    order = [int(i) for i in np.argsort(-counts[1:], kind="stable") + 1 if int(i) not in seen]
+    return order[:count], "popularity"
+
+
+def recommend_llm(
+    recommender: LLMRecommender, user: str, k: int = 10, encoder_run: Path | str | None = None
+) -> dict[str, Any]:
+    """The LLM's top-``k`` for ``user`` (raw id, or ``#N``) after their whole history: candidates retrieved
+    (:func:`retrieve_candidates`, as many as the task shows), ranked by the LLM, every one a catalog item."""
+    dataset = recommender.dataset
+    if recommender.task.task != "rank":
+        raise LlmrecError(f"recommend ranks candidates; the run's task is {recommender.task.task!r}, not rank")
+    uid = dataset.user_id(user)
+    history = dataset.sequences[uid].tolist()
+    count = recommender.task.num_candidates
+    if encoder_run is None and recommender.bundle is not None and recommender.bundle.recipe.encoder:
+        run = Path(recommender.bundle.recipe.encoder)
+        encoder_run = run if (run / "checkpoints" / "best").exists() else None
+    candidates, retriever = retrieve_candidates(dataset, uid, count, encoder_run)
+    from llmrec.training.tasks import prompt_example
+
+    example = prompt_example(dataset, recommender.task, uid, history, candidates)
+    scores = recommender.rank([example])[0]
+    order = np.argsort(-scores, kind="stable")[:k]
+    items = dataset.items.set_index("item_id")
+    rows = [
+        {
+            "rank": rank,
+            "item_id": candidates[i],
+            "raw_id": str(items.at[candidates[i], "raw_id"]),
+            "title": str(items.at[candidates[i], "title"]),
+            "score": float(scores[i]),
+        }
+        for rank, i in enumerate(order.tolist(), start=1)
+    ]
+    raw_id = str(dataset.users.loc[dataset.users["user_id"] == uid, "raw_id"].iat[0])
+    run = str(recommender.bundle.run) if recommender.bundle is not None else None
+    return {
+        "user_id": uid,
+        "raw_id": raw_id,
+        "history_length": len(history),
+        "run": run,
+        "candidates_from": retriever,
+        "recommendations": rows,
+    }

@@ -1,0 +1,146 @@
+"""SFT of LLM recommenders on ML-100K with the bundled SmolLM2: recipes, checks before training, the run
+directory, exact resume, the curriculum and the contrastive stage."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from llmrec.adapters.projectors import Projector
+from llmrec.errors import LlmrecError
+from llmrec.training.bundle import load_bundle, read_config, read_metrics
+from llmrec.training.recipe import Recipe, load_recipe, recipe_from_dict
+from llmrec.training.sft import train_sft, training_rows
+from llmrec.training.tasks import TaskExample
+
+RECIPES = sorted((Path(__file__).parents[2] / "adapters").glob("*.yaml"))
+
+
+@pytest.fixture(autouse=True)
+def restore_threads():
+    threads = torch.get_num_threads()  # training sets the process's thread count
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.mark.parametrize("path", RECIPES, ids=[p.name for p in RECIPES])
+def test_shipped_recipes_load(path: Path) -> None:
+    recipe = load_recipe(path, {"encoder": "runs/other"})
+    assert recipe.encoder == "runs/other"  # flags override the file
+    assert recipe.task.item_text == ("title" if recipe.representation == "none" else "hybrid")
+
+
+def test_unknown_keys_are_named() -> None:
+    with pytest.raises(LlmrecError, match="unknown key.*epochz"):
+        recipe_from_dict({"epochz": 3})
+    with pytest.raises(LlmrecError, match="trainer.*no field.*epochz"):
+        recipe_from_dict({"trainer": {"epochz": 3}})
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"encoder": "/nonexistent/run"}, "no such encoder run"),
+        ({"encoder": None}, "needs an encoder run"),
+        ({"projector": {"out_dim": 123}}, "LLM hidden size is 576"),
+        ({"task": {"template": "rank_candidates_labelled"}}, "one <item-emb> after each item title"),
+        ({"task": {"task": "explain", "output": "generative"}}, "no gold rationales"),
+    ],
+)
+def test_bad_recipes_fail_before_training(tiny_recipe, tmp_path: Path, changes, message) -> None:
+    with pytest.raises(LlmrecError, match=message):
+        train_sft(tiny_recipe(**changes), tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
+def test_an_encoder_of_another_dataset_is_refused(tiny_recipe, tiny_dataset, tmp_path: Path) -> None:
+    with pytest.raises(LlmrecError, match="encoder trained on another dataset"):
+        train_sft(tiny_recipe(dataset=str(tiny_dataset.path)), tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
+def test_the_run_directory_holds_the_bundle(sft_run: Path, sasrec_run: Path, ml100k) -> None:
+    from llmrec.adapters.representations import item_representation
+
+    recipe, facts = read_config(sft_run)
+    assert recipe.representation == "id" and facts["split_fingerprint"] and facts["items"]["num_items"] == 1682
+    metrics = read_metrics(sft_run)
+    assert metrics["finished"] and metrics["steps"] == 2 and metrics["peak_rss_mib"] > 0
+    logged = (sft_run / "log.jsonl").read_text().splitlines()
+    assert len(logged) >= 2 and '"loss"' in logged[0]
+    bundle = load_bundle(sft_run)
+    assert (bundle.lora / "adapter_config.json").is_file()
+    assert torch.equal(bundle.items.vectors, item_representation("id", ml100k, sasrec_run).vectors)
+    # The bundle reloads bit-identically: projector and adapter equal the last checkpoint's.
+    last = sft_run / "checkpoints" / "checkpoint-2"
+    again = Projector.load(last / "projector")
+    for (name, a), (_, b) in zip(bundle.projector.state_dict().items(), again.state_dict().items(), strict=True):
+        assert torch.equal(a, b), name
+    ours = load_file(str(bundle.lora / "adapter_model.safetensors"))
+    theirs = load_file(str(last / "lora" / "adapter_model.safetensors"))
+    assert ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in ours)
+
+
+def test_an_interrupted_run_resumes_to_the_same_weights(tiny_recipe, sft_run: Path, tmp_path: Path) -> None:
+    from transformers import TrainerCallback
+
+    class Crash(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step == 2:  # checkpoint-1 is written; step 2's is not
+                raise KeyboardInterrupt
+
+    run = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        train_sft(tiny_recipe(), run, callbacks=[Crash()])
+    assert not read_metrics(run).get("finished") and (run / "checkpoints" / "checkpoint-1").is_dir()
+    with pytest.raises(LlmrecError, match="already exists.*--resume"):
+        train_sft(tiny_recipe(), run)
+    metrics = train_sft(Recipe(), run, resume=True)  # the run's own recipe is used, not the one given
+    assert metrics["steps"] == 2 and metrics["resumed"]
+    ours = load_file(str(run / "lora" / "adapter_model.safetensors"))
+    theirs = load_file(str(sft_run / "lora" / "adapter_model.safetensors"))
+    for key in theirs:
+        torch.testing.assert_close(ours[key], theirs[key], rtol=0, atol=1e-6)
+    with pytest.raises(LlmrecError, match="already finished"):
+        train_sft(tiny_recipe(), run, resume=True)
+
+
+def _examples(count: int, hybrid: bool) -> list[TaskExample]:
+    prompt = [{"role": "user", "content": "hybrid" if hybrid else "text"}]
+    return [TaskExample(i, [1], [1, 2], 1, prompt, [1] if hybrid else [], "A", ["A", "B"]) for i in range(count)]
+
+
+@pytest.mark.parametrize("kind", ["llara", "rsllm", "none"])
+def test_the_curriculum_is_fixed_before_training(kind: str) -> None:
+    recipe = recipe_from_dict({"curriculum": {"kind": kind, "ramp": 0.5, "text_fraction": 0.3}})
+    text, hybrid = _examples(50, False), _examples(50, True)
+    rows = training_rows(text, hybrid, recipe, 200)
+    assert rows == training_rows(text, hybrid, recipe, 200)  # deterministic: a resumed run sees the same rows
+    mode = [bool(row["item_ids"]) for row in rows]
+    if kind == "llara":  # hybrid with a probability rising linearly to 1 over the first half
+        assert sum(mode[:20]) < 10 and all(mode[100:]) and 0 < sum(mode[:100]) < 100
+    elif kind == "rsllm":  # text-only stage, then hybrid
+        assert not any(mode[:60]) and all(mode[60:])
+    else:
+        assert all(mode)
+    text_only = recipe_from_dict({"representation": "none"})
+    assert not any(row["item_ids"] for row in training_rows(text, None, text_only, 20))
+
+
+def test_rsllm_contrastive_loss_trains_the_projector(tiny_recipe) -> None:
+    from llmrec.adapters.hybrid import HybridCollator
+    from llmrec.training.sft import _examples as make_examples
+    from llmrec.training.sft import build_model, prepare
+
+    recipe = tiny_recipe(curriculum={"kind": "rsllm", "contrastive_weight": 1.0})
+    prepared = prepare(recipe)
+    model, _ = build_model(prepared, recipe)
+    _, hybrid = make_examples(prepared, recipe)
+    rows = [{"prompt": e.prompt, "item_ids": e.item_ids, "answer": e.answer} for e in hybrid[:2]]
+    out = model(**HybridCollator(model.prompter, padding_side="left")(rows))
+    assert out["contrastive_loss"] > 0 and torch.isclose(out["loss"], out["lm_loss"] + out["contrastive_loss"])
+    out["loss"].backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.projector.parameters())
