@@ -284,6 +284,9 @@ def sft(
     dataset: Annotated[str | None, typer.Option(help="Override the recipe's dataset.")] = None,
     encoder: Annotated[str | None, typer.Option(help="Override the recipe's encoder run.")] = None,
     base_model: Annotated[str | None, typer.Option(help="Override the recipe's base LLM.")] = None,
+    representation: Annotated[
+        str | None, typer.Option(help="Override the item representation: none, id, text or hybrid.")
+    ] = None,
     max_steps: Annotated[int | None, typer.Option(help="Override trainer.max_steps (optimiser steps).")] = None,
     resume: Annotated[bool, typer.Option(help="Continue the interrupted run in --out.")] = False,
     evaluate: Annotated[bool, typer.Option("--eval/--no-eval", help="Score the trained run on c20 test.")] = True,
@@ -293,7 +296,7 @@ def sft(
     from llmrec.training.recipe import load_recipe
     from llmrec.training.sft import train_sft
 
-    overrides = {"dataset": dataset, "encoder": encoder, "base_model": base_model}
+    overrides = {"dataset": dataset, "encoder": encoder, "base_model": base_model, "representation": representation}
     loaded = load_recipe(recipe, overrides)
     if max_steps is not None:
         loaded.trainer.max_steps = max_steps

@@ -1,0 +1,207 @@
+"""LLM-recommender benchmark on ML-100K: every row scored on the very same c20 candidates, in one run.
+
+    .venv/bin/python eval/llm/benchmark.py                          # writes eval/llm/RESULTS.md
+    .venv/bin/python eval/llm/benchmark.py --steps 60 --users 200   # a reduced budget, labelled as such
+    .venv/bin/python eval/llm/benchmark.py --sasrec runs/sasrec     # reuse a trained SASRec run
+
+Rows: random scores, popularity, the encoders (SASRec, GRU4Rec: trained here with their default configs, or
+given), the base LLM zero-shot (text prompts), and three LoRA fine-tunings of the shipped recipe
+``adapters/smollm2-sasrec-mlp.yaml`` that differ only in the item representation: ``none`` (titles only), ``id``
+(SASRec embeddings through the MLP projector) and ``hybrid`` (SASRec + MiniLM text vectors). Each fine-tuning
+runs as its own ``llmrec sft`` process (its wall time and peak memory are its own). Every row ranks the c20 test
+candidates of the same users (the first ``--users`` of the test split, or all): HR@1, NDCG@5, NDCG@10 and the
+valid ratio of the served answers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+RECIPE = ROOT / "adapters" / "smollm2-sasrec-mlp.yaml"
+LLM_ROWS = (("LLM + LoRA, titles only", "none"), ("LLM + LoRA + ID projector (SASRec)", "id"))
+HYBRID_ROW = ("LLM + LoRA + hybrid (SASRec + MiniLM)", "hybrid")
+
+
+def metrics_of(scores: np.ndarray, examples: list, answers: list[int | None] | None = None) -> dict[str, float]:
+    """HR@1, NDCG@5/10 of ``scores [E, 20]`` and the valid ratio of the answers (default: the top-scored)."""
+    from llmrec.eval.metrics import ranking_metrics, target_ranks
+
+    ranks = target_ranks(scores, np.array([e.target_index for e in examples]))
+    out = ranking_metrics(ranks, (1, 5, 10))
+    if answers is None:
+        answers = [e.candidates[int(np.argmax(row))] for e, row in zip(examples, scores, strict=True)]
+    served = [a is not None and a in e.candidates for a, e in zip(answers, examples, strict=True)]
+    out["valid_ratio"] = float(np.mean(served))
+    return out
+
+
+def encoder_scores(run: Path, split: Any, examples: list) -> np.ndarray:
+    """An encoder run's scores of each example's candidates after the user's history (as its c20 eval)."""
+    import torch
+
+    from llmrec.encoders.base import load_encoder
+
+    model = load_encoder(run / "checkpoints" / "best").eval()
+    evals = split.eval_set("test")
+    seqs = np.zeros((len(examples), model.config.max_len), dtype=np.int64)
+    users, cutoffs = evals.users[: len(examples)], evals.cutoffs[: len(examples)]
+    for row, (user, cutoff) in enumerate(zip(users, cutoffs, strict=True)):
+        history = split.sequences[user][max(0, cutoff - model.config.max_len) : cutoff]
+        seqs[row, -len(history) :] = history
+    candidates = torch.tensor([e.candidates for e in examples])
+    with torch.inference_mode():
+        return model.score(torch.from_numpy(seqs), candidates).float().numpy()
+
+
+def train_encoder_run(name: str, work: Path) -> tuple[Path, float]:
+    """Train encoder ``name`` with its default config (skipped when already trained); wall seconds."""
+    run = work / name
+    if (run / "metrics.json").exists():
+        return run, json.loads((run / "metrics.json").read_text()).get("wall_seconds", 0.0)
+    started = time.perf_counter()
+    command = [sys.executable, "-m", "llmrec", "encoder", "train", "--dataset", "ml-100k", "--model", name]
+    resume = ["--resume"] if (run / "config.yaml").exists() else []
+    subprocess.run([*command, "--out", str(run), *resume], check=True)
+    return run, time.perf_counter() - started
+
+
+def train_llm_run(representation: str, sasrec: Path, work: Path, steps: int) -> dict[str, Any]:
+    """One ``llmrec sft`` process for the shipped recipe with ``representation``; its metrics.json."""
+    run = work / f"sft-{representation}"
+    if not (run / "metrics.json").exists() or not json.loads((run / "metrics.json").read_text()).get("finished"):
+        command = [sys.executable, "-m", "llmrec", "sft", "--recipe", str(RECIPE), "--out", str(run)]
+        command += ["--encoder", str(sasrec), "--representation", representation, "--no-eval", "--json"]
+        if steps:
+            command += ["--max-steps", str(steps)]
+        if (run / "config.yaml").exists():
+            command.append("--resume")
+        subprocess.run(command, check=True)
+    return json.loads((run / "metrics.json").read_text())
+
+
+def llm_row(recommender: Any, users: int) -> tuple[dict[str, float], float]:
+    """c20 metrics of an LLM recommender on the first ``users`` test users (its own prompts) and s/user."""
+    from llmrec.eval.llm import evaluate_llm
+
+    result = evaluate_llm(recommender, "test", limit=users)
+    keys = ("hr@1", "ndcg@5", "ndcg@10", "valid_ratio")
+    return {k: result[k] for k in keys}, result["seconds"] / max(1, result["examples"])
+
+
+def write_results(out: Path, rows: list[dict[str, Any]], args: argparse.Namespace, wall: float, users: int) -> None:
+    """RESULTS.md: the table and how it was measured."""
+    budget = f"{args.steps} optimiser steps each (a reduced budget)" if args.steps else "the recipe's budget"
+    lines = [
+        "# LLM-recommender benchmark: ML-100K, c20 (LLaRA's 20-candidate protocol)",
+        "",
+        f"Measured {datetime.now(UTC):%Y-%m-%d} on {os.cpu_count()} CPU cores ({platform.machine()}) by "
+        f"`{' '.join(['python', 'eval/llm/benchmark.py', *sys.argv[1:]])}` ({wall / 60:.0f} min in all).",
+        "",
+        f"Every row ranks the same candidates of the same {users} test users (the c20 protocol's target + 19 "
+        "unseen items, saved with the split). LLM rows: the bundled SmolLM2-135M-Instruct, the shipped recipe "
+        f"`adapters/smollm2-sasrec-mlp.yaml` (rank task, A-T verbalizer, 10 history items) trained for {budget}; "
+        "only the item representation differs. Scores: each label's log-probability as the complete answer; "
+        "ties count against the target. valid = share of served answers that are one of the 20 candidates. "
+        "Train = wall time of the training process; peak = its peak resident memory.",
+        "",
+        "| model | HR@1 | NDCG@5 | NDCG@10 | valid | train | peak MiB | s/user (eval) |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for row in rows:
+        train = f"{row['train_seconds'] / 60:.1f} min" if row.get("train_seconds") else "-"
+        peak = f"{row['peak_rss_mib']:.0f}" if row.get("peak_rss_mib") else "-"
+        speed = f"{row['seconds_per_user']:.2f}" if row.get("seconds_per_user") else "-"
+        lines.append(
+            f"| {row['model']} | {row['hr@1']:.4f} | {row['ndcg@5']:.4f} | {row['ndcg@10']:.4f} | "
+            f"{row['valid_ratio']:.3f} | {train} | {peak} | {speed} |"
+        )
+    lines += ["", "The published LLaRA figure on this protocol: HR@1 0.4526 (LLaMA-2 7B, 2xA100).", ""]
+    out.write_text("\n".join(lines))
+    (out.parent / "results.json").write_text(json.dumps(rows, indent=2) + "\n")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--steps", type=int, default=0, help="Optimiser steps per fine-tuning (0: the recipe's).")
+    parser.add_argument("--users", type=int, default=0, help="Evaluate the first N test users (0: all 943).")
+    parser.add_argument("--sasrec", type=Path, help="A trained SASRec run to use (default: train one).")
+    parser.add_argument("--gru4rec", type=Path, help="A trained GRU4Rec run to use (default: train one).")
+    parser.add_argument("--skip", default="", help="Comma-separated rows to leave out: gru4rec, hybrid.")
+    parser.add_argument("--work", type=Path, default=Path.home() / ".cache" / "llmrec" / "bench-llm")
+    parser.add_argument("--out", type=Path, default=HERE / "RESULTS.md")
+    args = parser.parse_args()
+    skip = set(filter(None, args.skip.split(",")))
+
+    from llmrec.data.builtin import load_dataset
+    from llmrec.data.splits import leave_one_out_split
+    from llmrec.inference.recommender import LLMRecommender
+    from llmrec.training.recipe import load_recipe
+    from llmrec.training.tasks import build_examples
+
+    started = time.perf_counter()
+    args.work.mkdir(parents=True, exist_ok=True)
+    dataset = load_dataset("ml-100k")
+    split = leave_one_out_split(dataset)
+    task = load_recipe(RECIPE).task
+    examples = build_examples(dataset, split, "test", task)
+    if args.users:
+        examples = examples[: args.users]
+    rows: list[dict[str, Any]] = []
+
+    def add(row: dict[str, Any]) -> None:
+        rows.append(row)
+        print(json.dumps(row), file=sys.stderr)
+        write_results(args.out, rows, args, time.perf_counter() - started, len(examples))
+
+    rng = np.random.default_rng(0)
+    add({"model": "random", **metrics_of(rng.random((len(examples), 20)), examples)})
+    counts = np.bincount(np.concatenate(split.train_sequences()), minlength=dataset.num_items + 1)
+    pop = np.array([[counts[c] for c in e.candidates] for e in examples], dtype=np.float64)
+    add({"model": "pop", **metrics_of(pop, examples)})
+    encoders = {"sasrec": args.sasrec, "gru4rec": None if "gru4rec" in skip else args.gru4rec}
+    sasrec = None
+    for name, given in encoders.items():
+        if name in skip:
+            continue
+        run, wall = (given, 0.0) if given else train_encoder_run(name, args.work)
+        sasrec = run if name == "sasrec" else sasrec
+        add({"model": name, **metrics_of(encoder_scores(run, split, examples), examples), "train_seconds": wall})
+    assert sasrec is not None
+
+    zero = LLMRecommender.zero_shot(task)
+    metrics, speed = llm_row(zero, len(examples))
+    zero.close()
+    add({"model": "base LLM zero-shot", **metrics, "seconds_per_user": speed})
+    for label, representation in [*LLM_ROWS, *([] if "hybrid" in skip else [HYBRID_ROW])]:
+        trained = train_llm_run(representation, sasrec, args.work, args.steps)
+        recommender = LLMRecommender.from_run(args.work / f"sft-{representation}")
+        metrics, speed = llm_row(recommender, len(examples))
+        recommender.close()
+        add(
+            {
+                "model": label,
+                **metrics,
+                "train_seconds": trained["train_seconds"],
+                "peak_rss_mib": trained["peak_rss_mib"],
+                "steps": trained["steps"],
+                "seconds_per_user": speed,
+            }
+        )
+    print(args.out.read_text())
+
+
+if __name__ == "__main__":
+    main()
