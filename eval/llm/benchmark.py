@@ -30,7 +30,7 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
-RECIPE = ROOT / "adapters" / "smollm2-sasrec-mlp.yaml"
+RECIPE = ROOT / "llmrec" / "recipes" / "smollm2-sasrec-mlp.yaml"
 LLM_ROWS = (("LLM + LoRA, titles only", "none"), ("LLM + LoRA + ID projector (SASRec)", "id"))
 HYBRID_ROW = ("LLM + LoRA + hybrid (SASRec + MiniLM)", "hybrid")
 

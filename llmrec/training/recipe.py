@@ -173,10 +173,16 @@ def recipe_from_dict(values: dict[str, Any], where: str = "recipe") -> Recipe:
 
 
 def load_recipe(path: Path | str, overrides: dict[str, Any] | None = None) -> Recipe:
-    """Read a recipe YAML file; ``overrides`` (top-level keys, e.g. from command-line flags) replace its values."""
+    """Read a recipe YAML file, or a shipped recipe by name (``smollm2-sasrec-mlp``); ``overrides`` (top-level
+    keys, e.g. from command-line flags) replace its values."""
+    from llmrec.recipes import shipped_recipe, shipped_recipes
+
     path = Path(path)
     if not path.is_file():
-        raise LlmrecError(f"recipe {path} not found; the shipped recipes are in the adapters/ directory")
+        shipped = shipped_recipe(str(path))
+        if shipped is None:
+            raise LlmrecError(f"recipe {path} not found; shipped recipes (by name): {', '.join(shipped_recipes())}")
+        path = shipped
     try:
         values = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as error:

@@ -16,7 +16,7 @@ from llmrec.training.recipe import Recipe, load_recipe, recipe_from_dict
 from llmrec.training.sft import train_sft, training_rows
 from llmrec.training.tasks import TaskExample
 
-RECIPES = sorted((Path(__file__).parents[2] / "adapters").glob("*.yaml"))
+RECIPES = sorted((Path(__file__).parents[2] / "adapters").glob("*.yaml"))  # the shipped ones, via the link
 
 
 @pytest.fixture(autouse=True)
@@ -31,6 +31,7 @@ def test_shipped_recipes_load(path: Path) -> None:
     recipe = load_recipe(path, {"encoder": "runs/other"})
     assert recipe.encoder == "runs/other"  # flags override the file
     assert recipe.task.item_text == ("title" if recipe.representation == "none" else "hybrid")
+    assert load_recipe(path.stem) == load_recipe(path)  # shipped recipes load by name too
 
 
 def test_unknown_keys_are_named() -> None:
