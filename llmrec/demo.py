@@ -35,7 +35,9 @@ def run_demo(dataset_name: str = "ml-100k", users: int = 3, run: Path | None = N
         _say(f"\nuser {history['raw_id']}: last {len(history['history'])} of {history['length']} movies")
         for row in history["history"]:
             _say(f"  {row['time'][:10]}  {row.get('rating', 0):g}*  {row['title']}")
-    _train_and_recommend(dataset_name, run or llmrec_home() / "runs" / f"demo-sasrec-{dataset.name}")
+    encoder_run = run or llmrec_home() / "runs" / f"demo-sasrec-{dataset.name}"
+    _train_and_recommend(dataset_name, encoder_run)
+    _fine_tune_and_recommend(dataset_name, encoder_run, llmrec_home() / "runs" / f"demo-sft-{dataset.name}")
 
 
 def _train_and_recommend(dataset_name: str, run: Path) -> None:
@@ -60,3 +62,36 @@ def _train_and_recommend(dataset_name: str, run: Path) -> None:
     _say(f"\ntop-10 for user {result['raw_id']} after their {result['history_length']} movies:")
     for row in result["recommendations"]:
         _say(f"  {row['rank']:>2}. {row['title']}")
+
+
+DEMO_SFT_STEPS = 12  # about two minutes on 2 cores: enough to show the pipeline, far from a trained recommender
+
+
+def _fine_tune_and_recommend(dataset_name: str, encoder_run: Path, run: Path) -> None:
+    from llmrec.inference.recommender import LLMRecommender, recommend_llm
+    from llmrec.training.bundle import read_metrics
+    from llmrec.training.recipe import load_recipe
+    from llmrec.training.sft import train_sft
+
+    if read_metrics(run).get("finished"):
+        _say(f"\nLLM recommender: reusing the fine-tuned run in {run}")
+    else:
+        if run.exists():
+            shutil.rmtree(run)
+        _say(
+            f"\nLLM recommender: {DEMO_SFT_STEPS} LoRA steps of SmolLM2-135M reading SASRec item embeddings through "
+            "an MLP projector (recipe smollm2-sasrec-mlp, shortened; `llmrec sft` runs the whole recipe)"
+        )
+        recipe = load_recipe("smollm2-sasrec-mlp", {"dataset": dataset_name, "encoder": str(encoder_run)})
+        recipe.trainer.max_steps = DEMO_SFT_STEPS
+        recipe.trainer.save_steps = DEMO_SFT_STEPS
+        metrics = train_sft(recipe, run)
+        _say(f"trained in {metrics['train_seconds']:.0f} s, peak {metrics['peak_rss_mib']:.0f} MiB")
+    recommender = LLMRecommender.from_run(run)
+    try:
+        result = recommend_llm(recommender, "#1", k=5)
+    finally:
+        recommender.close()
+    _say(f"\nLLM top-5 for user {result['raw_id']} (candidates from SASRec, ranked by the LLM, all catalog items):")
+    for row in result["recommendations"]:
+        _say(f"  {row['rank']:>2}. {row['title']}  ({row['score']:.2f})")

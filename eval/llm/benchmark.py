@@ -52,15 +52,14 @@ def encoder_scores(run: Path, split: Any, examples: list) -> np.ndarray:
     """An encoder run's scores of each example's candidates after the user's history (as its c20 eval)."""
     import torch
 
+    from llmrec.data.splits import EvalSet
     from llmrec.encoders.base import load_encoder
+    from llmrec.eval.protocols import history_matrix
 
     model = load_encoder(run / "checkpoints" / "best").eval()
     evals = split.eval_set("test")
-    seqs = np.zeros((len(examples), model.config.max_len), dtype=np.int64)
-    users, cutoffs = evals.users[: len(examples)], evals.cutoffs[: len(examples)]
-    for row, (user, cutoff) in enumerate(zip(users, cutoffs, strict=True)):
-        history = split.sequences[user][max(0, cutoff - model.config.max_len) : cutoff]
-        seqs[row, -len(history) :] = history
+    first = EvalSet(evals.users[: len(examples)], evals.cutoffs[: len(examples)], evals.targets[: len(examples)])
+    seqs = history_matrix(split, first, model.config.max_len)
     candidates = torch.tensor([e.candidates for e in examples])
     with torch.inference_mode():
         return model.score(torch.from_numpy(seqs), candidates).float().numpy()

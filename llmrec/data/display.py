@@ -45,5 +45,24 @@ def user_history(dataset: Dataset, user: str, limit: int = 0) -> dict[str, Any]:
         if "rating" in frame and row.rating == row.rating:
             entry["rating"] = float(row.rating)
         history.append(entry)
-    raw_id = str(dataset.users.loc[dataset.users["user_id"] == uid, "raw_id"].iat[0])
-    return {"user_id": uid, "raw_id": raw_id, "length": total, "history": history}
+    return {"user_id": uid, "raw_id": raw_user_id(dataset, uid), "length": total, "history": history}
+
+
+def raw_user_id(dataset: Dataset, uid: int) -> str:
+    """The source's id of internal user ``uid``."""
+    return str(dataset.users.loc[dataset.users["user_id"] == uid, "raw_id"].iat[0])
+
+
+def ranked_items(dataset: Dataset, item_ids: list[int], scores: list[float]) -> list[dict[str, Any]]:
+    """Recommendation rows in the given order: ``rank`` (from 1), ``item_id``, ``raw_id``, ``title``, ``score``."""
+    items = dataset.items.set_index("item_id")
+    return [
+        {
+            "rank": rank,
+            "item_id": int(item),
+            "raw_id": str(items.at[int(item), "raw_id"]),
+            "title": str(items.at[int(item), "title"]),
+            "score": float(score),
+        }
+        for rank, (item, score) in enumerate(zip(item_ids, scores, strict=True), start=1)
+    ]

@@ -8,6 +8,7 @@ from typing import Any
 import torch
 
 from llmrec.data.builtin import load_dataset
+from llmrec.data.display import ranked_items, raw_user_id
 from llmrec.encoders.base import load_encoder
 from llmrec.encoders.train import load_run_config
 
@@ -31,18 +32,8 @@ def recommend(run: Path, user: str, k: int = 10, include_seen: bool = False) -> 
         if not include_seen and len(history):
             scores[torch.tensor(history, dtype=torch.long)] = float("-inf")
         top = torch.topk(scores, min(k, int(torch.isfinite(scores).sum())))
-    items = dataset.items.set_index("item_id")
-    recommendations = [
-        {
-            "rank": rank,
-            "item_id": int(item),
-            "raw_id": str(items.at[int(item), "raw_id"]),
-            "title": str(items.at[int(item), "title"]),
-            "score": float(score),
-        }
-        for rank, (score, item) in enumerate(zip(top.values.tolist(), top.indices.tolist(), strict=True), start=1)
-    ]
-    raw_id = str(dataset.users.loc[dataset.users["user_id"] == uid, "raw_id"].iat[0])
+    recommendations = ranked_items(dataset, top.indices.tolist(), top.values.tolist())
+    raw_id = raw_user_id(dataset, uid)
     return {
         "user_id": uid,
         "raw_id": raw_id,

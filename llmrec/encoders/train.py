@@ -9,7 +9,7 @@ Determinism: all randomness of epoch ``e`` (shuffling, dropout, negatives, maski
 ``(seed, e)``, so a run resumed from its last checkpoint after a crash, even a SIGKILL mid-epoch, ends
 with the same weights as an uninterrupted one.
 
-Multi-process data parallelism goes through accelerate: ``accelerate launch --cpu --num_processes 2 -m
+Multi-process data parallelism goes through accelerate: ``accelerate launch --multi_gpu --num_processes 2 -m
 llmrec encoder train ...`` runs the same loop with DDP; each process takes every other batch.
 """
 
@@ -358,6 +358,7 @@ class Trainer:
             "best_epoch": state["best_epoch"],
             "seconds_per_epoch": float(np.mean([h["seconds"] for h in state["history"]])) if state["history"] else 0.0,
             "wall_seconds": wall,
+            "processes": self.accelerator.num_processes,
             "valid": evaluate_encoder(best, self.split, "valid", self.dataset, mask_history=tc.mask_history),
             "test": evaluate_encoder(best, self.split, "test", self.dataset, mask_history=tc.mask_history),
         }
@@ -376,11 +377,12 @@ def prepare_run(
 ) -> tuple[RunConfig, Dataset, Split]:
     """Resolve and validate the run config, load data and split; writes ``config.yaml`` for a new run."""
     run = Path(run)
+    main = int(os.environ.get("RANK", "0")) == 0  # data parallel: only the first process writes the run directory
     if resume:
         config = load_run_config(run)
         data = load_dataset(config.dataset)
     else:
-        if (run / "config.yaml").exists():
+        if main and (run / "config.yaml").exists():  # the other processes may find the one the first just wrote
             raise LlmrecError(
                 f"{run}: a run already exists here; pass --resume to continue it or choose another --out"
             )
@@ -409,7 +411,7 @@ def prepare_run(
             "cannot evaluate them, so they are only trained on",
             file=sys.stderr,
         )
-    if not resume:
+    if not resume and main:
         (run / "checkpoints").mkdir(parents=True, exist_ok=True)
         (run / "config.yaml").write_text(yaml.safe_dump(asdict(config), sort_keys=False))
     return config, data, split

@@ -25,6 +25,7 @@ import torch
 from llmrec.adapters.hybrid import HybridPrompter
 from llmrec.data.builtin import load_dataset
 from llmrec.data.dataset import Dataset
+from llmrec.data.display import ranked_items, raw_user_id
 from llmrec.errors import LlmrecError
 from llmrec.inference.engine import Engine, Request, SamplingConfig, load_engine
 from llmrec.inference.grounding import Catalog, Grounding
@@ -209,18 +210,8 @@ def recommend_llm(
     example = prompt_example(dataset, recommender.task, uid, history, candidates)
     scores = recommender.rank([example])[0]
     order = np.argsort(-scores, kind="stable")[:k]
-    items = dataset.items.set_index("item_id")
-    rows = [
-        {
-            "rank": rank,
-            "item_id": candidates[i],
-            "raw_id": str(items.at[candidates[i], "raw_id"]),
-            "title": str(items.at[candidates[i], "title"]),
-            "score": float(scores[i]),
-        }
-        for rank, i in enumerate(order.tolist(), start=1)
-    ]
-    raw_id = str(dataset.users.loc[dataset.users["user_id"] == uid, "raw_id"].iat[0])
+    rows = ranked_items(dataset, [candidates[i] for i in order], scores[order].tolist())
+    raw_id = raw_user_id(dataset, uid)
     run = str(recommender.bundle.run) if recommender.bundle is not None else None
     return {
         "user_id": uid,

@@ -6,8 +6,8 @@ projector, whose forward pass splices the projected item vectors into the token 
 ``<item-emb>`` slots (so gradients reach the projector, and data-parallel processes each do their own splicing).
 Training runs on ``transformers.Trainer`` (TRL's ``SFTTrainer`` tokenizes text datasets itself and cannot take
 the spliced embeddings), subclassed only to give the projector its own learning rate and to checkpoint the
-adapter and projector instead of the whole LLM. ``accelerate launch --cpu --num_processes 2 -m llmrec sft ...``
-trains the same run with DDP.
+adapter and projector instead of the whole LLM. ``accelerate launch --multi_gpu --num_processes 2 -m llmrec sft
+...`` trains the same run with DDP (on CPU as well).
 
 The whole training order is fixed before the first step (:func:`training_rows`): the examples of each epoch in
 a seeded shuffle, each rendered text-only or hybrid as the curriculum says at its position, so a run resumed from
@@ -142,7 +142,9 @@ def training_rows(
 class RecommenderLM(nn.Module):
     """The LLM (with LoRA) and the projector as one module: ``forward(**batch) -> {"loss", "lm_loss", ...}``.
 
-    ``batch`` is a :class:`llmrec.adapters.HybridCollator` batch. With ``contrastive_weight > 0`` the loss adds
+    ``batch`` is a :class:`llmrec.adapters.HybridCollator` batch with labels, best padded on the left: logits over
+    the vocabulary are computed only from the earliest answer position on, which left padding puts near the end
+    of every row. With ``contrastive_weight > 0`` the loss adds
     RSLLM's alignment term over the batch's distinct items: an InfoNCE loss between each projected item vector and
     the LLM's (frozen) embedding of the item's title, both directions, at ``temperature``.
     """
@@ -334,11 +336,12 @@ def train_sft(
     from transformers.utils import logging as hf_logging
 
     run = Path(out)
+    main = int(os.environ.get("RANK", "0")) == 0  # data parallel: only the first process writes the run directory
     if resume:
         recipe, facts = read_config(run)
         if read_metrics(run).get("finished"):
             raise LlmrecError(f"{run}: this run has already finished training; evaluate it or start another --out")
-    elif (run / "config.yaml").exists():
+    elif main and (run / "config.yaml").exists():  # the other processes may find the one the first just wrote
         raise LlmrecError(f"{run}: a run already exists here; pass --resume to continue it or choose another --out")
     prepared = prepare(recipe)
     if resume and facts.get("split_fingerprint") != prepared.split.fingerprint():
@@ -352,7 +355,6 @@ def train_sft(
     steps = settings.max_steps or max(1, math.ceil(settings.epochs * len(text) / per_step))
     rows = training_rows(text, hybrid, recipe, steps * per_step)
 
-    main = int(os.environ.get("RANK", "0")) == 0
     if not resume and main:
         run.mkdir(parents=True, exist_ok=True)
         facts = {

@@ -144,7 +144,7 @@ def test_accelerate_two_processes(walk_dataset, tmp_path):
         [
             launcher,
             "launch",
-            "--cpu",
+            "--multi_gpu",  # on a machine without GPUs: torchrun processes on CPU (gloo); --cpu would run just one
             "--num_processes",
             "2",
             "--num_machines",
@@ -174,7 +174,7 @@ def test_accelerate_two_processes(walk_dataset, tmp_path):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = json.loads((tmp_path / "ddp" / "metrics.json").read_text())
-    assert metrics["test"]["hr@10"] > 0.6
+    assert metrics["processes"] == 2 and metrics["test"]["hr@10"] > 0.6
 
 
 def test_users_too_short_for_the_split_are_named(tmp_path):

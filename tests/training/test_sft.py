@@ -145,3 +145,25 @@ def test_rsllm_contrastive_loss_trains_the_projector(tiny_recipe) -> None:
     assert out["contrastive_loss"] > 0 and torch.isclose(out["loss"], out["lm_loss"] + out["contrastive_loss"])
     out["loss"].backward()
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.projector.parameters())
+
+
+def test_two_processes_train_with_ddp(tiny_recipe, tmp_path: Path) -> None:
+    import json
+    import os
+    import subprocess
+    import sys
+
+    import yaml
+
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(yaml.safe_dump(tiny_recipe().to_dict()))
+    launcher = os.path.join(os.path.dirname(sys.executable), "accelerate")
+    command = [launcher, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1"]
+    command += ["--mixed_precision", "no", "--dynamo_backend", "no", "-m", "llmrec", "sft", "--recipe", str(recipe)]
+    command += ["--out", str(tmp_path / "ddp"), "--no-eval", "--json"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads((tmp_path / "ddp" / "metrics.json").read_text())
+    assert metrics["processes"] == 2 and metrics["finished"] and metrics["rows_trained"] == 2 * 2 * 2
+    assert (tmp_path / "ddp" / "checkpoints" / "checkpoint-2" / "rng_state_1.pth").is_file()
