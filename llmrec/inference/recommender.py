@@ -50,7 +50,13 @@ class LLMRecommender:
     """
 
     def __init__(
-        self, engine: Engine, task: TaskConfig, dataset: Dataset, bundle: Bundle | None = None, tokenizer: Any = None
+        self,
+        engine: Engine,
+        task: TaskConfig,
+        dataset: Dataset,
+        bundle: Bundle | None = None,
+        tokenizer: Any = None,
+        adapter_merged: bool = False,
     ) -> None:
         self.engine = engine
         self.task = task
@@ -58,7 +64,7 @@ class LLMRecommender:
         self.bundle = bundle
         self.catalog = Catalog.from_dataset(dataset)
         self.prompter: HybridPrompter | None = None
-        self.adapter_merged = False  # True when the engine's weights already hold the run's LoRA
+        self.adapter_merged = adapter_merged  # the engine's weights already hold the run's LoRA
         if bundle is not None and bundle.projector is not None and bundle.items is not None:
             if bundle.items.num_items != dataset.num_items:
                 raise LlmrecError(
@@ -85,9 +91,7 @@ class LLMRecommender:
             engine_options.setdefault("max_lora_rank", max(8, bundle.recipe.lora.r))
         loaded = load_engine(engine, model, **engine_options)
         tokenizer = getattr(loaded, "tokenizer", None)
-        recommender = cls(loaded, bundle.recipe.task, load_dataset(bundle.dataset), bundle, tokenizer)
-        recommender.adapter_merged = merged
-        return recommender
+        return cls(loaded, bundle.recipe.task, load_dataset(bundle.dataset), bundle, tokenizer, merged)
 
     @classmethod
     def zero_shot(

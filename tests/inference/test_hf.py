@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
+
 import pytest
 import torch
 
@@ -134,10 +136,14 @@ def test_bad_models_and_adapters_fail_clearly(hf_engine, foreign_lora_dir, tmp_p
 
 
 def _full_forward_logprob(engine, prompt_ids: list[int], answer: list[int]) -> float:
-    """The log-prob of ``answer`` after ``prompt_ids`` from one plain forward pass over both."""
+    """The log-prob of ``answer`` after ``prompt_ids`` from one plain forward pass of the base model over both
+    (adapters loaded by earlier tests switched off, as the engine does for a request without one)."""
+    from peft import PeftModel
+
+    model = engine.hf_model
     ids = torch.tensor([[*prompt_ids, *answer]])
-    with torch.no_grad():
-        logprobs = engine.hf_model(input_ids=ids).logits[0].float().log_softmax(-1)
+    with torch.inference_mode(), model.disable_adapter() if isinstance(model, PeftModel) else nullcontext():
+        logprobs = model(input_ids=ids).logits[0].float().log_softmax(-1)
     positions = torch.arange(len(prompt_ids) - 1, len(prompt_ids) - 1 + len(answer))
     return float(logprobs[positions, torch.tensor(answer)].sum())
 
