@@ -20,7 +20,7 @@ from llmrec.eval.metrics import ranking_metrics, target_ranks
 from llmrec.inference.grounding import grounding_report
 from llmrec.inference.recommender import LLMRecommender
 from llmrec.progress import progress_bar
-from llmrec.training.bundle import is_sft_run, update_metrics
+from llmrec.training.bundle import update_metrics
 from llmrec.training.tasks import build_examples
 
 CHUNK = 32
@@ -65,8 +65,6 @@ def evaluate_llm_run(
 ) -> dict[str, Any]:
     """Evaluate an SFT run on c20 and record the figures in its ``metrics.json`` (under ``c20_<which>``)."""
     run = Path(run)
-    if not is_sft_run(run):
-        raise LlmrecError(f"{run}: not an LLM-recommender run (llmrec sft)")
     recommender = LLMRecommender.from_run(run, engine=engine, **engine_options)
     try:
         min_len = recommender.bundle.recipe.min_len if recommender.bundle is not None else 3
