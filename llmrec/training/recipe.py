@@ -125,9 +125,13 @@ class Recipe:
             raise LlmrecError(
                 f"representation must be one of {', '.join(REPRESENTATIONS)}, got {self.representation!r}"
             )
-        want = "title" if self.representation == "none" else "hybrid"
+        # The representation decides whether items carry vectors: titles only without one; with one, hybrid
+        # (``Title <item-emb>``) unless the task asks for vectors alone.
+        if self.representation == "none":
+            want = "title"
+        else:
+            want = "hybrid" if self.task.item_text == "title" else self.task.item_text
         if self.task.item_text != want:
-            # The representation decides how items appear: a template choice follows from it, never contradicts it.
             self.task = config_from_dict(TaskConfig, {**asdict(self.task), "item_text": want}, "task")
 
     @property

@@ -17,8 +17,10 @@ Validation and test examples carry exactly the ``c20`` protocol's 20 candidates,
 them (already shuffled: the target at a uniform random position), whatever the seed, so LLM rerankers and encoders
 are scored on the very same candidates, and every LLM on the very same prompts.
 
-With ``item_text="hybrid"`` every item in the prompt is ``Title <item-emb>``; ``item_ids`` lists the items in
-placeholder order (history, then candidates) for :class:`llmrec.adapters.HybridPrompter`.
+With ``item_text="hybrid"`` every item in the prompt is ``Title <item-emb>``, with ``item_text="vector"`` it is
+``<item-emb>`` alone (no title: a prompt a third the length, where the LLM can only go by the item vectors);
+``item_ids`` lists the items in placeholder order (history, then candidates) for
+:class:`llmrec.adapters.HybridPrompter`.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ from llmrec.prompts import render
 
 TASKS = ("rank", "next", "explain")
 OUTPUTS = ("generative", "verbalizer")
-ITEM_TEXTS = ("title", "hybrid")
+ITEM_TEXTS = ("title", "hybrid", "vector")
 WHICH = ("train", "valid", "test")
 LETTERS = string.ascii_uppercase
 _Row = tuple[int, np.ndarray, int, np.ndarray]  # user, history, target, candidates (empty for next)
@@ -50,6 +52,7 @@ TEMPLATES = {
     ("rank", "generative", "hybrid"): "rank_candidates_hybrid",
     ("rank", "verbalizer", "title"): "rank_candidates_labelled",
     ("rank", "verbalizer", "hybrid"): "rank_candidates_labelled_hybrid",
+    ("rank", "verbalizer", "vector"): "rank_candidates_labelled_vector",
     ("next", "generative", "title"): "next_item",
     ("next", "generative", "hybrid"): "next_item_hybrid",
     ("explain", "generative", "title"): "reason_candidates",
@@ -62,9 +65,10 @@ class TaskConfig:
     """What the examples ask and how they are built.
 
     Task: ``task`` (``rank``, ``next`` or ``explain``), ``output`` (rank only: ``generative`` or ``verbalizer``),
-    ``item_text`` (``title`` or ``hybrid``). Prompt: ``template`` (a name in ``prompts/``; by default the one
-    that fits the three fields above), ``marker`` (explain). Sizes: ``max_history``, ``num_candidates``
-    (training only), ``examples_per_user``. Sampling: ``seed``.
+    ``item_text`` (``title``, ``hybrid`` or ``vector``). Prompt: ``template`` (a name in ``prompts/``; by default
+    the one that fits the three fields above), ``system`` (a system message; by default the chat template's own),
+    ``marker`` (explain). Sizes: ``max_history``, ``num_candidates`` (training only), ``examples_per_user``.
+    Sampling: ``seed``.
     """
 
     task: str = field(default="rank", metadata={"help": "rank, next or explain."})
@@ -81,7 +85,10 @@ class TaskConfig:
         metadata={"help": "rank only. generative: answer the target's title; verbalizer: answer its label A-T."},
     )
     item_text: str = field(
-        default="title", metadata={"help": "How an item appears in the prompt: title, or hybrid (Title <item-emb>)."}
+        default="title",
+        metadata={
+            "help": "How an item appears in the prompt: title, hybrid (Title <item-emb>) or vector (<item-emb>)."
+        },
     )
     examples_per_user: int = field(
         default=3,
@@ -95,6 +102,10 @@ class TaskConfig:
         default=None, metadata={"help": "Prompt template name; default: the shipped one for task, output, item_text."}
     )
     marker: str = field(default="Answer:", metadata={"help": "explain: the line that ends the rationale."})
+    system: str | None = field(
+        default=None,
+        metadata={"help": "System message of every prompt; default: none, so the chat template adds its own."},
+    )
 
     def __post_init__(self) -> None:
         for name, allowed in (("task", TASKS), ("output", OUTPUTS), ("item_text", ITEM_TEXTS)):
@@ -114,7 +125,15 @@ class TaskConfig:
     @property
     def template_name(self) -> str:
         """The template the examples are rendered from."""
-        return self.template or TEMPLATES[(self.task, self.output, self.item_text)]
+        if self.template:
+            return self.template
+        shipped = TEMPLATES.get((self.task, self.output, self.item_text))
+        if shipped is None:
+            raise LlmrecError(
+                f"no shipped template for task {self.task!r}, output {self.output!r}, item_text {self.item_text!r} "
+                f"(item_text 'vector' is shipped for the rank verbalizer only); name one with template:"
+            )
+        return shipped
 
 
 @dataclass
@@ -148,8 +167,9 @@ class TaskExample:
 
 def check_template(config: TaskConfig) -> str:
     """The config's template name, once a probe rendering shows it fits the config: every history item (and every
-    candidate, for rank and explain) in order, each followed by one ``<item-emb>`` when item_text is hybrid and
-    none otherwise; each candidate on its label's line for the verbalizer."""
+    candidate, for rank and explain) in order, as its title (item_text title), its title followed by one
+    ``<item-emb>`` (hybrid) or one ``<item-emb>`` alone (vector); each candidate on its label's line for the
+    verbalizer."""
     name = config.template_name
     history = [f"@@history-{i}@@" for i in range(2)]
     candidates = [] if config.task == "next" else [f"@@candidate-{i}@@" for i in range(3)]
@@ -159,25 +179,32 @@ def check_template(config: TaskConfig) -> str:
     found = re.findall("|".join(re.escape(s) for s in [*probes, PLACEHOLDER]), text)
     titles = [s for s in found if s != PLACEHOLDER]
     shown = "every history item" + ("" if config.task == "next" else " and every candidate")
-    if titles != probes:
+    expected = {
+        "title": probes,
+        "hybrid": [part for probe in probes for part in (probe, PLACEHOLDER)],
+        "vector": [PLACEHOLDER] * len(probes),
+    }[config.item_text]
+    if config.item_text == "title" and PLACEHOLDER in found:
+        raise LlmrecError(
+            f"prompt template {name!r} has {PLACEHOLDER} placeholders but item_text is 'title'; set item_text to "
+            "hybrid or vector or choose a template without placeholders"
+        )
+    if config.item_text != "vector" and titles != probes:
         raise LlmrecError(
             f"prompt template {name!r} does not show {shown} once, in order, as the {config.task} task needs; "
             "choose a template made for this task"
         )
-    if config.item_text == "hybrid":
-        expected = [part for probe in probes for part in (probe, PLACEHOLDER)]
-        if found != expected:
-            raise LlmrecError(
-                f"prompt template {name!r} does not put one {PLACEHOLDER} after each item title, as item_text "
-                "'hybrid' needs (history, then candidates); use a *_hybrid template or add the placeholders"
-            )
-    elif PLACEHOLDER in found:
-        raise LlmrecError(
-            f"prompt template {name!r} has {PLACEHOLDER} placeholders but item_text is 'title'; "
-            "set item_text to hybrid or choose a template without placeholders"
-        )
+    if found != expected:
+        how = {
+            "hybrid": f"does not put one {PLACEHOLDER} after each item title, as item_text 'hybrid' needs (history, "
+            "then candidates); use a *_hybrid template or add the placeholders",
+            "vector": f"does not show {shown} as one {PLACEHOLDER} without its title, as item_text 'vector' needs; "
+            "use a *_vector template",
+        }[config.item_text]
+        raise LlmrecError(f"prompt template {name!r} {how}")
     if config.output == "verbalizer":
-        lines = [rf"\b{label}\b.*{re.escape(probe)}" for label, probe in zip(labels, candidates, strict=True)]
+        shows = [PLACEHOLDER] * len(candidates) if config.item_text == "vector" else candidates
+        lines = [rf"(?m)^.*\b{label}\b.*{re.escape(item)}" for label, item in zip(labels, shows, strict=True)]
         if not all(re.search(line, text) for line in lines):
             raise LlmrecError(
                 f"prompt template {name!r} does not show each candidate's label letter on its line, as the "
@@ -298,8 +325,11 @@ def _example(
         history=history_ids,
         candidates=candidate_ids,
         target=target,
-        prompt=[{"role": "user", "content": text}],
-        item_ids=[*history_ids, *candidate_ids] if config.item_text == "hybrid" else [],
+        prompt=[
+            *([{"role": "system", "content": config.system}] if config.system else []),
+            {"role": "user", "content": text},
+        ],
+        item_ids=[*history_ids, *candidate_ids] if config.item_text != "title" else [],
         answer="" if not target else letters[candidate_ids.index(target)] if verbalizer else titles[target],
         labels=letters if verbalizer else [],
     )

@@ -30,8 +30,15 @@ def restore_threads():
 def test_shipped_recipes_load(path: Path) -> None:
     recipe = load_recipe(path, {"encoder": "runs/other"})
     assert recipe.encoder == "runs/other"  # flags override the file
-    assert recipe.task.item_text == ("title" if recipe.representation == "none" else "hybrid")
+    assert (recipe.task.item_text == "title") == (recipe.representation == "none")
     assert load_recipe(path.stem) == load_recipe(path)  # shipped recipes load by name too
+
+
+def test_the_representation_decides_whether_items_carry_vectors() -> None:
+    assert recipe_from_dict({"representation": "none", "task": {"item_text": "vector"}}).task.item_text == "title"
+    assert recipe_from_dict({"representation": "id"}).task.item_text == "hybrid"  # titled by default
+    vector = recipe_from_dict({"representation": "id", "task": {"output": "verbalizer", "item_text": "vector"}})
+    assert vector.task.item_text == "vector" and vector.task.template_name == "rank_candidates_labelled_vector"
 
 
 def test_unknown_keys_are_named() -> None:

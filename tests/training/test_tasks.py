@@ -3,6 +3,7 @@ evaluation, verbalizer labels, hybrid placeholders in item order, determinism an
 
 import re
 from collections import Counter
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -142,6 +143,27 @@ def test_hybrid_prompts_have_one_placeholder_per_item_in_prompt_order(ml100k, sp
             assert ITEM_LINE.findall(text) == [ml100k.titles[i] for i in example.item_ids]
 
 
+def test_vector_prompts_show_each_item_as_its_placeholder_alone(ml100k, split):
+    config = TaskConfig(output="verbalizer", item_text="vector", examples_per_user=1, system="You rank movies.")
+    titled = build_examples(ml100k, split, "valid", replace(config, item_text="hybrid"))
+    for which in ("train", "valid"):
+        for example in build_examples(ml100k, split, which, config):
+            system, user = example.prompt
+            assert system == {"role": "system", "content": "You rank movies."} and user["role"] == "user"
+            text = user["content"]
+            assert example.item_ids == example.history + example.candidates
+            assert text.count(PLACEHOLDER) == len(example.item_ids)
+            for label in example.labels:
+                assert f"{label}. {PLACEHOLDER}" in text.split("\n")
+            assert example.answer == example.labels[example.target_index]
+    # No titles: only the vectors tell the items apart, so every prompt with 10 history items reads the same.
+    vector = build_examples(ml100k, split, "valid", config)
+    assert len({e.prompt[1]["content"] for e in vector if len(e.history) == 10}) == 1
+    # Same candidates and answers as the titled prompts, in a prompt a fraction of the length.
+    assert [(e.candidates, e.answer) for e in vector] == [(e.candidates, e.answer) for e in titled]
+    assert sum(len(e.prompt[-1]["content"]) for e in vector) < 0.5 * sum(len(e.prompt[-1]["content"]) for e in titled)
+
+
 def test_explain_asks_for_a_rationale_and_answers_the_title(ml100k, split):
     for example in build_examples(ml100k, split, "test", TaskConfig(task="explain", marker="Final answer:"))[:50]:
         assert '"Final answer:"' in example.prompt[0]["content"] and "reason" in example.prompt[0]["content"]
@@ -167,6 +189,8 @@ def test_examples_are_deterministic_given_the_seed(ml100k, split, rank_train):
         (TaskConfig(template="next_item"), "does not show every history item and every candidate"),
         (TaskConfig(output="verbalizer", template="rank_candidates"), "label letter"),
         (TaskConfig(template="no_such_template"), "no prompt template 'no_such_template'"),
+        (TaskConfig(output="verbalizer", item_text="vector", template="rank_candidates_labelled_hybrid"), "without its title"),
+        (TaskConfig(output="verbalizer", template="rank_candidates_labelled_vector"), "item_text is 'title'"),
     ],
 )
 def test_a_template_that_does_not_fit_the_config_is_refused_before_building(ml100k, split, config, message):
@@ -178,7 +202,7 @@ def test_bad_arguments_are_clear_errors(ml100k, split, head):
     for fields, message in [
         ({"task": "chat"}, "task must be one of rank, next, explain"),
         ({"task": "next", "output": "verbalizer"}, "rank task only"),
-        ({"item_text": "image"}, "item_text must be one of title, hybrid"),
+        ({"item_text": "image"}, "item_text must be one of title, hybrid, vector"),
         ({"num_candidates": 1}, "at least 2"),
         ({"output": "verbalizer", "num_candidates": 30}, "at most 26"),
         ({"examples_per_user": -1}, "examples_per_user"),
@@ -186,6 +210,8 @@ def test_bad_arguments_are_clear_errors(ml100k, split, head):
     ]:
         with pytest.raises(LlmrecError, match=message):
             TaskConfig(**fields)
+    with pytest.raises(LlmrecError, match="rank verbalizer only"):
+        build_examples(ml100k, split, "train", TaskConfig(task="next", item_text="vector"))
     with pytest.raises(LlmrecError, match="train, valid, test"):
         build_examples(ml100k, split, "eval", TaskConfig())
     with pytest.raises(LlmrecError, match="make the split from this dataset"):
