@@ -18,7 +18,7 @@ them (already shuffled: the target at a uniform random position), whatever the s
 are scored on the very same candidates, and every LLM on the very same prompts.
 
 With ``item_text="hybrid"`` every item in the prompt is ``Title <item-emb>``, with ``item_text="vector"`` it is
-``<item-emb>`` alone (no title: a prompt a third the length, where the LLM can only go by the item vectors);
+``<item-emb>`` alone (no title: a prompt a quarter the length, where the LLM can only go by the item vectors);
 ``item_ids`` lists the items in placeholder order (history, then candidates) for
 :class:`llmrec.adapters.HybridPrompter`.
 """

@@ -154,7 +154,7 @@ def test_vector_prompts_show_each_item_as_its_placeholder_alone(ml100k, split):
             assert example.item_ids == example.history + example.candidates
             assert text.count(PLACEHOLDER) == len(example.item_ids)
             for label in example.labels:
-                assert f"{label}. {PLACEHOLDER}" in text.split("\n")
+                assert f" {label}{PLACEHOLDER}" in text
             assert example.answer == example.labels[example.target_index]
     # No titles: only the vectors tell the items apart, so every prompt with 10 history items reads the same.
     vector = build_examples(ml100k, split, "valid", config)
