@@ -6,7 +6,14 @@ projector (``linear`` or ``mlp``, see :class:`ProjectorConfig`) maps it to the L
 placeholders (:class:`HybridCollator` batches them for training).
 """
 
-from llmrec.adapters.hybrid import PLACEHOLDER, HybridCollator, HybridPrompter, HybridTokens, render_chat
+from llmrec.adapters.hybrid import (
+    PLACEHOLDER,
+    USER_PLACEHOLDER,
+    HybridCollator,
+    HybridPrompter,
+    HybridTokens,
+    render_chat,
+)
 from llmrec.adapters.projectors import (
     PROJECTORS,
     LinearProjector,
@@ -19,6 +26,7 @@ from llmrec.adapters.projectors import (
 from llmrec.adapters.representations import (
     KINDS,
     ItemTable,
+    UserStates,
     catalog_fingerprint,
     check_encoder_run,
     item_representation,
@@ -28,11 +36,13 @@ from llmrec.adapters.representations import (
 __all__ = [
     "KINDS",
     "PLACEHOLDER",
+    "USER_PLACEHOLDER",
     "PROJECTORS",
     "HybridCollator",
     "HybridPrompter",
     "HybridTokens",
     "ItemTable",
+    "UserStates",
     "LinearProjector",
     "MLPProjector",
     "Projector",

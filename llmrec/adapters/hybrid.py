@@ -1,5 +1,8 @@
 """Hybrid prompts: prompt text with ``<item-emb>`` placeholders, each replaced by one projected item vector.
 
+A prompt may also hold ``<user-emb>`` placeholders, each replaced by a vector given with the prompt (the encoder's
+user state after the history, which lives in the space of its item embeddings), through the same projector.
+
 A prompt (chat messages, rendered with the model's chat template and a generation prompt exactly as the engines
 render them, or plain text) is split at the placeholders and each piece tokenized on its own, so every
 placeholder becomes exactly one position. :class:`HybridPrompter` turns ``(prompt, item_ids)`` into
@@ -12,6 +15,7 @@ flow from the embeddings into the projector.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -24,6 +28,7 @@ from llmrec.adapters.representations import ItemTable
 from llmrec.errors import LlmrecError
 
 PLACEHOLDER = "<item-emb>"
+USER_PLACEHOLDER = "<user-emb>"
 IGNORE_INDEX = -100
 Prompt = str | list[dict[str, str]]
 
@@ -44,11 +49,13 @@ def render_chat(tokenizer: Any, messages: list[dict[str, str]]) -> str:
 @dataclass(frozen=True)
 class HybridTokens:
     """A tokenized hybrid prompt: ``input_ids`` with a filler id at each position in ``slots``, where the vectors
-    of ``item_ids`` (same order) go."""
+    of ``item_ids`` (same order) go, and at each position in ``user_slots``, where ``user_vectors`` go."""
 
     input_ids: list[int]
     slots: list[int]
     item_ids: list[int]
+    user_slots: tuple[int, ...] = ()
+    user_vectors: tuple[tuple[float, ...], ...] = ()
 
     def __len__(self) -> int:
         return len(self.input_ids)
@@ -92,17 +99,28 @@ class HybridPrompter:
             projector.check_sizes(items.dim, self.hidden_size)
         self._prefix, self._suffix = _special_affixes(tokenizer)
 
-    def tokenize(self, prompt: Prompt, item_ids: Sequence[int]) -> HybridTokens:
-        """Token ids of ``prompt`` with one slot per placeholder; one item id per placeholder, in order."""
+    def tokenize(
+        self, prompt: Prompt, item_ids: Sequence[int], user_vectors: Sequence[Sequence[float]] = ()
+    ) -> HybridTokens:
+        """Token ids of ``prompt`` with one slot per placeholder: one item id per ``<item-emb>`` and one vector
+        per ``<user-emb>``, each in placeholder order."""
         chat = not isinstance(prompt, str)
         text = render_chat(self.tokenizer, prompt) if chat else prompt
-        pieces = text.split(self.placeholder)
+        parts = re.split(f"({re.escape(self.placeholder)}|{re.escape(USER_PLACEHOLDER)})", text)
+        pieces, marks = parts[::2], parts[1::2]
         item_ids = [int(i) for i in item_ids]
-        if len(pieces) - 1 != len(item_ids):
-            raise LlmrecError(
-                f"the prompt has {len(pieces) - 1} {self.placeholder} placeholder(s) but {len(item_ids)} item id(s) "
-                "were given; pass one item id per placeholder, in placeholder order"
-            )
+        users = tuple(tuple(float(x) for x in vector) for vector in user_vectors)
+        for mark, given, what in (
+            (self.placeholder, len(item_ids), "item id"),
+            (USER_PLACEHOLDER, len(users), "vector"),
+        ):
+            if marks.count(mark) != given:
+                raise LlmrecError(
+                    f"the prompt has {marks.count(mark)} {mark} placeholder(s) but {given} {what}(s) were given; "
+                    f"pass one {what} per placeholder, in placeholder order"
+                )
+        if users and self.projector is None:
+            raise LlmrecError("this prompter has no projector (text-only); user vectors need one")
         if item_ids and self.items is None:
             raise LlmrecError("this prompter has no item table (text-only); build it with a projector and items")
         num_items = self.items.num_items if self.items is not None else 0
@@ -111,49 +129,71 @@ class HybridPrompter:
             raise LlmrecError(f"item ids {bad[:5]} are not in the catalog (ids run from 1 to {num_items})")
         # Chat text already holds its special tokens; plain text gets the tokenizer's own, as the engines do.
         ids = [] if chat else list(self._prefix)
-        slots = []
+        slots, user_slots = [], []
         encoded = self.tokenizer(pieces, add_special_tokens=False)["input_ids"]
         for index, piece in enumerate(encoded):
             if index:
-                slots.append(len(ids))
+                (slots if marks[index - 1] == self.placeholder else user_slots).append(len(ids))
                 ids.append(0)
             ids.extend(piece)
         if not chat:
             ids.extend(self._suffix)
-        return HybridTokens(input_ids=ids, slots=slots, item_ids=item_ids)
+        return HybridTokens(ids, slots, item_ids, tuple(user_slots), users)
 
     def project(self, item_ids: Sequence[int] | torch.Tensor) -> torch.Tensor:
         """Projected vectors of ``item_ids``, ``[K, H_llm]`` in the embedding's dtype and device."""
         if self.projector is None or self.items is None:
             raise LlmrecError("this prompter has no projector (text-only prompts)")
+        return self.project_vectors(self.items.vectors[torch.as_tensor(item_ids, dtype=torch.long)])
+
+    def project_vectors(self, vectors: Sequence[Sequence[float]] | torch.Tensor) -> torch.Tensor:
+        """Projected ``vectors [K, D]`` (item-table width), ``[K, H_llm]`` in the embedding's dtype and device."""
+        if self.projector is None:
+            raise LlmrecError("this prompter has no projector (text-only prompts)")
         weight = self.embedding.weight
-        ids = torch.as_tensor(item_ids, dtype=torch.long)
         device = next(self.projector.parameters()).device
-        vectors = self.items.vectors[ids].to(device)  # (K, D)
-        return self.projector(vectors).to(device=weight.device, dtype=weight.dtype)  # (K, H)
+        inputs = torch.as_tensor(vectors, dtype=torch.float32).to(device)  # (K, D)
+        return self.projector(inputs).to(device=weight.device, dtype=weight.dtype)  # (K, H)
 
     def embed(self, tokens: HybridTokens) -> torch.Tensor:
-        """``inputs_embeds [L, H_llm]``: token embeddings with the projected item vectors at the slots."""
+        """``inputs_embeds [L, H_llm]``: token embeddings with the projected item (and user) vectors at the slots."""
         weight = self.embedding.weight
         embeds = self.embedding(torch.tensor(tokens.input_ids, dtype=torch.long, device=weight.device))  # (L, H)
-        if not tokens.slots:
-            return embeds
-        slots = torch.tensor(tokens.slots, dtype=torch.long, device=weight.device)
-        return embeds.index_put((slots,), self.project(tokens.item_ids))  # (L, H)
+        if tokens.slots:
+            slots = torch.tensor(tokens.slots, dtype=torch.long, device=weight.device)
+            embeds = embeds.index_put((slots,), self.project(tokens.item_ids))  # (L, H)
+        if tokens.user_slots:
+            slots = torch.tensor(tokens.user_slots, dtype=torch.long, device=weight.device)
+            embeds = embeds.index_put((slots,), self.project_vectors(tokens.user_vectors))  # (L, H)
+        return embeds
 
-    def __call__(self, prompt: Prompt, item_ids: Sequence[int]) -> torch.Tensor:
-        """``inputs_embeds [L, H_llm]`` of ``prompt`` with ``item_ids`` at its placeholders."""
-        return self.embed(self.tokenize(prompt, item_ids))
+    def __call__(
+        self, prompt: Prompt, item_ids: Sequence[int], user_vectors: Sequence[Sequence[float]] = ()
+    ) -> torch.Tensor:
+        """``inputs_embeds [L, H_llm]`` of ``prompt`` with ``item_ids`` (and ``user_vectors``) at its
+        placeholders."""
+        return self.embed(self.tokenize(prompt, item_ids, user_vectors))
 
-    def embed_batch(self, input_ids: torch.Tensor, item_slots: torch.Tensor, item_ids: torch.Tensor) -> torch.Tensor:
+    def embed_batch(
+        self,
+        input_ids: torch.Tensor,
+        item_slots: torch.Tensor,
+        item_ids: torch.Tensor,
+        user_slots: torch.Tensor | None = None,
+        user_vectors: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """``inputs_embeds [B, T, H_llm]`` of a :class:`HybridCollator` batch: the token embeddings of
-        ``input_ids [B, T]`` with the projected vectors of ``item_ids [S]`` at ``item_slots [S, 2]``."""
+        ``input_ids [B, T]`` with the projected vectors of ``item_ids [S]`` at ``item_slots [S, 2]`` (and of
+        ``user_vectors [U, D]`` at ``user_slots [U, 2]``)."""
         weight = self.embedding.weight
         embeds = self.embedding(input_ids.to(weight.device))  # (B, T, H)
-        if not len(item_ids):
-            return embeds
-        rows, positions = item_slots.to(weight.device).unbind(1)  # (S,), (S,)
-        return embeds.index_put((rows, positions), self.project(item_ids))  # (B, T, H)
+        if len(item_ids):
+            rows, positions = item_slots.to(weight.device).unbind(1)  # (S,), (S,)
+            embeds = embeds.index_put((rows, positions), self.project(item_ids))  # (B, T, H)
+        if user_slots is not None and user_vectors is not None and len(user_vectors):
+            rows, positions = user_slots.to(weight.device).unbind(1)  # (U,), (U,)
+            embeds = embeds.index_put((rows, positions), self.project_vectors(user_vectors))  # (B, T, H)
+        return embeds
 
     def answer_ids(self, answer: str) -> list[int]:
         """Token ids of a complete answer: its tokens, then the end token (as the engines score answers)."""
@@ -163,14 +203,16 @@ class HybridPrompter:
 
 
 class HybridCollator:
-    """Pads rows ``{"prompt", "item_ids", "answer"?}`` into token-id batches for :meth:`HybridPrompter.embed_batch`.
+    """Pads rows ``{"prompt", "item_ids", "user_vectors"?, "answer"?}`` into token-id batches for
+    :meth:`HybridPrompter.embed_batch`.
 
     Returns ``input_ids [B, T]`` (a filler id at the placeholder slots), ``attention_mask [B, T]``,
-    ``item_slots [S, 2]`` (row and position of each placeholder in the batch), ``item_ids [S]`` and, when the rows
-    carry an ``answer``, ``labels [B, T]``: the answer's tokens and end token, ``-100`` on the prompt and the
-    padding. A row without placeholders is a text-only prompt. Pad on the ``right`` for training and on the
-    ``left`` for generation. Only token ids are built here; the vectors are spliced in by the model's forward
-    pass, so data-loader workers and data-parallel processes may collate.
+    ``item_slots [S, 2]`` (row and position of each placeholder in the batch), ``item_ids [S]``; when rows carry
+    user vectors, ``user_slots [U, 2]`` and ``user_vectors [U, D]``; and, when the rows carry an ``answer``,
+    ``labels [B, T]``: the answer's tokens and end token, ``-100`` on the prompt and the padding. A row without
+    placeholders is a text-only prompt. Pad on the ``right`` for training and on the ``left`` for generation.
+    Only token ids are built here; the vectors are spliced in by the model's forward pass, so data-loader workers
+    and data-parallel processes may collate.
     """
 
     def __init__(self, prompter: HybridPrompter, padding_side: str = "right") -> None:
@@ -190,11 +232,11 @@ class HybridCollator:
             raise LlmrecError("either every row of a batch has an answer or none has")
         tokenized = []
         for row in rows:
-            tokens = self.prompter.tokenize(row["prompt"], row.get("item_ids") or [])
+            tokens = self.prompter.tokenize(row["prompt"], row.get("item_ids") or [], row.get("user_vectors") or [])
             answer = self.prompter.answer_ids(row["answer"]) if row.get("answer") is not None else []
             tokenized.append((tokens, answer))
         width = max(len(tokens) + len(answer) for tokens, answer in tokenized)
-        ids, masks, labels, slots, items = [], [], [], [], []
+        ids, masks, labels, slots, items, user_slots, users = [], [], [], [], [], [], []
         for row, (tokens, answer) in enumerate(tokenized):
             length = len(tokens) + len(answer)
             left = width - length if self.padding_side == "left" else 0
@@ -204,12 +246,17 @@ class HybridCollator:
             labels.append([IGNORE_INDEX] * (left + len(tokens)) + answer + [IGNORE_INDEX] * right)
             slots.extend([row, left + slot] for slot in tokens.slots)
             items.extend(tokens.item_ids)
+            user_slots.extend([row, left + slot] for slot in tokens.user_slots)
+            users.extend(tokens.user_vectors)
         out = {
             "input_ids": torch.tensor(ids, dtype=torch.long),
             "attention_mask": torch.tensor(masks, dtype=torch.long),
             "item_slots": torch.tensor(slots, dtype=torch.long).reshape(-1, 2),
             "item_ids": torch.tensor(items, dtype=torch.long),
         }
+        if users:
+            out["user_slots"] = torch.tensor(user_slots, dtype=torch.long)
+            out["user_vectors"] = torch.tensor(users, dtype=torch.float32)
         if all(with_answers):
             out["labels"] = torch.tensor(labels, dtype=torch.long)
         return out

@@ -150,6 +150,41 @@ def encoder_item_vectors(run: Path, dataset: Dataset) -> torch.Tensor:
     return vectors
 
 
+class UserStates:
+    """An encoder run's user state after a history (``Encoder.encode``: the vector its scores dot with the item
+    embeddings), for the ``<user-emb>`` placeholder of prompts whose items are that run's ``id`` vectors:
+    ``UserStates("runs/sasrec", dataset)([[5, 9, 2], [7]])`` is ``[2, 64]`` for a 64-wide SASRec.
+    """
+
+    def __init__(self, run: Path | str, dataset: Dataset, batch_size: int = 256) -> None:
+        from llmrec.encoders import load_encoder
+
+        config = check_encoder_run(Path(run), dataset)
+        self.encoder = load_encoder(Path(run) / "checkpoints" / "best").eval()
+        if not self.encoder.trainable:
+            raise LlmrecError(f"{run}: {config.model} has no user state; use a run of a trained encoder")
+        self.run = str(run)
+        self.max_len = int(self.encoder.config.max_len)
+        self.batch_size = batch_size
+
+    def __call__(self, histories: list[list[int]] | list[Any]) -> torch.Tensor:
+        """``[E, H]`` float32: the state after each history (item ids, oldest first; the last ``max_len`` count)."""
+        if any(len(history) == 0 for history in histories):
+            raise LlmrecError("a user state needs at least one history item")
+        out = []
+        for start in range(0, len(histories), self.batch_size):
+            chunk = histories[start : start + self.batch_size]
+            seqs = torch.zeros((len(chunk), self.max_len), dtype=torch.long)  # left padded
+            for row, history in enumerate(chunk):
+                recent = [int(i) for i in history][-self.max_len :]
+                seqs[row, -len(recent) :] = torch.tensor(recent)
+            with torch.inference_mode():
+                out.append(self.encoder.encode(seqs).float())  # (B, H)
+        if not out:
+            return torch.zeros((0, int(self.encoder.item_embeddings().shape[1])))
+        return torch.cat(out).clone()
+
+
 def _embedder_identity(embedder: str) -> dict[str, Any]:
     """What names an embedder in a cache key: its path or hub id, and for a local directory its files' sizes and
     modification times (a model saved again in place gets a new key)."""

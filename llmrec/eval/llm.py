@@ -35,7 +35,7 @@ def evaluate_llm(recommender: LLMRecommender, which: str = "test", limit: int = 
     split = leave_one_out_split(dataset, min_len=min_len)
     if recommender.bundle is not None and recommender.bundle.facts.get("split_fingerprint") != split.fingerprint():
         raise LlmrecError(f"{recommender.bundle.run}: the dataset changed since this run was trained")
-    examples = build_examples(dataset, split, which, recommender.task)
+    examples = build_examples(dataset, split, which, recommender.task, recommender.user_states)
     if limit:
         examples = examples[:limit]
     started = time.perf_counter()

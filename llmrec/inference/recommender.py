@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from llmrec.adapters.hybrid import HybridPrompter
+from llmrec.adapters.representations import UserStates
 from llmrec.data.builtin import load_dataset
 from llmrec.data.dataset import Dataset
 from llmrec.data.display import ranked_items, raw_user_id
@@ -65,6 +66,11 @@ class LLMRecommender:
         self.catalog = Catalog.from_dataset(dataset)
         self.prompter: HybridPrompter | None = None
         self.adapter_merged = adapter_merged  # the engine's weights already hold the run's LoRA
+        self.user_states: UserStates | None = None  # user_vector tasks: the encoder's state after a history
+        if task.user_vector:
+            if bundle is None or not bundle.recipe.encoder:
+                raise LlmrecError("a user_vector task is served from an SFT run whose recipe names its encoder run")
+            self.user_states = UserStates(bundle.recipe.encoder, dataset)
         if bundle is not None and bundle.projector is not None and bundle.items is not None:
             if bundle.items.num_items != dataset.num_items:
                 raise LlmrecError(
@@ -98,7 +104,7 @@ class LLMRecommender:
         cls, task: TaskConfig, dataset: str = "ml-100k", model: str | None = None, engine: str = "hf", **options: Any
     ) -> LLMRecommender:
         """A base LLM with text-only prompts of ``task`` (no adapter, no item vectors)."""
-        task = replace(task, item_text="title", template=None)
+        task = replace(task, item_text="title", template=None, user_vector=False)
         loaded = load_engine(engine, model, **options)
         return cls(loaded, task, load_dataset(dataset), None, getattr(loaded, "tokenizer", None))
 
@@ -117,7 +123,7 @@ class LLMRecommender:
             if self.prompter is None:
                 raise LlmrecError("hybrid examples need a run with a projector; build examples with item_text title")
             with torch.no_grad():
-                embeds = self.prompter(example.prompt, example.item_ids)
+                embeds = self.prompter(example.prompt, example.item_ids, example.user_vectors)
             return Request(prompt_embeds=embeds, lora=lora, grounding=grounding)
         return Request(messages=example.prompt, lora=lora, grounding=grounding)
 
@@ -211,7 +217,7 @@ def recommend_llm(
     candidates, retriever = retrieve_candidates(dataset, uid, count, encoder_run)
     from llmrec.training.tasks import prompt_example
 
-    example = prompt_example(dataset, recommender.task, uid, history, candidates)
+    example = prompt_example(dataset, recommender.task, uid, history, candidates, recommender.user_states)
     scores = recommender.rank([example])[0]
     order = np.argsort(-scores, kind="stable")[:k]
     rows = ranked_items(dataset, [candidates[i] for i in order], scores[order].tolist())

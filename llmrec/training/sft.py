@@ -32,7 +32,7 @@ from torch import nn
 from llmrec import __version__
 from llmrec.adapters.hybrid import IGNORE_INDEX, HybridCollator, HybridPrompter
 from llmrec.adapters.projectors import Projector, build_projector
-from llmrec.adapters.representations import ItemTable, check_encoder_run, item_representation
+from llmrec.adapters.representations import ItemTable, UserStates, check_encoder_run, item_representation
 from llmrec.data.builtin import load_dataset
 from llmrec.data.dataset import Dataset
 from llmrec.data.splits import Split, leave_one_out_split
@@ -84,6 +84,11 @@ def prepare(recipe: Recipe) -> Prepared:
             "task 'explain' has no gold rationales to fine-tune on; train rank or next, and use explain for "
             "reasoning evaluation and RL"
         )
+    if recipe.task.user_vector and recipe.representation != "id":
+        raise LlmrecError(
+            f"task user_vector needs representation 'id' (the encoder's user state lives in the space of its item "
+            f"embeddings), not {recipe.representation!r}"
+        )
     base_model = resolve_model(recipe.base_model)
     hidden = _llm_hidden_size(base_model)
     dataset = load_dataset(recipe.dataset)
@@ -134,7 +139,14 @@ def training_rows(
         for index in order[: total - len(rows)].tolist():
             use_hybrid = hybrid is not None and coins[len(rows)] < hybrid_probability(recipe, len(rows) / total)
             example = hybrid[index] if use_hybrid and hybrid is not None else text[index]
-            rows.append({"prompt": example.prompt, "item_ids": example.item_ids, "answer": example.answer})
+            rows.append(
+                {
+                    "prompt": example.prompt,
+                    "item_ids": example.item_ids,
+                    "user_vectors": example.user_vectors,
+                    "answer": example.answer,
+                }
+            )
         epoch += 1
     return rows
 
@@ -172,9 +184,11 @@ class RecommenderLM(nn.Module):
         item_slots: torch.Tensor,
         item_ids: torch.Tensor,
         labels: torch.Tensor | None = None,
+        user_slots: torch.Tensor | None = None,
+        user_vectors: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         """LM loss of the answers (and the contrastive term when the batch holds items and it is enabled)."""
-        embeds = self.prompter.embed_batch(input_ids, item_slots, item_ids)  # (B, T, H)
+        embeds = self.prompter.embed_batch(input_ids, item_slots, item_ids, user_slots, user_vectors)  # (B, T, H)
         if labels is None:
             raise LlmrecError("RecommenderLM trains on batches with labels (rows with an answer)")
         # Left padding puts every answer at the end of its row: only the last positions need logits over the
@@ -309,11 +323,12 @@ def build_model(prepared: Prepared, recipe: Recipe) -> tuple[RecommenderLM, Any]
 def _examples(prepared: Prepared, recipe: Recipe) -> tuple[list[TaskExample], list[TaskExample] | None]:
     from dataclasses import replace
 
-    text_task: TaskConfig = replace(recipe.task, item_text="title", template=None)
+    text_task: TaskConfig = replace(recipe.task, item_text="title", template=None, user_vector=False)
     text = build_examples(prepared.dataset, prepared.split, "train", text_task)
     hybrid = None
     if recipe.uses_items:
-        hybrid = build_examples(prepared.dataset, prepared.split, "train", recipe.task)
+        states = UserStates(recipe.encoder, prepared.dataset) if recipe.task.user_vector and recipe.encoder else None
+        hybrid = build_examples(prepared.dataset, prepared.split, "train", recipe.task, states)
     limit = recipe.trainer.max_examples
     if limit:
         text, hybrid = text[:limit], (hybrid[:limit] if hybrid is not None else None)

@@ -20,19 +20,22 @@ are scored on the very same candidates, and every LLM on the very same prompts.
 With ``item_text="hybrid"`` every item in the prompt is ``Title <item-emb>``, with ``item_text="vector"`` it is
 ``<item-emb>`` alone (no title: a prompt a quarter the length, where the LLM can only go by the item vectors);
 ``item_ids`` lists the items in placeholder order (history, then candidates) for
-:class:`llmrec.adapters.HybridPrompter`.
+:class:`llmrec.adapters.HybridPrompter`. With ``user_vector`` the prompt also shows the encoder's user state after
+the history (the whole prefix before the target, not only the items shown) as one ``<user-emb>``; its vector is in
+``user_vectors``, computed by the :class:`llmrec.adapters.UserStates` passed to :func:`build_examples`.
 """
 
 from __future__ import annotations
 
 import re
 import string
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 
-from llmrec.adapters.hybrid import PLACEHOLDER
+from llmrec.adapters.hybrid import PLACEHOLDER, USER_PLACEHOLDER
 from llmrec.data.dataset import Dataset
 from llmrec.data.splits import Split
 from llmrec.errors import LlmrecError
@@ -44,7 +47,8 @@ OUTPUTS = ("generative", "verbalizer")
 ITEM_TEXTS = ("title", "hybrid", "vector")
 WHICH = ("train", "valid", "test")
 LETTERS = string.ascii_uppercase
-_Row = tuple[int, np.ndarray, int, np.ndarray]  # user, history, target, candidates (empty for next)
+_Row = tuple[int, np.ndarray, int, np.ndarray, int]  # user, history, target, candidates (empty for next), cutoff
+UserStateFn = Callable[[list[np.ndarray]], Any]  # histories -> [E, D] user states (llmrec.adapters.UserStates)
 
 # The shipped template of each (task, output, item_text); next and explain answer with a title.
 TEMPLATES = {
@@ -67,8 +71,8 @@ class TaskConfig:
     Task: ``task`` (``rank``, ``next`` or ``explain``), ``output`` (rank only: ``generative`` or ``verbalizer``),
     ``item_text`` (``title``, ``hybrid`` or ``vector``). Prompt: ``template`` (a name in ``prompts/``; by default
     the one that fits the three fields above), ``system`` (a system message; by default the chat template's own),
-    ``marker`` (explain). Sizes: ``max_history``, ``num_candidates`` (training only), ``examples_per_user``.
-    Sampling: ``seed``.
+    ``marker`` (explain), ``user_vector`` (a ``<user-emb>`` with the encoder's user state). Sizes:
+    ``max_history``, ``num_candidates`` (training only), ``examples_per_user``. Sampling: ``seed``.
     """
 
     task: str = field(default="rank", metadata={"help": "rank, next or explain."})
@@ -102,6 +106,10 @@ class TaskConfig:
         default=None, metadata={"help": "Prompt template name; default: the shipped one for task, output, item_text."}
     )
     marker: str = field(default="Answer:", metadata={"help": "explain: the line that ends the rationale."})
+    user_vector: bool = field(
+        default=False,
+        metadata={"help": "Also show the encoder's user state after the history as one <user-emb> vector."},
+    )
     system: str | None = field(
         default=None,
         metadata={"help": "System message of every prompt; default: none, so the chat template adds its own."},
@@ -121,6 +129,8 @@ class TaskConfig:
             raise LlmrecError(f"the verbalizer labels at most {len(LETTERS)} candidates, got {self.num_candidates}")
         if self.examples_per_user < 0:
             raise LlmrecError(f"examples_per_user must be 0 (all positions) or more, got {self.examples_per_user}")
+        if self.user_vector and self.item_text == "title":
+            raise LlmrecError("user_vector needs item vectors in the prompt (item_text hybrid or vector), not titles")
 
     @property
     def template_name(self) -> str:
@@ -142,8 +152,9 @@ class TaskExample:
 
     ``history`` (item ids, most recent last) and ``candidates`` (rank and explain; empty for next) are what the
     prompt shows, in prompt order; ``item_ids`` are the items of the ``<item-emb>`` placeholders in placeholder
-    order (history then candidates; empty unless item_text is hybrid); ``answer`` is the target's title, or its
-    letter for the verbalizer, whose ``labels`` are the candidates' letters in candidate order.
+    order (history then candidates; empty when item_text is title); ``answer`` is the target's title, or its
+    letter for the verbalizer, whose ``labels`` are the candidates' letters in candidate order;
+    ``user_vectors`` holds the vector of the ``<user-emb>`` placeholder (user_vector tasks only).
     """
 
     user: int
@@ -154,6 +165,7 @@ class TaskExample:
     item_ids: list[int]
     answer: str
     labels: list[str]
+    user_vectors: list[list[float]] = field(default_factory=list)
 
     @property
     def target_index(self) -> int:
@@ -174,7 +186,16 @@ def check_template(config: TaskConfig) -> str:
     history = [f"@@history-{i}@@" for i in range(2)]
     candidates = [] if config.task == "next" else [f"@@candidate-{i}@@" for i in range(3)]
     labels = list(LETTERS[: len(candidates)])
-    text = render(name, history=history, candidates=candidates, labels=labels, marker=config.marker)
+    text = render(
+        name, history=history, candidates=candidates, labels=labels, marker=config.marker, user=config.user_vector
+    )
+    users = text.count(USER_PLACEHOLDER)
+    if users != int(config.user_vector):
+        want = f"one {USER_PLACEHOLDER}, as user_vector needs" if config.user_vector else f"no {USER_PLACEHOLDER}"
+        raise LlmrecError(
+            f"prompt template {name!r} shows {users} {USER_PLACEHOLDER} placeholder(s); it must show {want} "
+            "(the shipped rank_candidates_labelled_vector and _hybrid templates show one when user_vector is set)"
+        )
     probes = [*history, *candidates]
     found = re.findall("|".join(re.escape(s) for s in [*probes, PLACEHOLDER]), text)
     titles = [s for s in found if s != PLACEHOLDER]
@@ -213,11 +234,19 @@ def check_template(config: TaskConfig) -> str:
     return name
 
 
-def build_examples(dataset: Dataset, split: Split, which: str, config: TaskConfig) -> list[TaskExample]:
+def _check_user_states(config: TaskConfig, user_states: UserStateFn | None) -> None:
+    if config.user_vector and user_states is None:
+        raise LlmrecError("user_vector tasks need the encoder's user states: pass user_states=UserStates(run, data)")
+
+
+def build_examples(
+    dataset: Dataset, split: Split, which: str, config: TaskConfig, user_states: UserStateFn | None = None
+) -> list[TaskExample]:
     """The ``train``, ``valid`` or ``test`` examples of ``config``'s task, in user order (then target position).
 
     ``split`` must come from ``dataset`` (usually :func:`llmrec.data.splits.leave_one_out_split`). The c20
     candidates of valid and test are cached under ``DATASET/splits/``, as the encoders' evaluation caches them.
+    ``user_states`` (user_vector tasks) maps each example's whole history before its target to its user state.
     """
     if which not in WHICH:
         raise LlmrecError(f"which must be one of {', '.join(WHICH)}, got {which!r}")
@@ -227,12 +256,18 @@ def build_examples(dataset: Dataset, split: Split, which: str, config: TaskConfi
             "make the split from this dataset"
         )
     template = check_template(config)
+    _check_user_states(config, user_states)
     if which == "train":
         rows = _train_rows(split, dataset.num_items, config)
     else:
         rows = _eval_rows(dataset, split, which, config)
     titles = dataset.titles.tolist()
-    return [_example(titles, template, config, *row) for row in rows]
+    examples = [_example(titles, template, config, *row[:4]) for row in rows]
+    if config.user_vector and user_states is not None:
+        states = user_states([split.sequences[row[0]][: row[4]] for row in rows])  # (E, D)
+        for example, state in zip(examples, states, strict=True):
+            example.user_vectors = [[float(x) for x in state]]
+    return examples
 
 
 def _train_rows(split: Split, num_items: int, config: TaskConfig) -> list[_Row]:
@@ -259,7 +294,7 @@ def _train_rows(split: Split, num_items: int, config: TaskConfig) -> list[_Row]:
             candidates = _with_negatives(rng, targets, unseen, config.num_candidates)
         for position, target, row in zip(positions, targets, candidates, strict=True):
             history = sequence[max(0, position - config.max_history) : position]
-            rows.append((user, history, int(target), row))
+            rows.append((user, history, int(target), row, int(position)))
     return rows
 
 
@@ -297,7 +332,7 @@ def _eval_rows(dataset: Dataset, split: Split, which: str, config: TaskConfig) -
     rows: list[_Row] = []
     for user, cutoff, target, row in zip(examples.users, examples.cutoffs, examples.targets, candidates, strict=True):
         history = split.sequences[user][max(0, cutoff - config.max_history) : cutoff]
-        rows.append((int(user), history, int(target), row))
+        rows.append((int(user), history, int(target), row, int(cutoff)))
     return rows
 
 
@@ -318,6 +353,7 @@ def _example(
         candidates=[titles[i] for i in candidate_ids],
         labels=letters,
         marker=config.marker,
+        user=config.user_vector,
     )
     verbalizer = config.output == "verbalizer"
     return TaskExample(
@@ -336,14 +372,24 @@ def _example(
 
 
 def prompt_example(
-    dataset: Dataset, config: TaskConfig, user: int, history: list[int], candidates: list[int]
+    dataset: Dataset,
+    config: TaskConfig,
+    user: int,
+    history: list[int],
+    candidates: list[int],
+    user_states: UserStateFn | None = None,
 ) -> TaskExample:
-    """An example to serve rather than train on: ``history`` (most recent last, cut to ``max_history``) and
-    ``candidates`` (rank and explain) of ``user``, with no known target (``target`` 0, ``answer`` empty)."""
+    """An example to serve rather than train on: ``history`` (most recent last, cut to ``max_history`` in the
+    prompt; all of it makes the user state of user_vector tasks) and ``candidates`` (rank and explain) of
+    ``user``, with no known target (``target`` 0, ``answer`` empty)."""
     if config.task != "next" and not candidates:
         raise LlmrecError(f"task {config.task!r} needs candidates to choose from")
     if config.output == "verbalizer" and len(candidates) > len(LETTERS):
         raise LlmrecError(f"the verbalizer labels at most {len(LETTERS)} candidates, got {len(candidates)}")
+    _check_user_states(config, user_states)
     history_ids = np.asarray(history[-config.max_history :], dtype=np.int64)
     rows = np.asarray(candidates if config.task != "next" else [], dtype=np.int64)
-    return _example(dataset.titles.tolist(), check_template(config), config, user, history_ids, 0, rows)
+    example = _example(dataset.titles.tolist(), check_template(config), config, user, history_ids, 0, rows)
+    if config.user_vector and user_states is not None:
+        example.user_vectors = [[float(x) for x in user_states([np.asarray(history, dtype=np.int64)])[0]]]
+    return example

@@ -6,6 +6,7 @@ import torch
 
 from llmrec.adapters import (
     PLACEHOLDER,
+    USER_PLACEHOLDER,
     HybridCollator,
     HybridPrompter,
     ProjectorConfig,
@@ -106,6 +107,31 @@ def test_item_ids_must_match_the_placeholders(prompter, ml100k):
         prompter(f"{PLACEHOLDER} {PLACEHOLDER}", [0, 1683])
     with pytest.raises(LlmrecError, match="non-empty list"):
         prompter([], [])
+
+
+def test_a_user_placeholder_holds_its_projected_vector(prompter, ml100k):
+    text = f"History: {PLACEHOLDER}{PLACEHOLDER}\nUser: {USER_PLACEHOLDER}\nCandidates: A{PLACEHOLDER} B{PLACEHOLDER}"
+    user = torch.randn(1, prompter.items.dim)
+    tokens = prompter.tokenize(text, [50, 181, 100, 7], user.tolist())
+    assert len(tokens.slots) == 4 and len(tokens.user_slots) == 1
+    assert tokens.slots[1] < tokens.user_slots[0] < tokens.slots[2]  # in text order, between history and candidates
+    with torch.no_grad():
+        embeds = prompter.embed(tokens)
+        assert torch.equal(embeds[list(tokens.user_slots)], prompter.projector(user))  # the same projector
+        assert torch.equal(embeds[tokens.slots], prompter.project([50, 181, 100, 7]))
+        # A batch of it splices the user vector at the same place.
+        row = {"prompt": text, "item_ids": [50, 181, 100, 7], "user_vectors": user.tolist()}
+        out = HybridCollator(prompter, padding_side="left")([row])
+        assert out["user_slots"].tolist() == [[0, tokens.user_slots[0]]]
+        torch.testing.assert_close(out["user_vectors"], user)
+        batch = prompter.embed_batch(
+            out["input_ids"], out["item_slots"], out["item_ids"], out["user_slots"], out["user_vectors"]
+        )
+    torch.testing.assert_close(batch[0], embeds, rtol=0, atol=1e-5)
+    with pytest.raises(LlmrecError, match="has 1 <user-emb> placeholder.* but 0 vector"):
+        prompter(text, [50, 181, 100, 7])
+    with pytest.raises(LlmrecError, match="has 0 <user-emb> placeholder.* but 1 vector"):
+        prompter(f"Heat {PLACEHOLDER}", [733], user.tolist())
 
 
 def test_a_projector_for_another_llm_is_refused(smollm, prompter):

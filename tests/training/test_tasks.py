@@ -164,6 +164,40 @@ def test_vector_prompts_show_each_item_as_its_placeholder_alone(ml100k, split):
     assert sum(len(e.prompt[-1]["content"]) for e in vector) < 0.5 * sum(len(e.prompt[-1]["content"]) for e in titled)
 
 
+def test_user_vectors_are_the_encoders_state_after_the_whole_prefix(ml100k, split, sasrec_run):
+    import torch
+
+    from llmrec.adapters import USER_PLACEHOLDER, UserStates, item_representation
+    from llmrec.encoders import load_encoder
+    from llmrec.eval.protocols import history_matrix
+
+    states = UserStates(sasrec_run, ml100k)
+    config = TaskConfig(output="verbalizer", item_text="vector", user_vector=True, max_history=3, examples_per_user=1)
+    test = build_examples(ml100k, split, "test", config, states)
+    assert all(e.prompt[-1]["content"].count(USER_PLACEHOLDER) == 1 and len(e.user_vectors) == 1 for e in test)
+    # The state comes from everything before the target (up to the encoder's length), not the 3 items shown: its
+    # dot products with the candidates' item vectors are the encoder's own c20 scores.
+    encoder = load_encoder(sasrec_run / "checkpoints" / "best").eval()
+    evals = split.eval_set("test")
+    seqs = torch.from_numpy(history_matrix(split, evals, encoder.config.max_len))[:50]
+    candidates = torch.tensor([e.candidates for e in test[:50]])
+    with torch.no_grad():
+        expected = encoder.score(seqs, candidates)  # (50, 20)
+    items = item_representation("id", ml100k, encoder_run=sasrec_run).vectors
+    users = torch.tensor([e.user_vectors[0] for e in test[:50]])
+    torch.testing.assert_close(torch.einsum("bh,bch->bc", users, items[candidates]), expected, rtol=1e-4, atol=1e-4)
+    # Training examples: the state after the prefix before each training target.
+    train = build_examples(ml100k, split, "train", config, states)[:20]
+    prefixes = [split.sequences[e.user][: split.train_len[e.user] - 1] for e in train]
+    torch.testing.assert_close(torch.tensor([e.user_vectors[0] for e in train]), states(prefixes))
+    with pytest.raises(LlmrecError, match="need the encoder's user states"):
+        build_examples(ml100k, split, "test", config)
+    with pytest.raises(LlmrecError, match="needs item vectors in the prompt"):
+        TaskConfig(user_vector=True)
+    with pytest.raises(LlmrecError, match="shows 0 <user-emb>"):
+        build_examples(ml100k, split, "test", replace(config, template="rank_candidates_labelled"), states)
+
+
 def test_explain_asks_for_a_rationale_and_answers_the_title(ml100k, split):
     for example in build_examples(ml100k, split, "test", TaskConfig(task="explain", marker="Final answer:"))[:50]:
         assert '"Final answer:"' in example.prompt[0]["content"] and "reason" in example.prompt[0]["content"]
@@ -189,7 +223,10 @@ def test_examples_are_deterministic_given_the_seed(ml100k, split, rank_train):
         (TaskConfig(template="next_item"), "does not show every history item and every candidate"),
         (TaskConfig(output="verbalizer", template="rank_candidates"), "label letter"),
         (TaskConfig(template="no_such_template"), "no prompt template 'no_such_template'"),
-        (TaskConfig(output="verbalizer", item_text="vector", template="rank_candidates_labelled_hybrid"), "without its title"),
+        (
+            TaskConfig(output="verbalizer", item_text="vector", template="rank_candidates_labelled_hybrid"),
+            "without its title",
+        ),
         (TaskConfig(output="verbalizer", template="rank_candidates_labelled_vector"), "item_text is 'title'"),
     ],
 )
