@@ -56,6 +56,10 @@ def test_unknown_keys_are_named() -> None:
         ({"projector": {"out_dim": 123}}, "LLM hidden size is 576"),
         ({"task": {"template": "rank_candidates_labelled"}}, "one <item-emb> after each item title"),
         ({"task": {"task": "explain", "output": "generative"}}, "no gold rationales"),
+        (
+            {"representation": "text", "task": {"item_text": "vector", "user_vector": True}},
+            "needs representation 'id'",
+        ),
     ],
 )
 def test_bad_recipes_fail_before_training(tiny_recipe, tmp_path: Path, changes, message) -> None:
@@ -90,6 +94,26 @@ def test_the_run_directory_holds_the_bundle(sft_run: Path, sasrec_run: Path, ml1
     ours = load_file(str(bundle.lora / "adapter_model.safetensors"))
     theirs = load_file(str(last / "lora" / "adapter_model.safetensors"))
     assert ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in ours)
+
+
+def test_vector_prompts_with_the_user_state_train_and_serve(tiny_recipe, tmp_path: Path, ml100k) -> None:
+    from llmrec.eval.llm import evaluate_llm
+    from llmrec.inference.recommender import LLMRecommender, recommend_llm
+
+    run = tmp_path / "run"
+    train_sft(tiny_recipe(task={"item_text": "vector", "user_vector": True}), run)
+    recipe, _ = read_config(run)
+    assert recipe.task.item_text == "vector" and recipe.task.user_vector
+    recommender = LLMRecommender.from_run(run)
+    try:
+        assert recommender.user_states is not None
+        result = evaluate_llm(recommender, "test", limit=3)
+        top = recommend_llm(recommender, "196", k=5)
+    finally:
+        recommender.close()
+    assert result["examples"] == 3 and result["valid_ratio"] == 1.0
+    history = set(ml100k.sequences[ml100k.user_id("196")].tolist())
+    assert len(top["recommendations"]) == 5 and not {r["item_id"] for r in top["recommendations"]} & history
 
 
 def test_an_interrupted_run_resumes_to_the_same_weights(tiny_recipe, sft_run: Path, tmp_path: Path) -> None:
