@@ -5,10 +5,12 @@
     .venv/bin/python eval/llm/benchmark.py --sasrec runs/sasrec     # reuse a trained SASRec run
 
 Rows: random scores, popularity, the encoders (SASRec, GRU4Rec: trained here with their default configs, or
-given), the base LLM zero-shot (text prompts), and three LoRA fine-tunings of the shipped recipe
-``adapters/smollm2-sasrec-mlp.yaml`` that differ only in the item representation: ``none`` (titles only), ``id``
-(SASRec embeddings through the MLP projector) and ``hybrid`` (SASRec + MiniLM text vectors). Each fine-tuning
-runs as its own ``llmrec sft`` process (its wall time and peak memory are its own). Every row ranks the c20 test
+given), the base LLM zero-shot (text prompts), and LoRA fine-tunings of the shipped recipe
+``adapters/smollm2-sasrec-mlp.yaml`` that differ only in how items reach the LLM (``LLM_ROWS``): titles only,
+``Title <item-emb>`` with SASRec ids, ``<item-emb>`` alone, ``<item-emb>`` plus SASRec's user state as
+``<user-emb>``, and ``Title <item-emb>`` with SASRec + MiniLM vectors. Each fine-tuning runs as its own
+``llmrec sft`` process on the recipe written to ``WORK/recipe-NAME.yaml`` (its wall time and peak memory are its
+own). Every row ranks the c20 test
 candidates of the same users (the first ``--users`` of the test split, or all): HR@1, NDCG@5, NDCG@10 and the
 valid ratio of the served answers.
 """
@@ -22,6 +24,7 @@ import platform
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -31,8 +34,18 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 RECIPE = ROOT / "llmrec" / "recipes" / "smollm2-sasrec-mlp.yaml"
-LLM_ROWS = (("LLM + LoRA, titles only", "none"), ("LLM + LoRA + ID projector (SASRec)", "id"))
-HYBRID_ROW = ("LLM + LoRA + hybrid (SASRec + MiniLM)", "hybrid")
+# The LLM rows: the shipped recipe with these changes, nothing else (name: label, recipe changes).
+TITLED = {"item_text": "hybrid", "user_vector": False}
+LLM_ROWS = {
+    "text": ("LLM + LoRA, titles only", {"representation": "none", "task": {"user_vector": False}}),
+    "id-titled": ("LLM + LoRA + SASRec ID projector, `Title <item-emb>`", {"representation": "id", "task": TITLED}),
+    "id-vector": ("LLM + LoRA + SASRec ID projector, `<item-emb>` only", {"task": {"user_vector": False}}),
+    "recipe": ("LLM + LoRA + SASRec ID projector, `<item-emb>` + `<user-emb>` (the recipe)", {}),
+    "hybrid": (
+        "LLM + LoRA + hybrid (SASRec + MiniLM), `Title <item-emb>`",
+        {"representation": "hybrid", "task": TITLED},
+    ),
+}
 
 
 def metrics_of(scores: np.ndarray, examples: list, answers: list[int | None] | None = None) -> dict[str, float]:
@@ -77,12 +90,29 @@ def train_encoder_run(name: str, work: Path) -> tuple[Path, float]:
     return run, time.perf_counter() - started
 
 
-def train_llm_run(representation: str, sasrec: Path, work: Path, steps: int) -> dict[str, Any]:
-    """One ``llmrec sft`` process for the shipped recipe with ``representation``; its metrics.json."""
-    run = work / f"sft-{representation}"
+def row_recipe(name: str, sasrec: Path, work: Path) -> Path:
+    """The shipped recipe with row ``name``'s changes and SASRec run ``sasrec``, as ``work/recipe-NAME.yaml``."""
+    import yaml
+
+    from llmrec.training.recipe import load_recipe, recipe_from_dict
+
+    values = load_recipe(RECIPE).to_dict()
+    for key, change in LLM_ROWS[name][1].items():
+        values[key] = {**values[key], **change} if isinstance(change, dict) else change
+    values["encoder"] = str(sasrec)
+    recipe_from_dict(values)  # a bad combination fails here, before any training
+    path = work / f"recipe-{name}.yaml"
+    path.write_text(yaml.safe_dump(values, sort_keys=False))
+    return path
+
+
+def train_llm_run(name: str, sasrec: Path, work: Path, steps: int) -> dict[str, Any]:
+    """One ``llmrec sft`` process for row ``name``'s recipe (skipped when already finished); its metrics.json."""
+    run = work / f"sft-{name}"
     if not (run / "metrics.json").exists() or not json.loads((run / "metrics.json").read_text()).get("finished"):
-        command = [sys.executable, "-m", "llmrec", "sft", "--recipe", str(RECIPE), "--out", str(run)]
-        command += ["--encoder", str(sasrec), "--representation", representation, "--no-eval", "--json"]
+        recipe = row_recipe(name, sasrec, work)
+        command = [sys.executable, "-m", "llmrec", "sft", "--recipe", str(recipe), "--out", str(run)]
+        command += ["--no-eval", "--json"]
         if steps:
             command += ["--max-steps", str(steps)]
         if (run / "config.yaml").exists():
@@ -112,7 +142,8 @@ def write_results(out: Path, rows: list[dict[str, Any]], args: argparse.Namespac
         f"Every row ranks the same candidates of the same {users} test users (the c20 protocol's target + 19 "
         "unseen items, saved with the split). LLM rows: the bundled SmolLM2-135M-Instruct, the shipped recipe "
         f"`adapters/smollm2-sasrec-mlp.yaml` (rank task, A-T verbalizer, 10 history items) trained for {budget}; "
-        "only the item representation differs. Scores: each label's log-probability as the complete answer; "
+        "only how items reach the LLM differs (`LLM_ROWS` in the script). Scores: each label's log-probability "
+        "as the complete answer; "
         "ties count against the target. valid = share of served answers that are one of the 20 candidates. "
         "Train = wall time of the training process; peak = its peak resident memory.",
         "",
@@ -138,7 +169,9 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=0, help="Evaluate the first N test users (0: all 943).")
     parser.add_argument("--sasrec", type=Path, help="A trained SASRec run to use (default: train one).")
     parser.add_argument("--gru4rec", type=Path, help="A trained GRU4Rec run to use (default: train one).")
-    parser.add_argument("--skip", default="", help="Comma-separated rows to leave out: gru4rec, hybrid.")
+    parser.add_argument(
+        "--skip", default="", help=f"Comma-separated rows to leave out: gru4rec, {', '.join(LLM_ROWS)}."
+    )
     parser.add_argument("--work", type=Path, default=Path.home() / ".cache" / "llmrec" / "bench-llm")
     parser.add_argument("--out", type=Path, default=HERE / "RESULTS.md")
     args = parser.parse_args()
@@ -154,8 +187,8 @@ def main() -> None:
     args.work.mkdir(parents=True, exist_ok=True)
     dataset = load_dataset("ml-100k")
     split = leave_one_out_split(dataset)
-    task = load_recipe(RECIPE).task
-    examples = build_examples(dataset, split, "test", task)
+    task = replace(load_recipe(RECIPE).task, item_text="title", template=None, user_vector=False)
+    examples = build_examples(dataset, split, "test", task)  # the candidates and targets every row ranks
     if args.users:
         examples = examples[: args.users]
     rows: list[dict[str, Any]] = []
@@ -184,9 +217,11 @@ def main() -> None:
     metrics, speed = llm_row(zero, len(examples))
     zero.close()
     add({"model": "base LLM zero-shot", **metrics, "seconds_per_user": speed})
-    for label, representation in [*LLM_ROWS, *([] if "hybrid" in skip else [HYBRID_ROW])]:
-        trained = train_llm_run(representation, sasrec, args.work, args.steps)
-        recommender = LLMRecommender.from_run(args.work / f"sft-{representation}")
+    for name, (label, _) in LLM_ROWS.items():
+        if name in skip:
+            continue
+        trained = train_llm_run(name, sasrec, args.work, args.steps)
+        recommender = LLMRecommender.from_run(args.work / f"sft-{name}")
         metrics, speed = llm_row(recommender, len(examples))
         recommender.close()
         add(
