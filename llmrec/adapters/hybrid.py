@@ -208,7 +208,9 @@ class HybridCollator:
 
     Returns ``input_ids [B, T]`` (a filler id at the placeholder slots), ``attention_mask [B, T]``,
     ``item_slots [S, 2]`` (row and position of each placeholder in the batch), ``item_ids [S]``; when rows carry
-    user vectors, ``user_slots [U, 2]`` and ``user_vectors [U, D]``; and, when the rows carry an ``answer``,
+    user vectors, ``user_slots [U, 2]`` and ``user_vectors [U, D]``; when they carry ``candidates`` and
+    ``target_index`` (item-scored rank rows), ``candidate_ids [B, C]`` and ``targets [B]``; and, when the rows
+    carry an ``answer``,
     ``labels [B, T]``: the answer's tokens and end token, ``-100`` on the prompt and the padding. A row without
     placeholders is a text-only prompt. Pad on the ``right`` for training and on the ``left`` for generation.
     Only token ids are built here; the vectors are spliced in by the model's forward pass, so data-loader workers
@@ -257,6 +259,9 @@ class HybridCollator:
         if users:
             out["user_slots"] = torch.tensor(user_slots, dtype=torch.long)
             out["user_vectors"] = torch.tensor(users, dtype=torch.float32)
+        if all("target_index" in row for row in rows):
+            out["candidate_ids"] = torch.tensor([row["candidates"] for row in rows], dtype=torch.long)
+            out["targets"] = torch.tensor([row["target_index"] for row in rows], dtype=torch.long)
         if all(with_answers):
             out["labels"] = torch.tensor(labels, dtype=torch.long)
         return out

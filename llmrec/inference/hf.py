@@ -189,6 +189,28 @@ class HFEngine:
                     scores[index] = self._score_request(prompt, answers) if answers else []
         return scores
 
+    @torch.inference_mode()
+    def last_hidden(self, requests: list[Request]) -> torch.Tensor:
+        """``[R, H]`` float32: each request's last hidden state at its prompt's end (after the final norm: what
+        the LM head reads), under the request's LoRA adapter (or the base model)."""
+        states: list[torch.Tensor | None] = [None] * len(requests)
+        embedding = self.hf_model.get_input_embeddings()
+
+        def lora_of(index: int) -> str:
+            return str(requests[index].lora or "")
+
+        for lora, group in groupby(sorted(range(len(requests)), key=lora_of), key=lora_of):
+            with self._adapter_context(lora):
+                for index in group:
+                    request = requests[index]
+                    if request.prompt_embeds is not None:
+                        head = request.prompt_embeds.to(embedding.weight.dtype)  # (L, H)
+                    else:
+                        head = embedding(torch.tensor(self.prompt_ids(request, 0)[0], dtype=torch.long))  # (L, H)
+                    out = self.hf_model(inputs_embeds=head[None], output_hidden_states=True, logits_to_keep=1)
+                    states[index] = out.hidden_states[-1][0, -1].float()  # (H,)
+        return torch.stack([s for s in states if s is not None])
+
     def _score_request(self, prompt: list[int] | torch.Tensor, answers: list[list[int]]) -> list[float]:
         """Log-probs of ``answers`` after one prompt: the prompt once, then the answers against its cache."""
         embedding = self.hf_model.get_input_embeddings()

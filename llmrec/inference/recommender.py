@@ -89,6 +89,11 @@ class LLMRecommender:
     def from_run(cls, run: Path | str, engine: str = "hf", **engine_options: Any) -> LLMRecommender:
         """Serve a finished SFT run on ``engine`` (``hf`` or ``vllm``) with its adapter and projector."""
         bundle = load_bundle(run)
+        if engine == "vllm" and bundle.recipe.task.output == "item":
+            raise LlmrecError(
+                f"{bundle.run}: task output 'item' scores candidates with the LLM's last hidden state, which the vLLM "
+                "engine does not return; serve it with the hf engine (--engine hf)"
+            )
         model, merged = bundle.base_model, False
         if engine == "vllm" and bundle.projector is not None:
             model, merged = str(merged_checkpoint(bundle)), True
@@ -110,8 +115,8 @@ class LLMRecommender:
 
     @property
     def verbalizer(self) -> bool:
-        """Whether answers are candidate labels (A, B, ...) rather than titles."""
-        return self.task.output == "verbalizer"
+        """Whether the answer is the best-scored candidate (labels or item vectors) rather than a decoded title."""
+        return self.task.output != "generative"
 
     def request(self, example: TaskExample, grounded: bool = False) -> Request:
         """The engine request of one example: hybrid prompts as ``prompt_embeds``, others as messages."""
@@ -133,12 +138,28 @@ class LLMRecommender:
         if any(not e.candidates for e in examples):
             raise LlmrecError("ranking needs examples with candidates (task rank or explain)")
         requests = [self.request(e) for e in examples]
+        if self.task.output == "item":
+            return self._item_scores(examples, requests)
         titles = self.dataset.titles
         answers = [e.labels if self.verbalizer else [str(titles[c]) for c in e.candidates] for e in examples]
         scores = self.engine.score(requests, answers)
         out = np.asarray(scores, dtype=np.float64)
         if not np.isfinite(out).all():
             raise FloatingPointError("non-finite candidate scores from the engine; the model is broken")
+        return out
+
+    def _item_scores(self, examples: list[TaskExample], requests: list[Request]) -> np.ndarray:
+        """Item-scored ranking: each prompt's last hidden state dotted with its candidates' projected vectors."""
+        last_hidden = getattr(self.engine, "last_hidden", None)
+        if last_hidden is None or self.prompter is None:
+            raise LlmrecError("task output 'item' needs a run with a projector, served on the hf engine")
+        states = last_hidden(requests)  # (E, H)
+        candidates = torch.tensor([e.candidates for e in examples], dtype=torch.long)  # (E, C)
+        with torch.no_grad():
+            vectors = self.prompter.project(candidates.reshape(-1)).reshape(*candidates.shape, -1).float()  # (E, C, H)
+        out = torch.einsum("eh,ech->ec", states, vectors).double().numpy()
+        if not np.isfinite(out).all():
+            raise FloatingPointError("non-finite candidate scores; the model is broken")
         return out
 
     def answer(self, examples: list[TaskExample], scores: np.ndarray | None = None) -> list[int | None]:

@@ -84,6 +84,11 @@ def prepare(recipe: Recipe) -> Prepared:
             "task 'explain' has no gold rationales to fine-tune on; train rank or next, and use explain for "
             "reasoning evaluation and RL"
         )
+    if recipe.task.output == "item" and not recipe.uses_items:
+        raise LlmrecError(
+            "task output 'item' scores the candidates by their projected item vectors: choose a representation "
+            "(id, text or hybrid), not 'none'"
+        )
     if recipe.task.user_vector and recipe.representation != "id":
         raise LlmrecError(
             f"task user_vector needs representation 'id' (the encoder's user state lives in the space of its item "
@@ -139,14 +144,12 @@ def training_rows(
         for index in order[: total - len(rows)].tolist():
             use_hybrid = hybrid is not None and coins[len(rows)] < hybrid_probability(recipe, len(rows) / total)
             example = hybrid[index] if use_hybrid and hybrid is not None else text[index]
-            rows.append(
-                {
-                    "prompt": example.prompt,
-                    "item_ids": example.item_ids,
-                    "user_vectors": example.user_vectors,
-                    "answer": example.answer,
-                }
-            )
+            row = {"prompt": example.prompt, "item_ids": example.item_ids, "user_vectors": example.user_vectors}
+            if recipe.task.output == "item":  # scored by the candidates' vectors: no answer tokens
+                row |= {"candidates": example.candidates, "target_index": example.target_index}
+            else:
+                row["answer"] = example.answer
+            rows.append(row)
         epoch += 1
     return rows
 
@@ -186,11 +189,18 @@ class RecommenderLM(nn.Module):
         labels: torch.Tensor | None = None,
         user_slots: torch.Tensor | None = None,
         user_vectors: torch.Tensor | None = None,
+        candidate_ids: torch.Tensor | None = None,
+        targets: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
-        """LM loss of the answers (and the contrastive term when the batch holds items and it is enabled)."""
+        """LM loss of the answers, or (item-scored batches: ``candidate_ids`` and ``targets``) the cross-entropy of
+        the target among its candidates; plus the contrastive term when the batch holds items and it is enabled."""
         embeds = self.prompter.embed_batch(input_ids, item_slots, item_ids, user_slots, user_vectors)  # (B, T, H)
+        if candidate_ids is not None and targets is not None:
+            scores = self.item_scores(embeds, attention_mask, candidate_ids)  # (B, C)
+            lm_loss = F.cross_entropy(scores.float(), targets)
+            return self._with_contrast({"loss": lm_loss, "lm_loss": lm_loss.detach()}, item_ids)
         if labels is None:
-            raise LlmrecError("RecommenderLM trains on batches with labels (rows with an answer)")
+            raise LlmrecError("RecommenderLM trains on batches with labels (rows with an answer) or candidates")
         # Left padding puts every answer at the end of its row: only the last positions need logits over the
         # vocabulary (the answer is a few tokens; the prompt hundreds).
         answer = labels != IGNORE_INDEX  # (B, T)
@@ -201,7 +211,23 @@ class RecommenderLM(nn.Module):
         lm_loss = F.cross_entropy(
             logits[:, :-1].reshape(-1, logits.shape[-1]).float(), targets.reshape(-1), ignore_index=IGNORE_INDEX
         )
-        result = {"loss": lm_loss, "lm_loss": lm_loss.detach()}
+        return self._with_contrast({"loss": lm_loss, "lm_loss": lm_loss.detach()}, item_ids)
+
+    def item_scores(
+        self, embeds: torch.Tensor, attention_mask: torch.Tensor, candidate_ids: torch.Tensor
+    ) -> torch.Tensor:
+        """``[B, C]`` scores of ``candidate_ids``: the LLM's last hidden state (left padding: the last position is
+        each prompt's end) dotted with each candidate's projected vector."""
+        out = self.llm(
+            inputs_embeds=embeds, attention_mask=attention_mask, output_hidden_states=True, logits_to_keep=1
+        )
+        state = out.hidden_states[-1][:, -1]  # (B, H): after the final norm, what the LM head reads
+        vectors = self.prompter.project(candidate_ids.reshape(-1)).reshape(*candidate_ids.shape, -1)  # (B, C, H)
+        return torch.einsum("bh,bch->bc", state, vectors)
+
+    def _with_contrast(self, result: dict[str, torch.Tensor], item_ids: torch.Tensor) -> dict[str, torch.Tensor]:
+        """``result`` with RSLLM's contrastive term added to its loss (when enabled and the batch holds items)."""
+        lm_loss = result["loss"]
         if self.contrastive_weight > 0 and len(item_ids) > 1:
             distinct = torch.unique(item_ids)  # (K,)
             if len(distinct) > 1:

@@ -2,7 +2,9 @@
 
 - ``rank`` (LLaRA): the user's recent history and a list of candidates, the target among them; the answer is the
   target's title (``generative``) or its label letter (``verbalizer``, LlamaRec: candidates listed as ``A. Title``
-  ... ``T. Title``, so one forward pass ranks all of them by their letters' logits).
+  ... ``T. Title``, so one forward pass ranks all of them by their letters' logits), or none (``item``: the same
+  prompt, and the LLM's last hidden state scores each candidate by a dot product with the candidate's projected
+  item vector, the item vectors serving as output embeddings as the LLM's tied token embeddings do for words).
 - ``next``: the history alone; the answer is the target's title (free generation, grounded to the whole catalog).
 - ``explain``: the rank prompt asking for a short rationale, then the answer marker and a title; the answer is the
   target's title, what should follow the marker (there are no gold rationales: these rows feed RL rewards and
@@ -43,7 +45,7 @@ from llmrec.eval.protocols import c20_candidates
 from llmrec.prompts import render
 
 TASKS = ("rank", "next", "explain")
-OUTPUTS = ("generative", "verbalizer")
+OUTPUTS = ("generative", "verbalizer", "item")
 ITEM_TEXTS = ("title", "hybrid", "vector")
 WHICH = ("train", "valid", "test")
 LETTERS = string.ascii_uppercase
@@ -57,6 +59,9 @@ TEMPLATES = {
     ("rank", "verbalizer", "title"): "rank_candidates_labelled",
     ("rank", "verbalizer", "hybrid"): "rank_candidates_labelled_hybrid",
     ("rank", "verbalizer", "vector"): "rank_candidates_labelled_vector",
+    ("rank", "item", "title"): "rank_candidates_labelled",
+    ("rank", "item", "hybrid"): "rank_candidates_labelled_hybrid",
+    ("rank", "item", "vector"): "rank_candidates_labelled_vector",
     ("next", "generative", "title"): "next_item",
     ("next", "generative", "hybrid"): "next_item_hybrid",
     ("explain", "generative", "title"): "reason_candidates",
@@ -86,7 +91,10 @@ class TaskConfig:
     )
     output: str = field(
         default="generative",
-        metadata={"help": "rank only. generative: answer the target's title; verbalizer: answer its label A-T."},
+        metadata={
+            "help": "rank only. generative: answer the target's title; verbalizer: answer its label A-T; item: "
+            "score each candidate by the LLM's last hidden state dotted with the candidate's projected vector."
+        },
     )
     item_text: str = field(
         default="title",
@@ -119,13 +127,13 @@ class TaskConfig:
         for name, allowed in (("task", TASKS), ("output", OUTPUTS), ("item_text", ITEM_TEXTS)):
             if getattr(self, name) not in allowed:
                 raise LlmrecError(f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
-        if self.output == "verbalizer" and self.task != "rank":
-            raise LlmrecError(f"output 'verbalizer' is for the rank task only, not {self.task!r}; use generative")
+        if self.output != "generative" and self.task != "rank":
+            raise LlmrecError(f"output {self.output!r} is for the rank task only, not {self.task!r}; use generative")
         if self.max_history < 1:
             raise LlmrecError(f"max_history must be at least 1, got {self.max_history}")
         if self.num_candidates < 2:
             raise LlmrecError(f"num_candidates must be at least 2 (target and negative), got {self.num_candidates}")
-        if self.output == "verbalizer" and self.num_candidates > len(LETTERS):
+        if self.output != "generative" and self.num_candidates > len(LETTERS):
             raise LlmrecError(f"the verbalizer labels at most {len(LETTERS)} candidates, got {self.num_candidates}")
         if self.examples_per_user < 0:
             raise LlmrecError(f"examples_per_user must be 0 (all positions) or more, got {self.examples_per_user}")
@@ -355,7 +363,7 @@ def _example(
         marker=config.marker,
         user=config.user_vector,
     )
-    verbalizer = config.output == "verbalizer"
+    verbalizer = config.output != "generative"  # verbalizer and item prompts label the candidates A, B, ...
     return TaskExample(
         user=user,
         history=history_ids,
@@ -384,7 +392,7 @@ def prompt_example(
     ``user``, with no known target (``target`` 0, ``answer`` empty)."""
     if config.task != "next" and not candidates:
         raise LlmrecError(f"task {config.task!r} needs candidates to choose from")
-    if config.output == "verbalizer" and len(candidates) > len(LETTERS):
+    if config.output != "generative" and len(candidates) > len(LETTERS):
         raise LlmrecError(f"the verbalizer labels at most {len(LETTERS)} candidates, got {len(candidates)}")
     _check_user_states(config, user_states)
     history_ids = np.asarray(history[-config.max_history :], dtype=np.int64)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -60,6 +61,7 @@ def test_unknown_keys_are_named() -> None:
             {"representation": "text", "task": {"item_text": "vector", "user_vector": True}},
             "needs representation 'id'",
         ),
+        ({"representation": "none", "task": {"output": "item"}}, "not 'none'"),
     ],
 )
 def test_bad_recipes_fail_before_training(tiny_recipe, tmp_path: Path, changes, message) -> None:
@@ -96,24 +98,45 @@ def test_the_run_directory_holds_the_bundle(sft_run: Path, sasrec_run: Path, ml1
     assert ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in ours)
 
 
-def test_vector_prompts_with_the_user_state_train_and_serve(tiny_recipe, tmp_path: Path, ml100k) -> None:
+@pytest.mark.parametrize("output", ["verbalizer", "item"])
+def test_vector_prompts_with_the_user_state_train_and_serve(tiny_recipe, tmp_path: Path, ml100k, output) -> None:
+    from llmrec.data.splits import leave_one_out_split
     from llmrec.eval.llm import evaluate_llm
     from llmrec.inference.recommender import LLMRecommender, recommend_llm
+    from llmrec.training.tasks import build_examples
 
     run = tmp_path / "run"
-    train_sft(tiny_recipe(task={"item_text": "vector", "user_vector": True}), run)
+    metrics = train_sft(tiny_recipe(task={"item_text": "vector", "user_vector": True, "output": output}), run)
+    assert metrics["steps"] == 2 and np.isfinite(metrics["train_loss"])
     recipe, _ = read_config(run)
-    assert recipe.task.item_text == "vector" and recipe.task.user_vector
+    assert recipe.task.item_text == "vector" and recipe.task.user_vector and recipe.task.output == output
     recommender = LLMRecommender.from_run(run)
     try:
         assert recommender.user_states is not None
         result = evaluate_llm(recommender, "test", limit=3)
         top = recommend_llm(recommender, "196", k=5)
+        examples = build_examples(
+            ml100k, leave_one_out_split(ml100k), "test", recommender.task, recommender.user_states
+        )
+        scores = recommender.rank(examples[:2])
+        if output == "item":  # the last hidden state dotted with the candidates' projected vectors
+            bundle = load_bundle(run)
+            with torch.no_grad():
+                embeds = recommender.prompter(examples[0].prompt, examples[0].item_ids, examples[0].user_vectors)
+                out = recommender.engine.hf_model(inputs_embeds=embeds[None], output_hidden_states=True)
+                expected = (
+                    bundle.projector(bundle.items.vectors[examples[0].candidates]) @ out.hidden_states[-1][0, -1]
+                )
+            np.testing.assert_allclose(scores[0], expected.double().numpy(), rtol=1e-4, atol=1e-4)
     finally:
         recommender.close()
     assert result["examples"] == 3 and result["valid_ratio"] == 1.0
+    assert scores.shape == (2, 20) and np.isfinite(scores).all()
     history = set(ml100k.sequences[ml100k.user_id("196")].tolist())
     assert len(top["recommendations"]) == 5 and not {r["item_id"] for r in top["recommendations"]} & history
+    if output == "item":
+        with pytest.raises(LlmrecError, match="serve it with the hf engine"):
+            LLMRecommender.from_run(run, engine="vllm")
 
 
 def test_an_interrupted_run_resumes_to_the_same_weights(tiny_recipe, sft_run: Path, tmp_path: Path) -> None:
