@@ -61,7 +61,7 @@ def test_train_examples_are_the_last_positions_of_each_training_prefix(ml100k, s
         assert message["role"] == "user" and PLACEHOLDER not in message["content"]
         shown = message["content"].split("\n")
         assert all(f"- {ml100k.titles[i]}" in shown for i in example.history + example.candidates)
-    fields = {"user", "history", "candidates", "target", "prompt", "item_ids", "answer", "labels"}
+    fields = {"user", "history", "candidates", "target", "prompt", "item_ids", "answer", "labels", "user_vectors"}
     assert set(rank_train[0].as_row()) == fields
 
 
