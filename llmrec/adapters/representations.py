@@ -171,13 +171,11 @@ class UserStates:
         """``[E, H]`` float32: the state after each history (item ids, oldest first; the last ``max_len`` count)."""
         if any(len(history) == 0 for history in histories):
             raise LlmrecError("a user state needs at least one history item")
+        from llmrec.encoders.base import left_padded
+
         out = []
         for start in range(0, len(histories), self.batch_size):
-            chunk = histories[start : start + self.batch_size]
-            seqs = torch.zeros((len(chunk), self.max_len), dtype=torch.long)  # left padded
-            for row, history in enumerate(chunk):
-                recent = [int(i) for i in history][-self.max_len :]
-                seqs[row, -len(recent) :] = torch.tensor(recent)
+            seqs = left_padded(histories[start : start + self.batch_size], self.max_len)  # (B, L)
             with torch.inference_mode():
                 out.append(self.encoder.encode(seqs).float())  # (B, H)
         if not out:

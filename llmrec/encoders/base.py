@@ -84,6 +84,21 @@ class Batch:
         return Batch(self.inputs[:, -span:], self.targets[:, -span:], negatives, self.generator)
 
 
+def left_padded(histories: list[Any], max_len: int) -> torch.Tensor:
+    """``[B, max_len]`` item ids: each history's last ``max_len`` items, right-aligned after zeros (the padding)
+    as encoders read them.
+
+    >>> left_padded([[5, 9, 2], [7]], 4).tolist()
+    [[0, 5, 9, 2], [0, 0, 0, 7]]
+    """
+    seqs = torch.zeros((len(histories), max_len), dtype=torch.long)
+    for row, history in enumerate(histories):
+        recent = [int(i) for i in history][-max_len:]
+        if recent:
+            seqs[row, -len(recent) :] = torch.tensor(recent, dtype=torch.long)
+    return seqs
+
+
 class Encoder(nn.Module):
     """Base class: subclasses implement ``sequence_states`` (or override ``encode``) and own ``item_embedding``."""
 

@@ -9,7 +9,7 @@ import torch
 
 from llmrec.data.builtin import load_dataset
 from llmrec.data.display import ranked_items, raw_user_id
-from llmrec.encoders.base import load_encoder
+from llmrec.encoders.base import left_padded, load_encoder
 from llmrec.encoders.train import load_run_config
 
 
@@ -23,10 +23,7 @@ def recommend(run: Path, user: str, k: int = 10, include_seen: bool = False) -> 
     model = load_encoder(Path(run) / "checkpoints" / "best")
     uid = dataset.user_id(user)
     history = dataset.sequences[uid]
-    seqs = torch.zeros(1, model.config.max_len, dtype=torch.long)
-    recent = torch.tensor(history[-model.config.max_len :], dtype=torch.long)
-    if len(recent):
-        seqs[0, -len(recent) :] = recent
+    seqs = left_padded([history], model.config.max_len)  # (1, L)
     with torch.inference_mode():
         scores = model.score(seqs)[0]  # (N+1,)
         if not include_seen and len(history):
