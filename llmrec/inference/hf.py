@@ -7,6 +7,7 @@ log-probabilities from the raw logits (as vLLM reports them), stop strings.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import nullcontext
 from copy import deepcopy
 from itertools import groupby
@@ -178,15 +179,9 @@ class HFEngine:
                 prompt = self.prompt_ids(request, width)[0]
             prepared.append((prompt, answers))
         scores: list[list[float]] = [[] for _ in requests]
-
-        def lora_of(index: int) -> str:
-            return str(requests[index].lora or "")
-
-        for lora, group in groupby(sorted(range(len(requests)), key=lora_of), key=lora_of):
-            with self._adapter_context(lora):
-                for index in group:
-                    prompt, answers = prepared[index]
-                    scores[index] = self._score_request(prompt, answers) if answers else []
+        for index in self._by_adapter(requests):
+            prompt, answers = prepared[index]
+            scores[index] = self._score_request(prompt, answers) if answers else []
         return scores
 
     @torch.inference_mode()
@@ -194,30 +189,34 @@ class HFEngine:
         """``[R, H]`` float32: each request's last hidden state at its prompt's end (after the final norm: what
         the LM head reads), under the request's LoRA adapter (or the base model)."""
         states: list[torch.Tensor | None] = [None] * len(requests)
-        embedding = self.hf_model.get_input_embeddings()
+        for index in self._by_adapter(requests):
+            request = requests[index]
+            prompt = request.prompt_embeds if request.prompt_embeds is not None else self.prompt_ids(request, 0)[0]
+            out = self.hf_model(inputs_embeds=self._embed(prompt)[None], output_hidden_states=True, logits_to_keep=1)
+            states[index] = out.hidden_states[-1][0, -1].float()  # (H,)
+        return torch.stack([s for s in states if s is not None])
+
+    def _by_adapter(self, requests: list[Request]) -> Iterator[int]:
+        """The requests' indices grouped by LoRA adapter, each yielded while its adapter (or, for requests without
+        one, the base model) is active."""
 
         def lora_of(index: int) -> str:
             return str(requests[index].lora or "")
 
         for lora, group in groupby(sorted(range(len(requests)), key=lora_of), key=lora_of):
             with self._adapter_context(lora):
-                for index in group:
-                    request = requests[index]
-                    if request.prompt_embeds is not None:
-                        head = request.prompt_embeds.to(embedding.weight.dtype)  # (L, H)
-                    else:
-                        head = embedding(torch.tensor(self.prompt_ids(request, 0)[0], dtype=torch.long))  # (L, H)
-                    out = self.hf_model(inputs_embeds=head[None], output_hidden_states=True, logits_to_keep=1)
-                    states[index] = out.hidden_states[-1][0, -1].float()  # (H,)
-        return torch.stack([s for s in states if s is not None])
+                yield from group
+
+    def _embed(self, prompt: list[int] | torch.Tensor) -> torch.Tensor:
+        """``[L, H]`` input embeddings of a prompt given as token ids or as ``prompt_embeds``."""
+        embedding = self.hf_model.get_input_embeddings()
+        if isinstance(prompt, torch.Tensor):
+            return prompt.to(embedding.weight.dtype)
+        return embedding(torch.tensor(prompt, dtype=torch.long))
 
     def _score_request(self, prompt: list[int] | torch.Tensor, answers: list[list[int]]) -> list[float]:
         """Log-probs of ``answers`` after one prompt: the prompt once, then the answers against its cache."""
-        embedding = self.hf_model.get_input_embeddings()
-        if isinstance(prompt, torch.Tensor):
-            head = prompt.to(embedding.weight.dtype)  # (L, H)
-        else:
-            head = embedding(torch.tensor(prompt, dtype=torch.long))  # (L, H)
+        head = self._embed(prompt)  # (L, H)
         out = self.hf_model(inputs_embeds=head[None], use_cache=True)
         first = out.logits[0, -1].float().log_softmax(-1)  # (V,): the first answer token
         scores = [float(first[answer[0]]) for answer in answers]
