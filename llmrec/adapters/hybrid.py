@@ -210,11 +210,10 @@ class HybridCollator:
     ``item_slots [S, 2]`` (row and position of each placeholder in the batch), ``item_ids [S]``; when rows carry
     user vectors, ``user_slots [U, 2]`` and ``user_vectors [U, D]``; when they carry ``candidates`` and
     ``target_index`` (item-scored rank rows), ``candidate_ids [B, C]`` and ``targets [B]``; and, when the rows
-    carry an ``answer``,
-    ``labels [B, T]``: the answer's tokens and end token, ``-100`` on the prompt and the padding. A row without
-    placeholders is a text-only prompt. Pad on the ``right`` for training and on the ``left`` for generation.
-    Only token ids are built here; the vectors are spliced in by the model's forward pass, so data-loader workers
-    and data-parallel processes may collate.
+    carry an ``answer``, ``labels [B, T]``: the answer's tokens and end token, ``-100`` on the prompt and the
+    padding. A row without placeholders is a text-only prompt. Pad on the ``right`` for training and on the
+    ``left`` for generation. Only token ids are built here; the vectors are spliced in by the model's forward
+    pass, so data-loader workers and data-parallel processes may collate.
     """
 
     def __init__(self, prompter: HybridPrompter, padding_side: str = "right") -> None:
