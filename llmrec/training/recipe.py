@@ -131,6 +131,16 @@ class Recipe:
             want = "title"
         else:
             want = "hybrid" if self.task.item_text == "title" else self.task.item_text
+        if self.task.output == "item" and self.representation == "none":
+            raise LlmrecError(
+                "task output 'item' scores the candidates by their projected item vectors: choose a representation "
+                "(id, text or hybrid), not 'none'"
+            )
+        if self.task.user_vector and self.representation != "id":
+            raise LlmrecError(
+                f"task user_vector needs representation 'id' (the encoder's user state lives in the space of its "
+                f"item embeddings), not {self.representation!r}"
+            )
         if self.task.item_text != want:
             self.task = config_from_dict(TaskConfig, {**asdict(self.task), "item_text": want}, "task")
 

@@ -84,16 +84,6 @@ def prepare(recipe: Recipe) -> Prepared:
             "task 'explain' has no gold rationales to fine-tune on; train rank or next, and use explain for "
             "reasoning evaluation and RL"
         )
-    if recipe.task.output == "item" and not recipe.uses_items:
-        raise LlmrecError(
-            "task output 'item' scores the candidates by their projected item vectors: choose a representation "
-            "(id, text or hybrid), not 'none'"
-        )
-    if recipe.task.user_vector and recipe.representation != "id":
-        raise LlmrecError(
-            f"task user_vector needs representation 'id' (the encoder's user state lives in the space of its item "
-            f"embeddings), not {recipe.representation!r}"
-        )
     base_model = resolve_model(recipe.base_model)
     hidden = _llm_hidden_size(base_model)
     dataset = load_dataset(recipe.dataset)
