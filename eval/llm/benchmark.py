@@ -37,7 +37,11 @@ RECIPE = ROOT / "llmrec" / "recipes" / "smollm2-sasrec-mlp.yaml"
 # The LLM rows: the shipped recipe with these changes, nothing else (name: label, recipe changes).
 TITLED = {"item_text": "hybrid", "user_vector": False}
 LLM_ROWS = {
-    "text": ("LLM + LoRA, titles only", {"representation": "none", "task": {"user_vector": False}}),
+    # Titles carry no vectors to score the candidates with: this row answers with the candidate's letter.
+    "text": (
+        "LLM + LoRA, titles only (letter verbalizer)",
+        {"representation": "none", "task": {"user_vector": False, "output": "verbalizer"}},
+    ),
     "id-titled": ("LLM + LoRA + SASRec ID projector, `Title <item-emb>`", {"representation": "id", "task": TITLED}),
     "id-vector": ("LLM + LoRA + SASRec ID projector, `<item-emb>` only", {"task": {"user_vector": False}}),
     "recipe": ("LLM + LoRA + SASRec ID projector, `<item-emb>` + `<user-emb>` (the recipe)", {}),
@@ -142,8 +146,9 @@ def write_results(out: Path, rows: list[dict[str, Any]], args: argparse.Namespac
         f"Every row ranks the same candidates of the same {users} test users (the c20 protocol's target + 19 "
         "unseen items, saved with the split). LLM rows: the bundled SmolLM2-135M-Instruct, the shipped recipe "
         f"`adapters/smollm2-sasrec-mlp.yaml` (rank task, A-T verbalizer, 10 history items) trained for {budget}; "
-        "only how items reach the LLM differs (`LLM_ROWS` in the script). Scores: each label's log-probability "
-        "as the complete answer; "
+        "only how items reach the LLM differs (`LLM_ROWS` in the script). Scores: each candidate's projected "
+        "vector dotted with the LLM's last hidden state (the recipe's `output: item`); for the titles-only row and "
+        "the zero-shot LLM, each label's log-probability as the complete answer; "
         "ties count against the target. valid = share of served answers that are one of the 20 candidates. "
         "Train = wall time of the training process; peak = its peak resident memory.",
         "",
