@@ -155,6 +155,12 @@ class HybridPrompter:
         inputs = torch.as_tensor(vectors, dtype=torch.float32).to(device)  # (K, D)
         return self.projector(inputs).to(device=weight.device, dtype=weight.dtype)  # (K, H)
 
+    def score_candidates(self, states: torch.Tensor, candidate_ids: torch.Tensor) -> torch.Tensor:
+        """``[B, C]`` item scores: each LLM state ``states [B, H]`` dotted with the projected vectors of its
+        candidates ``candidate_ids [B, C]`` (the item vectors as output embeddings; training and serving both)."""
+        vectors = self.project(candidate_ids.reshape(-1)).reshape(*candidate_ids.shape, -1)  # (B, C, H)
+        return torch.einsum("bh,bch->bc", states.float(), vectors.float())  # float32 whatever the LLM's dtype
+
     def embed(self, tokens: HybridTokens) -> torch.Tensor:
         """``inputs_embeds [L, H_llm]``: token embeddings with the projected item (and user) vectors at the slots."""
         weight = self.embedding.weight

@@ -156,8 +156,7 @@ class LLMRecommender:
         states = last_hidden(requests)  # (E, H)
         candidates = torch.tensor([e.candidates for e in examples], dtype=torch.long)  # (E, C)
         with torch.no_grad():
-            vectors = self.prompter.project(candidates.reshape(-1)).reshape(*candidates.shape, -1).float()  # (E, C, H)
-        out = torch.einsum("eh,ech->ec", states, vectors).double().numpy()
+            out = self.prompter.score_candidates(states, candidates).double().numpy()
         if not np.isfinite(out).all():
             raise FloatingPointError("non-finite candidate scores; the model is broken")
         return out

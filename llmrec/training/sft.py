@@ -212,8 +212,7 @@ class RecommenderLM(nn.Module):
             inputs_embeds=embeds, attention_mask=attention_mask, output_hidden_states=True, logits_to_keep=1
         )
         state = out.hidden_states[-1][:, -1]  # (B, H): after the final norm, what the LM head reads
-        vectors = self.prompter.project(candidate_ids.reshape(-1)).reshape(*candidate_ids.shape, -1)  # (B, C, H)
-        return torch.einsum("bh,bch->bc", state, vectors)
+        return self.prompter.score_candidates(state, candidate_ids)
 
     def _with_contrast(self, result: dict[str, torch.Tensor], item_ids: torch.Tensor) -> dict[str, torch.Tensor]:
         """``result`` with RSLLM's contrastive term added to its loss (when enabled and the batch holds items)."""
