@@ -145,7 +145,7 @@ def write_results(out: Path, rows: list[dict[str, Any]], args: argparse.Namespac
         "",
         f"Every row ranks the same candidates of the same {users} test users (the c20 protocol's target + 19 "
         "unseen items, saved with the split). LLM rows: the bundled SmolLM2-135M-Instruct, the shipped recipe "
-        f"`adapters/smollm2-sasrec-mlp.yaml` (rank task, A-T verbalizer, 10 history items) trained for {budget}; "
+        f"`adapters/smollm2-sasrec-mlp.yaml` (rank task, 10 history items) trained for {budget}; "
         "only how items reach the LLM differs (`LLM_ROWS` in the script). Scores: each candidate's projected "
         "vector dotted with the LLM's last hidden state (the recipe's `output: item`); for the titles-only row and "
         "the zero-shot LLM, each label's log-probability as the complete answer; "

@@ -161,6 +161,14 @@ class HybridPrompter:
         vectors = self.project(candidate_ids.reshape(-1)).reshape(*candidate_ids.shape, -1)  # (B, C, H)
         return torch.einsum("bh,bch->bc", states.float(), vectors.float())  # float32 whatever the LLM's dtype
 
+    def score_catalog(self, states: torch.Tensor) -> torch.Tensor:
+        """``[B, N]`` item scores of every catalog item (column ``i`` is item id ``i + 1``): each state
+        ``states [B, H]`` dotted with every projected item vector, in float32."""
+        if self.items is None:
+            raise LlmrecError("scoring the catalog needs item vectors")
+        vectors = self.project(torch.arange(1, self.items.num_items + 1))  # (N, H)
+        return states.float() @ vectors.float().T
+
     def embed(self, tokens: HybridTokens) -> torch.Tensor:
         """``inputs_embeds [L, H_llm]``: token embeddings with the projected item (and user) vectors at the slots."""
         weight = self.embedding.weight

@@ -173,39 +173,57 @@ class HFEngine:
         for request, texts in zip(requests, continuations, strict=True):
             answers = answer_tokens(self.tokenizer, texts)
             width = max((len(a) for a in answers), default=0)
-            if request.prompt_embeds is not None:
-                prompt: list[int] | torch.Tensor = request.prompt_embeds
-            else:
-                prompt = self.prompt_ids(request, width)[0]
-            prepared.append((prompt, answers))
+            prepared.append((self._prompt(request, width), answers))
         scores: list[list[float]] = [[] for _ in requests]
-        for index in self._by_adapter(requests):
-            prompt, answers = prepared[index]
-            scores[index] = self._score_request(prompt, answers) if answers else []
+        for group in self._by_adapter(requests):
+            for index in group:
+                prompt, answers = prepared[index]
+                scores[index] = self._score_request(prompt, answers) if answers else []
         return scores
 
     @torch.inference_mode()
     def last_hidden(self, requests: list[Request]) -> torch.Tensor:
         """``[R, H]`` float32: each request's last hidden state at its prompt's end (after the final norm: what
-        the LM head reads), under the request's LoRA adapter (or the base model)."""
+        the LM head reads), under the request's LoRA adapter (or the base model).
+
+        Prompts go ``batch_size`` at a time (similar lengths together), right-padded: under causal attention no
+        real position sees the padding, so each state is the one its prompt gives alone (up to float rounding)."""
+        if not requests:
+            return torch.zeros(0, self.hf_model.config.hidden_size)
         states: list[torch.Tensor | None] = [None] * len(requests)
-        for index in self._by_adapter(requests):
-            request = requests[index]
-            prompt = request.prompt_embeds if request.prompt_embeds is not None else self.prompt_ids(request, 0)[0]
-            out = self.hf_model(inputs_embeds=self._embed(prompt)[None], output_hidden_states=True, logits_to_keep=1)
-            states[index] = out.hidden_states[-1][0, -1].float()  # (H,)
+        for group in self._by_adapter(requests):
+            prompts_of = {i: self._embed(self._prompt(requests[i])) for i in group}
+            group.sort(key=lambda i: len(prompts_of[i]))
+            for start in range(0, len(group), self.batch_size):
+                chunk = group[start : start + self.batch_size]
+                prompts = [prompts_of[i] for i in chunk]
+                lengths = torch.tensor([len(p) for p in prompts])
+                embeds = torch.nn.utils.rnn.pad_sequence(prompts, batch_first=True)  # (B, L, H), zeros after
+                mask = (torch.arange(embeds.shape[1])[None] < lengths[:, None]).long()
+                out = self.hf_model(
+                    inputs_embeds=embeds, attention_mask=mask, output_hidden_states=True, logits_to_keep=1
+                )
+                last = out.hidden_states[-1][torch.arange(len(chunk)), lengths - 1].float()  # (B, H)
+                for i, state in zip(chunk, last, strict=True):
+                    states[i] = state
         return torch.stack([s for s in states if s is not None])
 
-    def _by_adapter(self, requests: list[Request]) -> Iterator[int]:
-        """The requests' indices grouped by LoRA adapter, each yielded while its adapter (or, for requests without
-        one, the base model) is active."""
+    def _by_adapter(self, requests: list[Request]) -> Iterator[list[int]]:
+        """The requests' indices grouped by LoRA adapter, each group yielded while its adapter (or, for requests
+        without one, the base model) is active."""
 
         def lora_of(index: int) -> str:
             return str(requests[index].lora or "")
 
         for lora, group in groupby(sorted(range(len(requests)), key=lora_of), key=lora_of):
             with self._adapter_context(lora):
-                yield from group
+                yield list(group)
+
+    def _prompt(self, request: Request, max_new_tokens: int = 0) -> list[int] | torch.Tensor:
+        """A request's prompt as its ``prompt_embeds``, or as token ids fitted to the context."""
+        if request.prompt_embeds is not None:
+            return request.prompt_embeds
+        return self.prompt_ids(request, max_new_tokens)[0]
 
     def _embed(self, prompt: list[int] | torch.Tensor) -> torch.Tensor:
         """``[L, H]`` input embeddings of a prompt given as token ids or as ``prompt_embeds``."""

@@ -3,14 +3,17 @@
 :class:`LLMRecommender` turns task examples (:func:`llmrec.training.tasks.build_examples`) into engine requests:
 chat messages for text-only prompts, ``prompt_embeds`` for hybrid ones (the projected item vectors spliced into
 the token embeddings, :class:`llmrec.adapters.HybridPrompter`), with the run's LoRA adapter. ``rank`` scores every
-candidate of an example, by its label letter (verbalizer) or its title (generative), as the request's complete
-answer; ``answer`` serves one recommendation per example, always a candidate: the best-scored label, or a title
-decoded under the candidates' grounding.
+candidate of an example: by its label letter (verbalizer) or its title (generative) as the request's complete
+answer, or (item) by the prompt's last hidden state dotted with the candidate's projected vector; ``answer``
+serves one recommendation per example, always a candidate: the best-scored one, or a title decoded under the
+candidates' grounding.
 
 Both engines serve a bundle. The hf engine applies the adapter per request. vLLM 0.32 on CPU cannot combine
 ``prompt_embeds`` with a ``LoRARequest`` (its LoRA embedding kernel fails on embedded prompts), so a run with a
 projector is served on vLLM from a merged checkpoint (the LoRA folded into the base weights, built once and cached
-in ``RUN/merged/``); text-only runs go to vLLM with their adapter as a ``LoRARequest``.
+in ``RUN/merged/``); text-only runs go to vLLM with their adapter as a ``LoRARequest``. Item-scored runs
+(``output: item``) need only the last hidden state of each prompt: vLLM serves them from the merged checkpoint
+as a pooling model (``VLLMEngine(runner="pooling")``), the hf engine with ``last_hidden``.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from llmrec.data.builtin import load_dataset
 from llmrec.data.dataset import Dataset
 from llmrec.data.display import ranked_items, raw_user_id
 from llmrec.errors import LlmrecError
-from llmrec.inference.engine import Engine, Request, SamplingConfig, load_engine
+from llmrec.inference.engine import Engine, Request, SamplingConfig, engine_name, load_engine
 from llmrec.inference.grounding import Catalog, Grounding
 from llmrec.training.bundle import Bundle, load_bundle
 from llmrec.training.tasks import TaskConfig, TaskExample
@@ -87,16 +90,14 @@ class LLMRecommender:
 
     @classmethod
     def from_run(cls, run: Path | str, engine: str = "hf", **engine_options: Any) -> LLMRecommender:
-        """Serve a finished SFT run on ``engine`` (``hf`` or ``vllm``) with its adapter and projector."""
+        """Serve a finished SFT run on ``engine`` (``hf``, ``vllm`` or ``auto``) with its adapter and projector."""
         bundle = load_bundle(run)
-        if engine == "vllm" and bundle.recipe.task.output == "item":
-            raise LlmrecError(
-                f"{bundle.run}: task output 'item' scores candidates with the LLM's last hidden state, which the vLLM "
-                "engine does not return; serve it with the hf engine (--engine hf)"
-            )
+        engine = engine_name(engine)
         model, merged = bundle.base_model, False
         if engine == "vllm" and bundle.projector is not None:
             model, merged = str(merged_checkpoint(bundle)), True
+            if bundle.recipe.task.output == "item":  # only the last hidden state is needed: a pooling model
+                engine_options.setdefault("runner", "pooling")
         elif engine == "vllm":
             engine_options.setdefault("enable_lora", True)
             engine_options.setdefault("max_lora_rank", max(8, bundle.recipe.lora.r))
@@ -134,7 +135,7 @@ class LLMRecommender:
 
     def rank(self, examples: list[TaskExample]) -> np.ndarray:
         """``[E, C]`` scores of each example's candidates (higher is better): each label's or title's
-        log-probability as the complete answer."""
+        log-probability as the complete answer, or (output item) the candidate's vector score."""
         if any(not e.candidates for e in examples):
             raise LlmrecError("ranking needs examples with candidates (task rank or explain)")
         requests = [self.request(e) for e in examples]
@@ -151,8 +152,10 @@ class LLMRecommender:
     def _item_scores(self, examples: list[TaskExample], requests: list[Request]) -> np.ndarray:
         """Item-scored ranking: each prompt's last hidden state dotted with its candidates' projected vectors."""
         last_hidden = getattr(self.engine, "last_hidden", None)
-        if last_hidden is None or self.prompter is None:
-            raise LlmrecError("task output 'item' needs a run with a projector, served on the hf engine")
+        if self.prompter is None:
+            raise LlmrecError("task output 'item' needs a run with a projector (the candidates' vectors)")
+        if last_hidden is None:
+            raise LlmrecError(f"the {self.engine.name} engine returns no hidden states; serve item runs on hf or vllm")
         states = last_hidden(requests)  # (E, H)
         candidates = torch.tensor([e.candidates for e in examples], dtype=torch.long)  # (E, C)
         with torch.no_grad():
@@ -162,8 +165,8 @@ class LLMRecommender:
         return out
 
     def answer(self, examples: list[TaskExample], scores: np.ndarray | None = None) -> list[int | None]:
-        """One recommended item per example: the best-scored label (verbalizer, from ``scores`` or a fresh
-        :meth:`rank`), or the title decoded greedily under the candidates' grounding (generative)."""
+        """One recommended item per example: the best-scored candidate (verbalizer and item, from ``scores`` or a
+        fresh :meth:`rank`), or the title decoded greedily under the candidates' grounding (generative)."""
         if self.verbalizer:
             scores = self.rank(examples) if scores is None else scores
             return [e.candidates[int(np.argmax(row))] for e, row in zip(examples, scores, strict=True)]

@@ -6,6 +6,10 @@ Candidate grounding uses vLLM's structured ``choice``; whole-catalog grounding u
 per-request logits processor running in the engine process over the cached catalog trie file (named in the
 request's ``extra_args``). LoRA adapters go per request as ``LoRARequest``.
 
+With ``runner="pooling"`` the engine runs the model as a pooling model (vLLM's ``embed`` conversion, last-token
+pooling, no normalisation) and serves :meth:`VLLMEngine.last_hidden` only: the final-norm hidden state at each
+prompt's end, which item-scored SFT runs dot with their candidates' vectors.
+
 Starting the engine takes about a minute on a 2-core CPU: build one ``VLLMEngine`` per process and reuse it.
 Scripts that use it need the ``if __name__ == "__main__":`` guard (vLLM starts worker processes).
 """
@@ -13,13 +17,16 @@ Scripts that use it need the ``if __name__ == "__main__":`` guard (vLLM starts w
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 from transformers import AutoConfig, AutoTokenizer
 from vllm import LLM, SamplingParams
+from vllm.config import PoolerConfig
 from vllm.lora.request import LoRARequest
+from vllm.pooling_params import PoolingParams
 from vllm.sampling_params import StructuredOutputsParams
 from vllm.v1.sample.logits_processor import AdapterLogitsProcessor
 
@@ -41,6 +48,7 @@ from llmrec.inference.engine import (
 from llmrec.inference.grounding import TitleTrie, catalog_trie_path, load_trie
 from llmrec.models.defaults import resolve_model
 
+RUNNERS = ("generate", "pooling")
 TRIE_ARG = "llmrec_trie"
 FORCE_ARG = "llmrec_force"
 
@@ -91,6 +99,7 @@ class VLLMEngine:
     ``kv_cache_gib``: KV cache size (on CPU it is host memory; 1 GiB holds about 45k tokens of the default model).
     ``enable_lora``/``max_lora_rank``: whether requests may carry LoRA adapters (vLLM fixes this at start).
     ``overflow``: ``truncate`` an over-long prompt from the left with a warning, or ``reject`` it.
+    ``runner``: ``generate`` (generation and scoring) or ``pooling`` (:meth:`last_hidden` only).
     """
 
     name = "vllm"
@@ -106,9 +115,13 @@ class VLLMEngine:
         enable_prompt_embeds: bool = True,
         overflow: str = "truncate",
         seed: int = 0,
+        runner: str = "generate",
     ) -> None:
         if overflow not in OVERFLOW:
             raise LlmrecError(f"overflow must be one of {', '.join(OVERFLOW)}, got {overflow!r}")
+        if runner not in RUNNERS:
+            raise LlmrecError(f"runner must be one of {', '.join(RUNNERS)}, got {runner!r}")
+        self.runner = runner
         self.dtype = dtype = resolve_dtype(dtype)
         self.model = resolve_model(model)
         try:
@@ -129,6 +142,17 @@ class VLLMEngine:
         # 2-core machine that halves the compute (measured: 105 against 194 tok/s). The scheduler mostly waits,
         # so the worker gets every core this process may use, unless the caller chose a binding.
         os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", ",".join(map(str, sorted(os.sched_getaffinity(0)))))
+        if runner == "pooling":  # the model's final-norm hidden states, last position, as they are
+            mode: dict[str, Any] = {
+                "runner": "pooling",
+                "convert": "embed",
+                "pooler_config": PoolerConfig(pooling_type="LAST", use_activation=False),
+            }
+        else:
+            # A prompt prefilled in chunks has its first sampled tokens discarded, and vLLM then rewinds the
+            # request's seeded generator, which CPU generators cannot do: the engine dies ("CPU Generator does not
+            # use offset") once a batch of seeded requests outgrows one step. Whole prefills avoid it.
+            mode = {"logits_processors": [TrieLogitsProcessor], "enable_chunked_prefill": False}
         self.llm = LLM(
             self.model,
             dtype=dtype,
@@ -137,12 +161,8 @@ class VLLMEngine:
             enable_prompt_embeds=enable_prompt_embeds,
             enable_lora=enable_lora,
             max_lora_rank=max_lora_rank,
-            logits_processors=[TrieLogitsProcessor],
             seed=seed,
-            # A prompt prefilled in chunks has its first sampled tokens discarded, and vLLM then rewinds the
-            # request's seeded generator, which CPU generators cannot do: the engine dies ("CPU Generator does not
-            # use offset") once a batch of seeded requests outgrows one step. Whole prefills avoid it.
-            enable_chunked_prefill=False,
+            **mode,
         )
 
     def close(self) -> None:
@@ -165,9 +185,10 @@ class VLLMEngine:
 
     def generate(self, requests: list[Request], params: SamplingConfig) -> list[Result]:
         """Answer every request in one vLLM call (vLLM schedules the batch itself)."""
+        self._need("generate")
         prompts: list[dict[str, Any]] = []
         sampling: list[SamplingParams] = []
-        loras: list[LoRARequest | None] = []
+        loras: list[str | Path | None] = []
         prepared: list[tuple[int, TitleTrie | None, str | None]] = []
         for request in requests:
             prompt, length, trie, extra, warning, max_new = self._prepare(request, params)
@@ -185,7 +206,7 @@ class VLLMEngine:
                     **extra,
                 )
             )
-            loras.append(self._lora(request.lora) if request.lora else None)
+            loras.append(request.lora)
         if not prompts:
             return []
         outputs = self._run(prompts, sampling, loras)
@@ -222,6 +243,7 @@ class VLLMEngine:
         sum is the model's log-probability of the answer. (``prompt_logprobs`` would be the direct route, but
         vLLM 0.32's CPU LoRA path fails on it.) The prefix cache shares a request's prompt between its answers.
         """
+        self._need("generate")
         requests_out: list[Request] = []
         sampling: list[SamplingParams] = []
         for request, texts in zip(requests, continuations, strict=True):
@@ -244,7 +266,7 @@ class VLLMEngine:
                 SamplingConfig(),
             )
             prompts.append(prompt)
-            loras.append(self._lora(request.lora) if request.lora else None)
+            loras.append(request.lora)
         outputs = self._run(prompts, sampling, loras)
         flat = [float(o.outputs[0].cumulative_logprob) for o in outputs]
         scores, offset = [], 0
@@ -253,20 +275,47 @@ class VLLMEngine:
             offset += len(texts)
         return scores
 
-    def _run(
-        self, prompts: list[dict[str, Any]], sampling: list[SamplingParams], loras: list[LoRARequest | None]
-    ) -> list[Any]:
-        """``LLM.generate`` with one call per adapter (base-model requests together), outputs in request order.
+    def last_hidden(self, requests: list[Request]) -> torch.Tensor:
+        """``[R, H]`` float32: each request's final-norm hidden state at its prompt's end (as
+        :meth:`HFEngine.last_hidden <llmrec.inference.hf.HFEngine.last_hidden>`), under its LoRA adapter."""
+        self._need("pooling")
+        if not requests:
+            return torch.zeros(0, self.hidden_size)
+        outputs: list[Any] = [None] * len(requests)
+        for lora, members in self._by_adapter([r.lora for r in requests]):
+            prompts = [self._prompt(requests[i], 0)[0] for i in members]
+            raw = PoolingParams(use_activation=False)  # the hidden state as it is, not normalised
+            pooled = self.llm.embed(prompts, pooling_params=raw, use_tqdm=False, lora_request=lora)
+            for i, output in zip(members, pooled, strict=True):
+                outputs[i] = output.outputs.embedding
+        return torch.tensor(outputs, dtype=torch.float32)
+
+    def _need(self, runner: str) -> None:
+        if self.runner != runner:
+            what = "last_hidden" if runner == "pooling" else "generate and score"
+            raise LlmrecError(f"{what} needs a vLLM engine started with runner={runner!r}, not {self.runner!r}")
+
+    def _by_adapter(self, loras: Sequence[str | Path | None]) -> list[tuple[LoRARequest | None, list[int]]]:
+        """Request indices grouped by LoRA adapter (``None``: the base model), in request order.
 
         vLLM 0.32's CPU LoRA kernels leak an adapter into the base-model rows of a batch that mixes the two
         (measured: a base request's answer log-probs moved by up to 3 nats), so adapters never share a call.
         """
-        outputs: list[Any] = [None] * len(prompts)
         groups: dict[int, list[int]] = {}
+        requests: dict[int, LoRARequest | None] = {0: None}
         for i, lora in enumerate(loras):
-            groups.setdefault(lora.lora_int_id if lora else 0, []).append(i)
-        for members in groups.values():
-            lora = loras[members[0]]
+            adapter = self._lora(lora) if lora else None
+            key = adapter.lora_int_id if adapter else 0
+            requests[key] = adapter
+            groups.setdefault(key, []).append(i)
+        return [(requests[key], members) for key, members in groups.items()]
+
+    def _run(
+        self, prompts: list[dict[str, Any]], sampling: list[SamplingParams], loras: list[str | None]
+    ) -> list[Any]:
+        """``LLM.generate`` with one call per adapter (:meth:`_by_adapter`), outputs in request order."""
+        outputs: list[Any] = [None] * len(prompts)
+        for lora, members in self._by_adapter(loras):
             answers = self.llm.generate(
                 [prompts[i] for i in members], [sampling[i] for i in members], use_tqdm=False, lora_request=lora
             )
@@ -288,6 +337,12 @@ class VLLMEngine:
                 extra["extra_args"] = {TRIE_ARG: str(catalog_trie_path(grounding.catalog, self.tokenizer))}
             else:
                 extra["structured_outputs"] = StructuredOutputsParams(choice=grounding.titles)
+        prompt, length, warning = self._prompt(request, max_new)
+        return prompt, length, trie, extra, warning, max_new
+
+    def _prompt(self, request: Request, max_new: int) -> tuple[dict[str, Any], int, str | None]:
+        """The request's vLLM prompt (token ids fitted to the context, or checked ``prompt_embeds``), its length
+        and the fitting's warning, leaving room for ``max_new`` tokens."""
         if request.prompt_embeds is not None:
             embeds = request.prompt_embeds
             hidden = self.hidden_size
@@ -298,6 +353,6 @@ class VLLMEngine:
                     f"prompt_embeds of {embeds.shape[0]} positions do not fit the context of {self.context} with "
                     f"{max_new} new tokens"
                 )
-            return {"prompt_embeds": embeds.detach().cpu()}, embeds.shape[0], trie, extra, None, max_new
+            return {"prompt_embeds": embeds.detach().cpu()}, embeds.shape[0], None
         ids, warning = fit_prompt(render_prompt(self.tokenizer, request), self.context, max_new, self.overflow)
-        return {"prompt_token_ids": ids}, len(ids), trie, extra, warning, max_new
+        return {"prompt_token_ids": ids}, len(ids), warning

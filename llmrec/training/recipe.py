@@ -71,12 +71,16 @@ class CurriculumSettings:
             raise LlmrecError("curriculum contrastive_weight must be >= 0 and temperature positive")
 
 
+ITEM_LOSSES = ("candidates", "catalog")
+
+
 @dataclass
 class TrainerSettings:
     """Optimisation and bookkeeping of an SFT run (passed on to ``transformers.TrainingArguments``).
 
     ``epochs`` may be fractional; ``max_steps`` (> 0) overrides it. ``lr`` is the LoRA learning rate and
-    ``projector_lr`` the projector's. A checkpoint is written every ``save_steps`` optimiser steps.
+    ``projector_lr`` the projector's. A checkpoint is written every ``save_steps`` optimiser steps. ``item_loss``
+    (task output item): the target's cross-entropy among its prompt's candidates, or against the whole catalog.
     """
 
     epochs: float = field(default=1.0, metadata={"help": "Passes over the training examples (may be fractional)."})
@@ -94,6 +98,13 @@ class TrainerSettings:
     logging_steps: int = field(default=10, metadata={"help": "Log loss every this many steps."})
     seed: int = field(default=0, metadata={"help": "Seed of the model init, dropout and the curriculum's draws."})
     threads: int = field(default=0, metadata={"help": "torch CPU threads (0: every core this process may use)."})
+    item_loss: str = field(
+        default="candidates",
+        metadata={
+            "help": "Task output item: cross-entropy of the target among its prompt's candidates (candidates) or "
+            "against the whole catalog (catalog)."
+        },
+    )
 
     def __post_init__(self) -> None:
         if self.epochs <= 0 and self.max_steps <= 0:
@@ -102,6 +113,8 @@ class TrainerSettings:
             raise LlmrecError("trainer: batch_size, grad_accum, save_steps and logging_steps must be >= 1")
         if self.lr <= 0 or self.projector_lr <= 0:
             raise LlmrecError("trainer: lr and projector_lr must be positive")
+        if self.item_loss not in ITEM_LOSSES:
+            raise LlmrecError(f"trainer: item_loss must be one of {', '.join(ITEM_LOSSES)}, got {self.item_loss!r}")
 
 
 @dataclass
@@ -136,6 +149,8 @@ class Recipe:
                 "task output 'item' scores the candidates by their projected item vectors: choose a representation "
                 "(id, text or hybrid), not 'none'"
             )
+        if self.trainer.item_loss == "catalog" and self.task.output != "item":
+            raise LlmrecError(f"trainer.item_loss 'catalog' is for task output item, not {self.task.output!r}")
         if self.task.user_vector and self.representation != "id":
             raise LlmrecError(
                 f"task user_vector needs representation 'id' (the encoder's user state lives in the space of its "

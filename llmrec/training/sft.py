@@ -149,7 +149,9 @@ class RecommenderLM(nn.Module):
 
     ``batch`` is a :class:`llmrec.adapters.HybridCollator` batch with labels, best padded on the left: logits over
     the vocabulary are computed only from the earliest answer position on, which left padding puts near the end
-    of every row. With ``contrastive_weight > 0`` the loss adds
+    of every row. Batches with candidates (task output item) are scored by the last hidden state against the
+    candidates' projected vectors instead, the target among its candidates (``item_loss="candidates"``) or among
+    every item (``"catalog"``). With ``contrastive_weight > 0`` the loss adds
     RSLLM's alignment term over the batch's distinct items: an InfoNCE loss between each projected item vector and
     the LLM's (frozen) embedding of the item's title, both directions, at ``temperature``.
     """
@@ -161,8 +163,10 @@ class RecommenderLM(nn.Module):
         titles: torch.Tensor | None = None,
         contrastive_weight: float = 0.0,
         temperature: float = 0.1,
+        item_loss: str = "candidates",
     ) -> None:
         super().__init__()
+        self.item_loss = item_loss
         self.llm = llm
         self.projector = prompter.projector
         self.prompter = prompter
@@ -183,11 +187,16 @@ class RecommenderLM(nn.Module):
         targets: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         """LM loss of the answers, or (item-scored batches: ``candidate_ids`` and ``targets``) the cross-entropy of
-        the target among its candidates; plus the contrastive term when the batch holds items and it is enabled."""
+        the target among its candidates or, with ``item_loss="catalog"``, among every item; plus the contrastive
+        term when the batch holds items and it is enabled."""
         embeds = self.prompter.embed_batch(input_ids, item_slots, item_ids, user_slots, user_vectors)  # (B, T, H)
         if candidate_ids is not None and targets is not None:
-            scores = self.item_scores(embeds, attention_mask, candidate_ids)  # (B, C)
-            lm_loss = F.cross_entropy(scores.float(), targets)
+            state = self.last_state(embeds, attention_mask)  # (B, H)
+            if self.item_loss == "catalog":  # the target against every item, as the encoders' full softmax
+                columns = candidate_ids.gather(1, targets[:, None])[:, 0] - 1  # the target's item id - 1
+                lm_loss = F.cross_entropy(self.prompter.score_catalog(state), columns)
+            else:
+                lm_loss = F.cross_entropy(self.prompter.score_candidates(state, candidate_ids), targets)
             return self._with_contrast({"loss": lm_loss, "lm_loss": lm_loss.detach()}, item_ids)
         if labels is None:
             raise LlmrecError("RecommenderLM trains on batches with labels (rows with an answer) or candidates")
@@ -203,16 +212,13 @@ class RecommenderLM(nn.Module):
         )
         return self._with_contrast({"loss": lm_loss, "lm_loss": lm_loss.detach()}, item_ids)
 
-    def item_scores(
-        self, embeds: torch.Tensor, attention_mask: torch.Tensor, candidate_ids: torch.Tensor
-    ) -> torch.Tensor:
-        """``[B, C]`` scores of ``candidate_ids``: the LLM's last hidden state (left padding: the last position is
-        each prompt's end) dotted with each candidate's projected vector."""
+    def last_state(self, embeds: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """``[B, H]``: the LLM's last hidden state at each prompt's end (left padding: the last position), after
+        the final norm (what the LM head reads); candidates are scored by its dot product with their vectors."""
         out = self.llm(
             inputs_embeds=embeds, attention_mask=attention_mask, output_hidden_states=True, logits_to_keep=1
         )
-        state = out.hidden_states[-1][:, -1]  # (B, H): after the final norm, what the LM head reads
-        return self.prompter.score_candidates(state, candidate_ids)
+        return out.hidden_states[-1][:, -1]
 
     def _with_contrast(self, result: dict[str, torch.Tensor], item_ids: torch.Tensor) -> dict[str, torch.Tensor]:
         """``result`` with RSLLM's contrastive term added to its loss (when enabled and the batch holds items)."""
@@ -331,7 +337,7 @@ def build_model(prepared: Prepared, recipe: Recipe) -> tuple[RecommenderLM, Any]
         if recipe.curriculum.kind == "rsllm":
             titles = title_vectors(tokenizer, llm.get_input_embeddings(), prepared.dataset.titles.tolist())
     weight = recipe.curriculum.contrastive_weight if recipe.curriculum.kind == "rsllm" else 0.0
-    model = RecommenderLM(llm, prompter, titles, weight, recipe.curriculum.temperature)
+    model = RecommenderLM(llm, prompter, titles, weight, recipe.curriculum.temperature, recipe.trainer.item_loss)
     return model, tokenizer
 
 

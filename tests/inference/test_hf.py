@@ -164,3 +164,19 @@ def test_scores_share_the_prompt_and_equal_a_full_forward_pass(hf_engine) -> Non
         assert score == pytest.approx(_full_forward_logprob(hf_engine, prompt, answer), abs=0.05)  # bf16 cache noise
     assert scores[1] == pytest.approx(scores[0][:2], abs=1e-3)
     assert hf_engine.score([request], [[]]) == [[]]
+
+
+def test_last_hidden_batches_prompts_of_different_lengths_as_if_alone(hf_engine) -> None:
+    texts = ["Name a movie.", "I watched Toy Story, Aladdin and Star Wars. What should I watch next tonight?", "Hi"]
+    requests = [Request(messages=chat(t)) for t in texts]
+    together = hf_engine.last_hidden(requests)
+    alone = torch.cat([hf_engine.last_hidden([r]) for r in requests])
+    tolerance = 1e-4 if hf_engine.dtype == "float32" else 0.1  # bf16 rounding differs with the batch shape
+    assert together.shape == (3, hf_engine.hf_model.config.hidden_size) and together.dtype == torch.float32
+    torch.testing.assert_close(together, alone, atol=tolerance, rtol=tolerance)
+    # the same prompt given as token ids or as their embeddings is the same input
+    ids = render_prompt(hf_engine.tokenizer, requests[1])
+    with torch.no_grad():
+        embeds = hf_engine.hf_model.get_input_embeddings()(torch.tensor(ids))
+    torch.testing.assert_close(hf_engine.last_hidden([Request(prompt_embeds=embeds)]), alone[1:2])
+    assert not torch.allclose(together[0], together[1])  # distinct prompts, distinct states

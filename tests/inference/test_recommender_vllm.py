@@ -1,13 +1,20 @@
 """An SFT bundle with a projector served by vLLM (merged checkpoint, hybrid prompts as prompt_embeds) gives the
-scores the transformers engine gives with the adapter applied per request."""
+scores the transformers engine gives with the adapter applied per request: label scores from the generate runner,
+item scores (last hidden state x projected candidate vectors) from the pooling runner."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
+import pytest
 
+from llmrec.errors import LlmrecError
+from llmrec.inference.engine import Request, SamplingConfig
 from llmrec.training.tasks import build_examples
+
+pytest.importorskip("vllm")
+pytestmark = pytest.mark.requires_vllm
 
 
 def test_a_bundle_scores_the_same_on_vllm_and_transformers(sft_run: Path, ml100k) -> None:
@@ -30,3 +37,30 @@ def test_a_bundle_scores_the_same_on_vllm_and_transformers(sft_run: Path, ml100k
         vllm.close()
     np.testing.assert_allclose(ours, theirs, atol=1e-3)
     assert all(a in e.candidates for a, e in zip(answers, examples, strict=True))
+
+
+def test_an_item_scored_bundle_scores_the_same_on_vllm_and_transformers(tiny_recipe, tmp_path: Path, ml100k) -> None:
+    from llmrec.data.splits import leave_one_out_split
+    from llmrec.inference.recommender import LLMRecommender
+    from llmrec.training.sft import train_sft
+
+    run = tmp_path / "item-run"
+    train_sft(tiny_recipe(task={"item_text": "vector", "user_vector": True, "output": "item"}), run)
+    hf = LLMRecommender.from_run(run, "hf", dtype="float32")
+    try:
+        examples = build_examples(ml100k, leave_one_out_split(ml100k), "test", hf.task, hf.user_states)[:3]
+        theirs = hf.rank(examples)
+    finally:
+        hf.close()
+    vllm = LLMRecommender.from_run(run, "vllm", dtype="float32")
+    try:
+        assert vllm.adapter_merged and vllm.engine.runner == "pooling"
+        ours = vllm.rank(examples)
+        answers = vllm.answer(examples, ours)
+        with pytest.raises(LlmrecError, match="runner='generate'"):  # a pooling engine does not generate
+            vllm.engine.generate([Request(prompt="Hi")], SamplingConfig(max_new_tokens=2))
+    finally:
+        vllm.close()
+    assert ours.shape == (3, len(examples[0].candidates)) and np.isfinite(ours).all()
+    np.testing.assert_allclose(ours, theirs, atol=1e-3, rtol=1e-4)
+    assert answers == [e.candidates[int(np.argmax(row))] for e, row in zip(examples, ours, strict=True)]

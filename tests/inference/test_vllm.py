@@ -122,3 +122,15 @@ def test_seeded_sampling_survives_batches_larger_than_one_step(vllm_engine) -> N
     assert sum(r.prompt_tokens for r in first) > 4096
     again = vllm_engine.generate(requests, params)
     assert [r.completions[0].token_ids for r in first] == [r.completions[0].token_ids for r in again]
+
+
+def test_a_generate_engine_has_no_hidden_states_to_pool(vllm_engine) -> None:
+    with pytest.raises(LlmrecError, match="last_hidden needs a vLLM engine started with runner='pooling'"):
+        vllm_engine.last_hidden([Request(messages=chat("Hi"))])
+
+
+def test_an_unknown_runner_is_refused_before_the_engine_starts() -> None:
+    from llmrec.inference.vllm import VLLMEngine
+
+    with pytest.raises(LlmrecError, match="runner must be one of generate, pooling"):
+        VLLMEngine(runner="embed")

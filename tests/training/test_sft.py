@@ -62,6 +62,8 @@ def test_unknown_keys_are_named() -> None:
             "needs representation 'id'",
         ),
         ({"representation": "none", "task": {"output": "item"}}, "not 'none'"),
+        ({"trainer": {"item_loss": "all"}}, "item_loss must be one of candidates, catalog"),
+        ({"trainer": {"item_loss": "catalog"}}, "item_loss 'catalog' is for task output item"),
     ],
 )
 def test_bad_recipes_fail_before_training(tiny_recipe, tmp_path: Path, changes, message) -> None:
@@ -134,9 +136,6 @@ def test_vector_prompts_with_the_user_state_train_and_serve(tiny_recipe, tmp_pat
     assert scores.shape == (2, 20) and np.isfinite(scores).all()
     history = set(ml100k.sequences[ml100k.user_id("196")].tolist())
     assert len(top["recommendations"]) == 5 and not {r["item_id"] for r in top["recommendations"]} & history
-    if output == "item":
-        with pytest.raises(LlmrecError, match="serve it with the hf engine"):
-            LLMRecommender.from_run(run, engine="vllm")
 
 
 def test_an_interrupted_run_resumes_to_the_same_weights(tiny_recipe, sft_run: Path, tmp_path: Path) -> None:
@@ -199,6 +198,35 @@ def test_rsllm_contrastive_loss_trains_the_projector(tiny_recipe) -> None:
     assert out["contrastive_loss"] > 0 and torch.isclose(out["loss"], out["lm_loss"] + out["contrastive_loss"])
     out["loss"].backward()
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.projector.parameters())
+
+
+def test_the_catalog_item_loss_scores_the_target_against_every_item(tiny_recipe) -> None:
+    from llmrec.adapters.hybrid import HybridCollator
+    from llmrec.training.sft import _examples as make_examples
+    from llmrec.training.sft import build_model, prepare, training_rows
+
+    task = {"item_text": "vector", "user_vector": True, "output": "item"}
+    recipe = tiny_recipe(task=task, curriculum={"kind": "none"}, trainer={"item_loss": "catalog"})
+    prepared = prepare(recipe)
+    model, _ = build_model(prepared, recipe)
+    model.eval()  # no dropout: the two losses below see the same states
+    text, hybrid = make_examples(prepared, recipe)
+    batch = HybridCollator(model.prompter, padding_side="left")(training_rows(text, hybrid, recipe, 3))
+    with torch.no_grad():
+        catalog = model(**batch)["loss"]
+        model.item_loss = "candidates"
+        among_candidates = model(**batch)["loss"]
+        # by hand: every item as a candidate of every row, the target's column found by its id
+        items = torch.arange(1, prepared.dataset.num_items + 1).expand(3, -1)
+        embeds = model.prompter.embed_batch(
+            batch["input_ids"], batch["item_slots"], batch["item_ids"], batch["user_slots"], batch["user_vectors"]
+        )
+        scores = model.prompter.score_candidates(model.last_state(embeds, batch["attention_mask"]), items)
+        target_items = batch["candidate_ids"].gather(1, batch["targets"][:, None])[:, 0]
+        columns = (items == target_items[:, None]).float().argmax(1)  # where each target sits among the items
+        expected = torch.nn.functional.cross_entropy(scores, columns)
+    torch.testing.assert_close(catalog, expected, rtol=1e-4, atol=1e-4)
+    assert catalog > among_candidates  # 1,682 competitors instead of 5: the target's share can only shrink
 
 
 def test_two_processes_train_with_ddp(tiny_recipe, tmp_path: Path) -> None:
