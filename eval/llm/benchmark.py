@@ -40,7 +40,11 @@ LLM_ROWS = {
     # Titles carry no vectors to score the candidates with: this row answers with the candidate's letter.
     "text": (
         "LLM + LoRA, titles only (letter verbalizer)",
-        {"representation": "none", "task": {"user_vector": False, "output": "verbalizer"}},
+        {
+            "representation": "none",
+            "task": {"user_vector": False, "output": "verbalizer"},
+            "trainer": {"item_loss": "candidates"},  # the answer tokens' LM loss; item_loss is for item scores
+        },
     ),
     "id-titled": ("LLM + LoRA + SASRec ID projector, `Title <item-emb>`", {"representation": "id", "task": TITLED}),
     "id-vector": ("LLM + LoRA + SASRec ID projector, `<item-emb>` only", {"task": {"user_vector": False}}),
