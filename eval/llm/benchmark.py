@@ -3,6 +3,7 @@
     .venv/bin/python eval/llm/benchmark.py                          # writes eval/llm/RESULTS.md
     .venv/bin/python eval/llm/benchmark.py --steps 60 --users 200   # a reduced budget, labelled as such
     .venv/bin/python eval/llm/benchmark.py --sasrec runs/sasrec     # reuse a trained SASRec run
+    .venv/bin/python eval/llm/benchmark.py --skip zero-shot,text      # leave rows out (named in the RESULTS command)
 
 Rows: random scores, popularity, the encoders (SASRec, GRU4Rec: trained here with their default configs, or
 given), the base LLM zero-shot (text prompts), and LoRA fine-tunings of the shipped recipe
@@ -179,12 +180,15 @@ def main() -> None:
     parser.add_argument("--sasrec", type=Path, help="A trained SASRec run to use (default: train one).")
     parser.add_argument("--gru4rec", type=Path, help="A trained GRU4Rec run to use (default: train one).")
     parser.add_argument(
-        "--skip", default="", help=f"Comma-separated rows to leave out: gru4rec, {', '.join(LLM_ROWS)}."
+        "--skip", default="", help=f"Comma-separated rows to leave out: gru4rec, zero-shot, {', '.join(LLM_ROWS)}."
     )
     parser.add_argument("--work", type=Path, default=Path.home() / ".cache" / "llmrec" / "bench-llm")
     parser.add_argument("--out", type=Path, default=HERE / "RESULTS.md")
     args = parser.parse_args()
     skip = set(filter(None, args.skip.split(",")))
+    unknown = skip - {"gru4rec", "zero-shot", *LLM_ROWS}
+    if unknown:
+        parser.error(f"--skip: unknown rows {', '.join(sorted(unknown))}")
 
     from llmrec.data.builtin import load_dataset
     from llmrec.data.splits import leave_one_out_split
@@ -222,10 +226,11 @@ def main() -> None:
         add({"model": name, **metrics_of(encoder_scores(run, split, examples), examples), "train_seconds": wall})
     assert sasrec is not None
 
-    zero = LLMRecommender.zero_shot(task)
-    metrics, speed = llm_row(zero, len(examples))
-    zero.close()
-    add({"model": "base LLM zero-shot", **metrics, "seconds_per_user": speed})
+    if "zero-shot" not in skip:
+        zero = LLMRecommender.zero_shot(task)
+        metrics, speed = llm_row(zero, len(examples))
+        zero.close()
+        add({"model": "base LLM zero-shot", **metrics, "seconds_per_user": speed})
     for name, (label, _) in LLM_ROWS.items():
         if name in skip:
             continue
