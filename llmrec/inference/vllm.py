@@ -244,11 +244,16 @@ class VLLMEngine:
         vLLM 0.32's CPU LoRA path fails on it.) The prefix cache shares a request's prompt between its answers.
         """
         self._need("generate")
-        requests_out: list[Request] = []
+        prompts: list[dict[str, Any]] = []
+        loras: list[str | Path | None] = []
         sampling: list[SamplingParams] = []
         for request, texts in zip(requests, continuations, strict=True):
-            for answer in answer_tokens(self.tokenizer, texts):
-                requests_out.append(request)
+            answers = answer_tokens(self.tokenizer, texts)
+            if answers:  # the prompt is rendered once and sent with each answer
+                prompt = self._prompt(request, SamplingConfig().max_new_tokens)[0]
+            for answer in answers:
+                prompts.append(prompt)
+                loras.append(request.lora)
                 sampling.append(
                     SamplingParams(
                         max_tokens=len(answer),
@@ -257,16 +262,8 @@ class VLLMEngine:
                         extra_args={FORCE_ARG: answer},
                     )
                 )
-        if not requests_out:
+        if not prompts:
             return [[] for _ in requests]
-        prompts, loras = [], []
-        for request in requests_out:
-            prompt, *_ = self._prepare(
-                Request(messages=request.messages, prompt=request.prompt, prompt_embeds=request.prompt_embeds),
-                SamplingConfig(),
-            )
-            prompts.append(prompt)
-            loras.append(request.lora)
         outputs = self._run(prompts, sampling, loras)
         flat = [float(o.outputs[0].cumulative_logprob) for o in outputs]
         scores, offset = [], 0
@@ -311,7 +308,7 @@ class VLLMEngine:
         return [(requests[key], members) for key, members in groups.items()]
 
     def _run(
-        self, prompts: list[dict[str, Any]], sampling: list[SamplingParams], loras: list[str | None]
+        self, prompts: list[dict[str, Any]], sampling: list[SamplingParams], loras: Sequence[str | Path | None]
     ) -> list[Any]:
         """``LLM.generate`` with one call per adapter (:meth:`_by_adapter`), outputs in request order."""
         outputs: list[Any] = [None] * len(prompts)
