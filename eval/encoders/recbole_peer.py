@@ -1,6 +1,7 @@
 """Train a RecBole 1.2.1 sequential model on exactly llmrec's ML-100K leave-one-out split, as a benchmark peer.
 
-    .venv/bin/python eval/encoders/recbole_peer.py --model SASRec --out DIR [--epochs 300] [--threads 2] [--venv V]
+    .venv/bin/python eval/encoders/recbole_peer.py --model SASRec --out DIR [--epochs 300] [--seed 2020] \\
+        [--threads 2] [--venv V]
 
 ``--model`` is SASRec, GRU4Rec or BERT4Rec. RecBole is a peer to compare against, never a dependency of llmrec:
 this script builds its own throwaway venv (``--venv``, default ``$LLMREC_HOME/peers/recbole-venv``, and
@@ -162,7 +163,7 @@ def export_dataset(data_dir: Path) -> Any:
     return dataset
 
 
-def recbole_config(model: str, out: Path, epochs: int) -> dict[str, Any]:
+def recbole_config(model: str, out: Path, epochs: int, seed: int = 2020) -> dict[str, Any]:
     """Our overrides of RecBole's defaults: same sizes, split and protocol as llmrec's encoder benchmark."""
     config: dict[str, Any] = {
         "data_path": str(out / "data"),
@@ -183,7 +184,7 @@ def recbole_config(model: str, out: Path, epochs: int) -> dict[str, Any]:
         "stopping_step": 10,
         "device": "cpu",
         "use_gpu": False,
-        "seed": 2020,
+        "seed": seed,
         "reproducibility": True,
         "show_progress": False,
         "worker": 0,
@@ -228,6 +229,7 @@ def main() -> None:
     parser.add_argument("--model", choices=MODELS, help="RecBole model to train")
     parser.add_argument("--out", type=Path, help="working directory: atomic files, logs, checkpoints")
     parser.add_argument("--epochs", type=int, default=300, help="at most this many epochs (default 300)")
+    parser.add_argument("--seed", type=int, default=2020, help="RecBole's seed (default 2020, its own default)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
     parser.add_argument("--venv", type=Path, default=None, help=f"peer venv (default {default_venv()})")
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
@@ -248,7 +250,7 @@ def main() -> None:
         "model": args.model,
         "dataset": DATASET,
         "threads": args.threads,
-        "config": recbole_config(args.model, out, args.epochs),
+        "config": recbole_config(args.model, out, args.epochs, args.seed),
         "dump": str(out / "recbole-split.json"),
     }
     (out / "spec.json").write_text(json.dumps(spec, indent=2) + "\n")
