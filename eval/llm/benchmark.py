@@ -22,6 +22,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import time
@@ -35,6 +36,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 RECIPE = ROOT / "llmrec" / "recipes" / "smollm2-sasrec-mlp.yaml"
+BUDGET_FILE = "benchmark-recipe.yaml"  # in each LLM run: the recipe and --steps it was trained from
 # The LLM rows: the shipped recipe with these changes, nothing else (name: label, recipe changes).
 TITLED = {"item_text": "hybrid", "user_vector": False}
 LLM_ROWS = {
@@ -116,16 +118,27 @@ def row_recipe(name: str, sasrec: Path, work: Path) -> Path:
 
 
 def train_llm_run(name: str, sasrec: Path, work: Path, steps: int) -> dict[str, Any]:
-    """One ``llmrec sft`` process for row ``name``'s recipe (skipped when already finished); its metrics.json."""
+    """One ``llmrec sft`` process for row ``name``'s recipe; its metrics.json.
+
+    A run of the same recipe and budget left in ``work`` by an earlier invocation is reused when finished and
+    resumed when interrupted; a run of another recipe or budget (``BUDGET_FILE`` differs) is deleted and retrained.
+    """
     run = work / f"sft-{name}"
+    recipe = row_recipe(name, sasrec, work)
+    wanted = f"{recipe.read_text()}\n# --max-steps {steps}\n"
+    budget = run / BUDGET_FILE
+    if run.exists() and (not budget.exists() or budget.read_text() != wanted):
+        print(f"{run}: trained from another recipe or budget; retraining", file=sys.stderr)
+        shutil.rmtree(run)
     if not (run / "metrics.json").exists() or not json.loads((run / "metrics.json").read_text()).get("finished"):
-        recipe = row_recipe(name, sasrec, work)
         command = [sys.executable, "-m", "llmrec", "sft", "--recipe", str(recipe), "--out", str(run)]
         command += ["--no-eval", "--json"]
         if steps:
             command += ["--max-steps", str(steps)]
         if (run / "config.yaml").exists():
             command.append("--resume")
+        run.mkdir(parents=True, exist_ok=True)
+        budget.write_text(wanted)
         subprocess.run(command, check=True)
     return json.loads((run / "metrics.json").read_text())
 
