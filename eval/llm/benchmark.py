@@ -9,7 +9,7 @@ Rows: random scores, popularity, the encoders (SASRec, GRU4Rec: trained here wit
 given), the base LLM zero-shot (text prompts), and LoRA fine-tunings of the shipped recipe
 ``adapters/smollm2-sasrec-mlp.yaml`` that differ only in how items reach the LLM (``LLM_ROWS``): titles only,
 ``Title <item-emb>`` with SASRec ids, ``<item-emb>`` alone, ``<item-emb>`` plus SASRec's user state as
-``<user-emb>``, and ``Title <item-emb>`` with SASRec + MiniLM vectors. Each fine-tuning runs as its own
+``<user-emb>``, and ``<item-emb>`` alone with SASRec + MiniLM vectors. Each fine-tuning runs as its own
 ``llmrec sft`` process on the recipe written to ``WORK/recipe-NAME.yaml`` (its wall time and peak memory are its
 own). Every row ranks the c20 test
 candidates of the same users (the first ``--users`` of the test split, or all): HR@1, NDCG@5, NDCG@10 and the
@@ -52,9 +52,10 @@ LLM_ROWS = {
     "id-titled": ("LLM + LoRA + SASRec ID projector, `Title <item-emb>`", {"representation": "id", "task": TITLED}),
     "id-vector": ("LLM + LoRA + SASRec ID projector, `<item-emb>` only", {"task": {"user_vector": False}}),
     "recipe": ("LLM + LoRA + SASRec ID projector, `<item-emb>` + `<user-emb>` (the recipe)", {}),
+    # The recipe's vector prompts with SASRec + MiniLM item vectors (the user state is SASRec's alone: id only).
     "hybrid": (
-        "LLM + LoRA + hybrid (SASRec + MiniLM), `Title <item-emb>`",
-        {"representation": "hybrid", "task": TITLED},
+        "LLM + LoRA + hybrid (SASRec + MiniLM) projector, `<item-emb>` only",
+        {"representation": "hybrid", "task": {"user_vector": False}},
     ),
 }
 
@@ -143,13 +144,28 @@ def train_llm_run(name: str, sasrec: Path, work: Path, steps: int) -> dict[str, 
     return json.loads((run / "metrics.json").read_text())
 
 
-def llm_row(recommender: Any, users: int) -> tuple[dict[str, float], float]:
-    """c20 metrics of an LLM recommender on the first ``users`` test users (its own prompts) and s/user."""
+def llm_row(name: str, key: str, work: Path, make: Any, users: int) -> dict[str, float]:
+    """c20 metrics of the LLM recommender ``make()`` on the first ``users`` test users, and its s/user.
+
+    Kept in ``work/eval-NAME.json`` under ``key`` (what was scored: the run's recipe, budget and final loss, or
+    the zero-shot task) so that an invocation that only adds rows does not score the others again; delete the
+    file to score anew.
+    """
     from llmrec.eval.llm import evaluate_llm
 
-    result = evaluate_llm(recommender, "test", limit=users)
-    keys = ("hr@1", "ndcg@5", "ndcg@10", "valid_ratio")
-    return {k: result[k] for k in keys}, result["seconds"] / max(1, result["examples"])
+    kept = work / f"eval-{name}.json"
+    key = f"{key}\n# users {users}"
+    if kept.exists() and json.loads(kept.read_text())["key"] == key:
+        return json.loads(kept.read_text())["row"]
+    recommender = make()
+    try:
+        result = evaluate_llm(recommender, "test", limit=users)
+    finally:
+        recommender.close()
+    row = {k: result[k] for k in ("hr@1", "ndcg@5", "ndcg@10", "valid_ratio")}
+    row["seconds_per_user"] = result["seconds"] / max(1, result["examples"])
+    kept.write_text(json.dumps({"key": key, "row": row, "measured": f"{datetime.now(UTC):%Y-%m-%d}"}) + "\n")
+    return row
 
 
 def write_results(out: Path, rows: list[dict[str, Any]], args: argparse.Namespace, wall: float, users: int) -> None:
@@ -168,13 +184,17 @@ def write_results(out: Path, rows: list[dict[str, Any]], args: argparse.Namespac
         "vector dotted with the LLM's last hidden state (the recipe's `output: item`); for the titles-only row and "
         "the zero-shot LLM, each label's log-probability as the complete answer; "
         "ties count against the target. valid = share of served answers that are one of the 20 candidates. "
-        "Train = wall time of the training process; peak = its peak resident memory.",
+        "Train = wall time of the training process (with the torch threads it ran on); peak = its peak resident "
+        "memory. Fine-tunings and their scores are kept in the work directory and reused by later invocations "
+        "(see the script), so a row may come from an earlier invocation of the same recipe and budget.",
         "",
         "| model | HR@1 | NDCG@5 | NDCG@10 | valid | train | peak MiB | s/user (eval) |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for row in rows:
         train = f"{row['train_seconds'] / 60:.1f} min" if row.get("train_seconds") else "-"
+        if row.get("threads"):
+            train += f" ({row['threads']} thread{'s' if row['threads'] > 1 else ''})"
         peak = f"{row['peak_rss_mib']:.0f}" if row.get("peak_rss_mib") else "-"
         speed = f"{row['seconds_per_user']:.2f}" if row.get("seconds_per_user") else "-"
         lines.append(
@@ -240,25 +260,23 @@ def main() -> None:
     assert sasrec is not None
 
     if "zero-shot" not in skip:
-        zero = LLMRecommender.zero_shot(task)
-        metrics, speed = llm_row(zero, len(examples))
-        zero.close()
-        add({"model": "base LLM zero-shot", **metrics, "seconds_per_user": speed})
+        row = llm_row("zero-shot", repr(task), args.work, lambda: LLMRecommender.zero_shot(task), len(examples))
+        add({"model": "base LLM zero-shot", **row})
     for name, (label, _) in LLM_ROWS.items():
         if name in skip:
             continue
         trained = train_llm_run(name, sasrec, args.work, args.steps)
-        recommender = LLMRecommender.from_run(args.work / f"sft-{name}")
-        metrics, speed = llm_row(recommender, len(examples))
-        recommender.close()
+        run = args.work / f"sft-{name}"
+        key = f"{(run / BUDGET_FILE).read_text()}# train_loss {trained['train_loss']}"
+        row = llm_row(name, key, args.work, lambda run=run: LLMRecommender.from_run(run), len(examples))
         add(
             {
                 "model": label,
-                **metrics,
+                **row,
                 "train_seconds": trained["train_seconds"],
+                "threads": trained.get("threads"),
                 "peak_rss_mib": trained["peak_rss_mib"],
                 "steps": trained["steps"],
-                "seconds_per_user": speed,
             }
         )
     print(args.out.read_text())

@@ -458,6 +458,7 @@ def train_sft(
             "train_seconds": round(previous.get("train_seconds", 0.0) + wall, 1),
             "peak_rss_mib": round(max(previous.get("peak_rss_mib", 0.0), peak_rss_mib()), 1),
             "processes": _world_size(),
+            "threads": torch.get_num_threads(),  # per process: with processes, what train_seconds was measured on
             "resumed": bool(resume),
         },
     )

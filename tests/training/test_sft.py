@@ -85,6 +85,7 @@ def test_the_run_directory_holds_the_bundle(sft_run: Path, sasrec_run: Path, ml1
     assert recipe.representation == "id" and facts["split_fingerprint"] and facts["items"]["num_items"] == 1682
     metrics = read_metrics(sft_run)
     assert metrics["finished"] and metrics["steps"] == 2 and metrics["peak_rss_mib"] > 0
+    assert metrics["threads"] == 1  # the recipe's trainer.threads, recorded beside train_seconds
     logged = (sft_run / "log.jsonl").read_text().splitlines()
     assert len(logged) >= 2 and '"loss"' in logged[0]
     bundle = load_bundle(sft_run)
