@@ -1,7 +1,8 @@
-"""Config dataclasses built from dicts (YAML sections, saved ``config.json`` files)."""
+"""Config dataclasses built from dicts (YAML sections, saved ``config.json`` files), and resolving their defaults."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import fields
 from typing import Any, TypeVar
@@ -31,3 +32,16 @@ def config_from_dict(cls: type[T], values: Mapping[str, Any] | None, what: str) 
         listed = ", ".join(sorted(known))
         raise LlmrecError(f"{what} config has no field(s) {', '.join(unknown)}; known fields: {listed}")
     return cls(**values)
+
+
+def resolve_threads(threads: int, processes: int = 1) -> int:
+    """A config's torch thread count: ``threads``, or when 0 the cores this process may run on (its CPU affinity,
+    so a job pinned with ``taskset`` gets what it was given, not the machine's count) shared by ``processes``.
+
+    >>> resolve_threads(3, processes=2)
+    3
+    >>> resolve_threads(0) == len(os.sched_getaffinity(0))
+    True
+    """
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return threads or max(1, cores // processes)

@@ -30,6 +30,7 @@ import torch
 import yaml
 
 from llmrec import __version__
+from llmrec.configs import resolve_threads
 from llmrec.data.builtin import load_dataset
 from llmrec.data.dataset import Dataset
 from llmrec.data.splits import Split, leave_one_out_split
@@ -67,7 +68,10 @@ class TrainConfig:
     valid_metric: str = field(default="ndcg@10", metadata={"help": "Validation metric (full ranking) to maximise."})
     mask_history: bool = field(default=False, metadata={"help": "Mask history items when ranking (full protocol)."})
     seed: int = field(default=42, metadata={"help": "Seed of every random draw."})
-    threads: int = field(default=0, metadata={"help": "torch CPU threads per process (0: cores / processes)."})
+    threads: int = field(
+        default=0,
+        metadata={"help": "torch CPU threads per process (0: the cores it may use, shared by the processes)."},
+    )
     eval_batch_size: int = field(default=512, metadata={"help": "Users per evaluation batch."})
 
     def __post_init__(self) -> None:
@@ -202,7 +206,7 @@ class Trainer:
         self.dataset = dataset
         self.split = split
         self.accelerator = Accelerator(cpu=True)
-        threads = self.train_config.threads or max(1, (os.cpu_count() or 1) // self.accelerator.num_processes)
+        threads = resolve_threads(self.train_config.threads, self.accelerator.num_processes)
         torch.set_num_threads(threads)
         _seed_everything(self.train_config.seed)
         self.model = build_encoder(config.model, dataset.num_items, config.encoder)

@@ -97,7 +97,10 @@ class TrainerSettings:
     save_steps: int = field(default=50, metadata={"help": "Checkpoint every this many steps."})
     logging_steps: int = field(default=10, metadata={"help": "Log loss every this many steps."})
     seed: int = field(default=0, metadata={"help": "Seed of the model init, dropout and the curriculum's draws."})
-    threads: int = field(default=0, metadata={"help": "torch CPU threads (0: every core this process may use)."})
+    threads: int = field(
+        default=0,
+        metadata={"help": "torch CPU threads per process (0: the cores it may use, shared by the processes)."},
+    )
     item_loss: str = field(
         default="candidates",
         metadata={

@@ -33,6 +33,7 @@ from llmrec import __version__
 from llmrec.adapters.hybrid import IGNORE_INDEX, HybridCollator, HybridPrompter
 from llmrec.adapters.projectors import Projector, build_projector
 from llmrec.adapters.representations import ItemTable, UserStates, check_encoder_run, item_representation
+from llmrec.configs import resolve_threads
 from llmrec.data.builtin import load_dataset
 from llmrec.data.dataset import Dataset
 from llmrec.data.splits import Split, leave_one_out_split
@@ -308,11 +309,6 @@ def _world_size() -> int:
     return max(1, int(os.environ.get("WORLD_SIZE", "1")))
 
 
-def _threads(settings_threads: int) -> int:
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return settings_threads or max(1, cores // _world_size())
-
-
 def build_model(prepared: Prepared, recipe: Recipe) -> tuple[RecommenderLM, Any]:
     """The base LLM wrapped with a fresh LoRA adapter, a fresh projector (seeded), and its tokenizer."""
     from peft import LoraConfig, get_peft_model
@@ -382,7 +378,7 @@ def train_sft(
     prepared = prepare(recipe)
     if resume and facts.get("split_fingerprint") != prepared.split.fingerprint():
         raise LlmrecError(f"{run}: the dataset changed since this run started (split fingerprint differs)")
-    torch.set_num_threads(_threads(recipe.trainer.threads))
+    torch.set_num_threads(resolve_threads(recipe.trainer.threads, _world_size()))
     text, hybrid = _examples(prepared, recipe)
     if not text:
         raise LlmrecError(f"dataset {prepared.dataset.name} gives no training examples (every user is too short)")
