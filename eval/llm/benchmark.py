@@ -36,7 +36,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 RECIPE = ROOT / "llmrec" / "recipes" / "smollm2-sasrec-mlp.yaml"
-BUDGET_FILE = "benchmark-recipe.yaml"  # in each LLM run: the recipe and --steps it was trained from
+BUDGET_FILE = "benchmark-budget.json"  # in each LLM run: the recipe text and --steps it was trained from
 # The LLM rows: the shipped recipe with these changes, nothing else (name: label, recipe changes).
 TITLED = {"item_text": "hybrid", "user_vector": False}
 LLM_ROWS = {
@@ -118,6 +118,19 @@ def row_recipe(name: str, sasrec: Path, work: Path) -> Path:
     return path
 
 
+def budget_of(recipe_text: str, steps: int) -> str:
+    """What a fine-tuning was trained from, comparable across llmrec versions: the recipe as the current code
+    reads it (a field added since, at its default, changes nothing) and the ``--steps`` override."""
+    import yaml
+
+    from llmrec.training.recipe import recipe_from_dict
+
+    values = recipe_from_dict(yaml.safe_load(recipe_text)).to_dict()
+    if steps:
+        values["trainer"]["max_steps"] = steps
+    return json.dumps(values, sort_keys=True)
+
+
 def train_llm_run(name: str, sasrec: Path, work: Path, steps: int) -> dict[str, Any]:
     """One ``llmrec sft`` process for row ``name``'s recipe; its metrics.json.
 
@@ -126,9 +139,9 @@ def train_llm_run(name: str, sasrec: Path, work: Path, steps: int) -> dict[str, 
     """
     run = work / f"sft-{name}"
     recipe = row_recipe(name, sasrec, work)
-    wanted = f"{recipe.read_text()}\n# --max-steps {steps}\n"
+    wanted = budget_of(recipe.read_text(), steps)
     budget = run / BUDGET_FILE
-    if run.exists() and (not budget.exists() or budget.read_text() != wanted):
+    if run.exists() and (not budget.exists() or budget_of(**json.loads(budget.read_text())) != wanted):
         print(f"{run}: trained from another recipe or budget; retraining", file=sys.stderr)
         shutil.rmtree(run)
     if not (run / "metrics.json").exists() or not json.loads((run / "metrics.json").read_text()).get("finished"):
@@ -139,7 +152,7 @@ def train_llm_run(name: str, sasrec: Path, work: Path, steps: int) -> dict[str, 
         if (run / "config.yaml").exists():
             command.append("--resume")
         run.mkdir(parents=True, exist_ok=True)
-        budget.write_text(wanted)
+        budget.write_text(json.dumps({"recipe_text": recipe.read_text(), "steps": steps}) + "\n")
         subprocess.run(command, check=True)
     return json.loads((run / "metrics.json").read_text())
 
@@ -267,7 +280,7 @@ def main() -> None:
             continue
         trained = train_llm_run(name, sasrec, args.work, args.steps)
         run = args.work / f"sft-{name}"
-        key = f"{(run / BUDGET_FILE).read_text()}# train_loss {trained['train_loss']}"
+        key = f"{budget_of(**json.loads((run / BUDGET_FILE).read_text()))}\n# train_loss {trained['train_loss']}"
         row = llm_row(name, key, args.work, lambda run=run: LLMRecommender.from_run(run), len(examples))
         add(
             {
