@@ -81,6 +81,9 @@ class TrainerSettings:
     ``epochs`` may be fractional; ``max_steps`` (> 0) overrides it. ``lr`` is the LoRA learning rate and
     ``projector_lr`` the projector's. A checkpoint is written every ``save_steps`` optimiser steps. ``item_loss``
     (task output item): the target's cross-entropy among its prompt's candidates, or against the whole catalog.
+    ``distill`` (> 0, with ``item_loss: catalog`` and the encoder's user state in the prompt) adds that weight
+    times the KL divergence from the encoder's own distribution over the catalog (its user state dotted with its
+    item embeddings: the teacher) to the LLM's, both softened by ``distill_temperature`` (times its square).
     """
 
     epochs: float = field(default=1.0, metadata={"help": "Passes over the training examples (may be fractional)."})
@@ -108,6 +111,11 @@ class TrainerSettings:
             "against the whole catalog (catalog)."
         },
     )
+    distill: float = field(
+        default=0.0,
+        metadata={"help": "Weight of the KL term towards the encoder's catalog distribution (0: none)."},
+    )
+    distill_temperature: float = field(default=1.0, metadata={"help": "Softmax temperature of the distill term."})
 
     def __post_init__(self) -> None:
         if self.epochs <= 0 and self.max_steps <= 0:
@@ -118,6 +126,8 @@ class TrainerSettings:
             raise LlmrecError("trainer: lr and projector_lr must be positive")
         if self.item_loss not in ITEM_LOSSES:
             raise LlmrecError(f"trainer: item_loss must be one of {', '.join(ITEM_LOSSES)}, got {self.item_loss!r}")
+        if self.distill < 0 or self.distill_temperature <= 0:
+            raise LlmrecError("trainer: distill must be >= 0 and distill_temperature positive")
 
 
 @dataclass
@@ -154,6 +164,13 @@ class Recipe:
             )
         if self.trainer.item_loss == "catalog" and self.task.output != "item":
             raise LlmrecError(f"trainer.item_loss 'catalog' is for task output item, not {self.task.output!r}")
+        if self.trainer.distill > 0 and (
+            self.trainer.item_loss != "catalog" or not self.task.user_vector or self.curriculum.kind != "none"
+        ):
+            raise LlmrecError(
+                "trainer.distill learns the encoder's own catalog scores, which need item_loss 'catalog' and the "
+                "encoder's user state in every prompt (task user_vector: true, curriculum none)"
+            )
         if self.task.user_vector and self.representation != "id":
             raise LlmrecError(
                 f"task user_vector needs representation 'id' (the encoder's user state lives in the space of its "

@@ -152,7 +152,9 @@ class RecommenderLM(nn.Module):
     the vocabulary are computed only from the earliest answer position on, which left padding puts near the end
     of every row. Batches with candidates (task output item) are scored by the last hidden state against the
     candidates' projected vectors instead, the target among its candidates (``item_loss="candidates"``) or among
-    every item (``"catalog"``). With ``contrastive_weight > 0`` the loss adds
+    every item (``"catalog"``); with ``distill > 0`` the catalog loss adds the KL divergence from the encoder's own
+    catalog distribution (the batch's user states dotted with the ``id`` item vectors: the teacher) to the LLM's,
+    softened by ``distill_temperature``. With ``contrastive_weight > 0`` the loss adds
     RSLLM's alignment term over the batch's distinct items: an InfoNCE loss between each projected item vector and
     the LLM's (frozen) embedding of the item's title, both directions, at ``temperature``.
     """
@@ -165,9 +167,13 @@ class RecommenderLM(nn.Module):
         contrastive_weight: float = 0.0,
         temperature: float = 0.1,
         item_loss: str = "candidates",
+        distill: float = 0.0,
+        distill_temperature: float = 1.0,
     ) -> None:
         super().__init__()
         self.item_loss = item_loss
+        self.distill = distill
+        self.distill_temperature = distill_temperature
         self.llm = llm
         self.projector = prompter.projector
         self.prompter = prompter
@@ -195,7 +201,12 @@ class RecommenderLM(nn.Module):
             state = self.last_state(embeds, attention_mask)  # (B, H)
             if self.item_loss == "catalog":  # the target against every item, as the encoders' full softmax
                 columns = candidate_ids.gather(1, targets[:, None])[:, 0] - 1  # the target's item id - 1
-                lm_loss = F.cross_entropy(self.prompter.score_catalog(state), columns)
+                scores = self.prompter.score_catalog(state)  # (B, N)
+                lm_loss = F.cross_entropy(scores, columns)
+                if self.distill > 0:
+                    kl = self.distill_loss(scores, user_vectors)
+                    result = {"loss": lm_loss + self.distill * kl, "lm_loss": lm_loss.detach()}
+                    return self._with_contrast(result | {"distill_loss": kl.detach()}, item_ids)
             else:
                 lm_loss = F.cross_entropy(self.prompter.score_candidates(state, candidate_ids), targets)
             return self._with_contrast({"loss": lm_loss, "lm_loss": lm_loss.detach()}, item_ids)
@@ -212,6 +223,17 @@ class RecommenderLM(nn.Module):
             logits[:, :-1].reshape(-1, logits.shape[-1]).float(), targets.reshape(-1), ignore_index=IGNORE_INDEX
         )
         return self._with_contrast({"loss": lm_loss, "lm_loss": lm_loss.detach()}, item_ids)
+
+    def distill_loss(self, scores: torch.Tensor, user_vectors: torch.Tensor | None) -> torch.Tensor:
+        """KL(teacher || LLM) over the catalog, batch mean, times the squared temperature: the teacher's scores are
+        each row's user state (``user_vectors [B, D]``, one per row) dotted with the ``id`` item vectors."""
+        items = self.prompter.items
+        if user_vectors is None or len(user_vectors) != len(scores) or items is None or items.kind != "id":
+            raise LlmrecError("distillation needs one encoder user state per row and the encoder's id item vectors")
+        teacher = user_vectors.float() @ items.vectors[1:].to(user_vectors.device).T  # (B, N)
+        t = self.distill_temperature
+        student, target = F.log_softmax(scores / t, dim=-1), F.log_softmax(teacher / t, dim=-1)
+        return F.kl_div(student, target, log_target=True, reduction="batchmean") * t * t
 
     def last_state(self, embeds: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """``[B, H]``: the LLM's last hidden state at each prompt's end (left padding: the last position), after
@@ -333,7 +355,17 @@ def build_model(prepared: Prepared, recipe: Recipe) -> tuple[RecommenderLM, Any]
         if recipe.curriculum.kind == "rsllm":
             titles = title_vectors(tokenizer, llm.get_input_embeddings(), prepared.dataset.titles.tolist())
     weight = recipe.curriculum.contrastive_weight if recipe.curriculum.kind == "rsllm" else 0.0
-    model = RecommenderLM(llm, prompter, titles, weight, recipe.curriculum.temperature, recipe.trainer.item_loss)
+    settings = recipe.trainer
+    model = RecommenderLM(
+        llm,
+        prompter,
+        titles,
+        weight,
+        recipe.curriculum.temperature,
+        settings.item_loss,
+        settings.distill,
+        settings.distill_temperature,
+    )
     return model, tokenizer
 
 

@@ -64,6 +64,8 @@ def test_unknown_keys_are_named() -> None:
         ({"representation": "none", "task": {"output": "item"}}, "not 'none'"),
         ({"trainer": {"item_loss": "all"}}, "item_loss must be one of candidates, catalog"),
         ({"trainer": {"item_loss": "catalog"}}, "item_loss 'catalog' is for task output item"),
+        ({"trainer": {"distill": 0.5}}, "distill learns the encoder's own catalog scores"),
+        ({"trainer": {"distill": -1.0}}, "distill must be >= 0"),
     ],
 )
 def test_bad_recipes_fail_before_training(tiny_recipe, tmp_path: Path, changes, message) -> None:
@@ -250,3 +252,32 @@ def test_two_processes_train_with_ddp(tiny_recipe, tmp_path: Path) -> None:
     metrics = json.loads((tmp_path / "ddp" / "metrics.json").read_text())
     assert metrics["processes"] == 2 and metrics["finished"] and metrics["rows_trained"] == 2 * 2 * 2
     assert (tmp_path / "ddp" / "checkpoints" / "checkpoint-2" / "rng_state_1.pth").is_file()
+
+
+def test_distillation_adds_the_kl_to_the_encoders_own_catalog_distribution(tiny_recipe, sasrec_run: Path) -> None:
+    from llmrec.adapters.hybrid import HybridCollator
+    from llmrec.encoders.base import load_encoder
+    from llmrec.training.sft import _examples as make_examples
+    from llmrec.training.sft import build_model, prepare, training_rows
+
+    task = {"item_text": "vector", "user_vector": True, "output": "item"}
+    trainer = {"item_loss": "catalog", "distill": 0.5, "distill_temperature": 2.0}
+    recipe = tiny_recipe(task=task, curriculum={"kind": "none"}, trainer=trainer)
+    prepared = prepare(recipe)
+    model, _ = build_model(prepared, recipe)
+    model.eval()
+    text, hybrid = make_examples(prepared, recipe)
+    batch = HybridCollator(model.prompter, padding_side="left")(training_rows(text, hybrid, recipe, 3))
+    with torch.no_grad():
+        out = model(**batch)
+        embeds = model.prompter.embed_batch(
+            batch["input_ids"], batch["item_slots"], batch["item_ids"], batch["user_slots"], batch["user_vectors"]
+        )
+        student = model.prompter.score_catalog(model.last_state(embeds, batch["attention_mask"])) / 2.0
+        # the teacher by hand: the encoder's user states against its own item embeddings (item 0 is padding)
+        items = load_encoder(sasrec_run / "checkpoints" / "best").item_embeddings()[1:]
+        teacher = torch.softmax(batch["user_vectors"] @ items.T / 2.0, dim=-1)  # (B, N)
+        kl = (teacher * (teacher.log() - torch.log_softmax(student, dim=-1))).sum(1).mean() * 4.0
+    assert kl > 0
+    torch.testing.assert_close(out["distill_loss"], kl, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(out["loss"], out["lm_loss"] + 0.5 * kl, rtol=1e-4, atol=1e-4)
