@@ -312,6 +312,20 @@ def _make_trainer_class() -> type:
     return RecTrainer
 
 
+def _clock_callback(run: Path, base: float, started: float) -> Any:
+    """Records in ``metrics.json`` the training time at each checkpoint (``seconds_at_checkpoint``), so that a
+    resumed run reports the time of a run that was never interrupted."""
+    from transformers import TrainerCallback
+
+    class Clock(TrainerCallback):
+        def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            seconds = read_metrics(run).get("seconds_at_checkpoint", {})
+            seconds[f"checkpoint-{state.global_step}"] = round(base + time.perf_counter() - started, 1)
+            update_metrics(run, {"seconds_at_checkpoint": seconds})
+
+    return Clock()
+
+
 def _log_callback(run: Path) -> Any:
     from transformers import TrainerCallback
 
@@ -467,8 +481,13 @@ def train_sft(
         callbacks=[_log_callback(run), *(callbacks or [])],
     )
     trainer.recipe = recipe
-    started = time.perf_counter()
     checkpoint = _last_checkpoint(run) if resume else None
+    previous = read_metrics(run) if main else {}
+    # Training time so far: the time at the checkpoint resumed from (the steps after it are trained again).
+    base = previous.get("seconds_at_checkpoint", {}).get(Path(checkpoint).name, 0.0) if checkpoint else 0.0
+    started = time.perf_counter()
+    if main:
+        trainer.add_callback(_clock_callback(run, base, started))
     output = trainer.train(resume_from_checkpoint=checkpoint)
     wall = time.perf_counter() - started
     if not main:
@@ -483,7 +502,7 @@ def train_sft(
             "steps": int(trainer.state.global_step),
             "examples": len(text),
             "rows_trained": steps * per_step,
-            "train_seconds": round(previous.get("train_seconds", 0.0) + wall, 1),
+            "train_seconds": round(base + wall, 1),
             "peak_rss_mib": round(max(previous.get("peak_rss_mib", 0.0), peak_rss_mib()), 1),
             "processes": _world_size(),
             "threads": torch.get_num_threads(),  # per process: with processes, what train_seconds was measured on

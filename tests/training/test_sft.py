@@ -152,11 +152,15 @@ def test_an_interrupted_run_resumes_to_the_same_weights(tiny_recipe, sft_run: Pa
     run = tmp_path / "run"
     with pytest.raises(KeyboardInterrupt):
         train_sft(tiny_recipe(), run, callbacks=[Crash()])
-    assert not read_metrics(run).get("finished") and (run / "checkpoints" / "checkpoint-1").is_dir()
+    crashed = read_metrics(run)
+    assert not crashed.get("finished") and (run / "checkpoints" / "checkpoint-1").is_dir()
+    at_first = crashed["seconds_at_checkpoint"]["checkpoint-1"]  # the training time when checkpoint-1 was written
     with pytest.raises(LlmrecError, match="already exists.*--resume"):
         train_sft(tiny_recipe(), run)
     metrics = train_sft(Recipe(), run, resume=True)  # the run's own recipe is used, not the one given
     assert metrics["steps"] == 2 and metrics["resumed"]
+    # the reported time counts up to checkpoint-1 before the crash, then step 2 after the resume
+    assert 0 < at_first < metrics["seconds_at_checkpoint"]["checkpoint-2"] <= metrics["train_seconds"]
     ours = load_file(str(run / "lora" / "adapter_model.safetensors"))
     theirs = load_file(str(sft_run / "lora" / "adapter_model.safetensors"))
     for key in theirs:
