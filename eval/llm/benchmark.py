@@ -8,12 +8,12 @@
 Rows: random scores, popularity, the encoders (SASRec, GRU4Rec: trained here with their default configs, or
 given), the base LLM zero-shot (text prompts), and LoRA fine-tunings of the shipped recipe
 ``adapters/smollm2-sasrec-mlp.yaml`` that differ only in how items reach the LLM (``LLM_ROWS``): titles only,
-``Title <item-emb>`` with SASRec ids, ``<item-emb>`` alone, ``<item-emb>`` plus SASRec's user state as
-``<user-emb>``, and ``<item-emb>`` alone with SASRec + MiniLM vectors. Each fine-tuning runs as its own
-``llmrec sft`` process on the recipe written to ``WORK/recipe-NAME.yaml`` (its wall time and peak memory are its
-own). Every row ranks the c20 test
-candidates of the same users (the first ``--users`` of the test split, or all): HR@1, NDCG@5, NDCG@10 and the
-valid ratio of the served answers.
+``<item-emb>`` alone with SASRec ids, ``<item-emb>`` plus SASRec's user state as ``<user-emb>`` (the recipe),
+and ``<item-emb>`` alone with SASRec + MiniLM vectors. (Titled prompts, ``Title <item-emb>``, are about four
+times longer: on 2 cores a titled row trains for over an hour, which is why only the titles-only row has them.)
+Each fine-tuning runs as its own ``llmrec sft`` process on the recipe written to ``WORK/recipe-NAME.yaml`` (its
+wall time and peak memory are its own). Every row ranks the c20 test candidates of the same users (the first
+``--users`` of the test split, or all): HR@1, NDCG@5, NDCG@10 and the valid ratio of the served answers.
 """
 
 from __future__ import annotations
@@ -38,7 +38,6 @@ ROOT = HERE.parents[1]
 RECIPE = ROOT / "llmrec" / "recipes" / "smollm2-sasrec-mlp.yaml"
 BUDGET_FILE = "benchmark-budget.json"  # in each LLM run: the recipe text and --steps it was trained from
 # The LLM rows: the shipped recipe with these changes, nothing else (name: label, recipe changes).
-TITLED = {"item_text": "hybrid", "user_vector": False}
 LLM_ROWS = {
     # Titles carry no vectors to score the candidates with: this row answers with the candidate's letter.
     "text": (
@@ -49,7 +48,6 @@ LLM_ROWS = {
             "trainer": {"item_loss": "candidates"},  # the answer tokens' LM loss; item_loss is for item scores
         },
     ),
-    "id-titled": ("LLM + LoRA + SASRec ID projector, `Title <item-emb>`", {"representation": "id", "task": TITLED}),
     "id-vector": ("LLM + LoRA + SASRec ID projector, `<item-emb>` only", {"task": {"user_vector": False}}),
     "recipe": ("LLM + LoRA + SASRec ID projector, `<item-emb>` + `<user-emb>` (the recipe)", {}),
     # The recipe's vector prompts with SASRec + MiniLM item vectors (the user state is SASRec's alone: id only).
