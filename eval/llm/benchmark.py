@@ -45,15 +45,23 @@ LLM_ROWS = {
         {
             "representation": "none",
             "task": {"user_vector": False, "output": "verbalizer"},
-            "trainer": {"item_loss": "candidates"},  # the answer tokens' LM loss; item_loss is for item scores
+            # the answer tokens' LM loss (item_loss and distill are for item scores)
+            "trainer": {"item_loss": "candidates", "distill": 0.0},
         },
     ),
-    "id-vector": ("LLM + LoRA + SASRec ID projector, `<item-emb>` only", {"task": {"user_vector": False}}),
-    "recipe": ("LLM + LoRA + SASRec ID projector, `<item-emb>` + `<user-emb>` (the recipe)", {}),
+    # Without SASRec's user state in the prompt, the recipe's distillation from SASRec's scores has no input.
+    "id-vector": (
+        "LLM + LoRA + SASRec ID projector, `<item-emb>` only",
+        {"task": {"user_vector": False}, "trainer": {"distill": 0.0}},
+    ),
+    "recipe": (
+        "LLM + LoRA + SASRec ID projector, `<item-emb>` + `<user-emb>`, distilled from SASRec (the recipe)",
+        {},
+    ),
     # The recipe's vector prompts with SASRec + MiniLM item vectors (the user state is SASRec's alone: id only).
     "hybrid": (
         "LLM + LoRA + hybrid (SASRec + MiniLM) projector, `<item-emb>` only",
-        {"representation": "hybrid", "task": {"user_vector": False}},
+        {"representation": "hybrid", "task": {"user_vector": False}, "trainer": {"distill": 0.0}},
     ),
 }
 
