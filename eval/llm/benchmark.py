@@ -137,8 +137,8 @@ def budget_of(recipe_text: str, steps: int) -> str:
     return json.dumps(values, sort_keys=True)
 
 
-def train_llm_run(name: str, sasrec: Path, work: Path, steps: int) -> dict[str, Any]:
-    """One ``llmrec sft`` process for row ``name``'s recipe; its metrics.json.
+def train_llm_run(name: str, sasrec: Path, work: Path, steps: int) -> tuple[dict[str, Any], str]:
+    """One ``llmrec sft`` process for row ``name``'s recipe; its metrics.json and its budget (``budget_of``).
 
     A run of the same recipe and budget left in ``work`` by an earlier invocation is reused when finished and
     resumed when interrupted; a run of another recipe or budget (``BUDGET_FILE`` differs) is deleted and retrained.
@@ -160,7 +160,7 @@ def train_llm_run(name: str, sasrec: Path, work: Path, steps: int) -> dict[str, 
         run.mkdir(parents=True, exist_ok=True)
         budget.write_text(json.dumps({"recipe_text": recipe.read_text(), "steps": steps}) + "\n")
         subprocess.run(command, check=True)
-    return json.loads((run / "metrics.json").read_text())
+    return json.loads((run / "metrics.json").read_text()), wanted
 
 
 def llm_row(name: str, key: str, work: Path, make: Any, users: int) -> dict[str, float]:
@@ -284,9 +284,9 @@ def main() -> None:
     for name, (label, _) in LLM_ROWS.items():
         if name in skip:
             continue
-        trained = train_llm_run(name, sasrec, args.work, args.steps)
+        trained, budget = train_llm_run(name, sasrec, args.work, args.steps)
         run = args.work / f"sft-{name}"
-        key = f"{budget_of(**json.loads((run / BUDGET_FILE).read_text()))}\n# train_loss {trained['train_loss']}"
+        key = f"{budget}\n# train_loss {trained['train_loss']}"
         row = llm_row(name, key, args.work, lambda run=run: LLMRecommender.from_run(run), len(examples))
         add(
             {
