@@ -252,7 +252,8 @@ def main() -> None:
     args.work.mkdir(parents=True, exist_ok=True)
     dataset = load_dataset("ml-100k")
     split = leave_one_out_split(dataset)
-    task = replace(load_recipe(RECIPE).task, item_text="title", template=None, user_vector=False)
+    # the candidates every row ranks, and the zero-shot row's task: titles, answered by the candidate's letter
+    task = replace(load_recipe(RECIPE).task, item_text="title", template=None, user_vector=False, output="verbalizer")
     examples = build_examples(dataset, split, "test", task)  # the candidates and targets every row ranks
     if args.users:
         examples = examples[: args.users]

@@ -109,7 +109,13 @@ class LLMRecommender:
     def zero_shot(
         cls, task: TaskConfig, dataset: str = "ml-100k", model: str | None = None, engine: str = "hf", **options: Any
     ) -> LLMRecommender:
-        """A base LLM with text-only prompts of ``task`` (no adapter, no item vectors)."""
+        """A base LLM with text-only prompts of ``task`` (no adapter, no item vectors); ``output`` must be
+        ``verbalizer`` or ``generative`` (``item`` scores by projected item vectors, which a base LLM has not)."""
+        if task.output == "item":
+            raise LlmrecError(
+                "a zero-shot LLM has no projector to score the candidates' item vectors with: give the task "
+                "output 'verbalizer' or 'generative', not 'item'"
+            )
         task = replace(task, item_text="title", template=None, user_vector=False)
         loaded = load_engine(engine, model, **options)
         return cls(loaded, task, load_dataset(dataset), None, getattr(loaded, "tokenizer", None))

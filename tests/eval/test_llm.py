@@ -66,6 +66,14 @@ def test_zero_shot_generative_answers_are_grounded(ml100k) -> None:
     assert result["valid_ratio"] == 1.0 and "hr@1_generated" in result
 
 
+def test_zero_shot_refuses_item_scores() -> None:
+    from llmrec.inference.recommender import LLMRecommender
+    from llmrec.training.tasks import TaskConfig
+
+    with pytest.raises(LlmrecError, match="no projector"):
+        LLMRecommender.zero_shot(TaskConfig(task="rank", output="item", item_text="vector"))
+
+
 def test_cli_recommend_and_eval(sft_run: Path, ml100k) -> None:
     result = json.loads(cli("recommend", str(sft_run), "--user", "196", "-k", "5", "--json").stdout.splitlines()[-1])
     rows = result["recommendations"]
