@@ -234,10 +234,16 @@ def main() -> None:
     parser.add_argument(
         "--skip", default="", help=f"Comma-separated rows to leave out: gru4rec, zero-shot, {', '.join(LLM_ROWS)}."
     )
-    parser.add_argument("--work", type=Path, default=Path.home() / ".cache" / "llmrec" / "bench-llm")
+    parser.add_argument(
+        "--work", type=Path, help="Where runs and scores are kept (default: $LLMREC_HOME/bench-llm, see the README)."
+    )
     parser.add_argument("--out", type=Path, default=HERE / "RESULTS.md")
     args = parser.parse_args()
     skip = set(filter(None, args.skip.split(",")))
+    if args.work is None:
+        from llmrec.paths import llmrec_home
+
+        args.work = llmrec_home() / "bench-llm"
     unknown = skip - {"gru4rec", "zero-shot", *LLM_ROWS}
     if unknown:
         parser.error(f"--skip: unknown rows {', '.join(sorted(unknown))}")
