@@ -194,7 +194,8 @@ def write_results(out: Path, rows: list[dict[str, Any]], args: argparse.Namespac
         "# LLM-recommender benchmark: ML-100K, c20 (LLaRA's 20-candidate protocol)",
         "",
         f"Measured {datetime.now(UTC):%Y-%m-%d} on {os.cpu_count()} CPU cores ({platform.machine()}) by "
-        f"`{' '.join(['python', 'eval/llm/benchmark.py', *sys.argv[1:]])}` ({wall / 60:.0f} min in all).",
+        f"`{' '.join(['python', 'eval/llm/benchmark.py', *sys.argv[1:]])}` ({wall / 60:.0f} min; fine-tunings and "
+        "scores kept from earlier invocations are reused, each row's train time is its own run's).",
         "",
         f"Every row ranks the same candidates of the same {users} test users (the c20 protocol's target + 19 "
         "unseen items, saved with the split). LLM rows: the bundled SmolLM2-135M-Instruct, the shipped recipe "
