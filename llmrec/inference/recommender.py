@@ -110,7 +110,7 @@ class LLMRecommender:
         cls, task: TaskConfig, dataset: str = "ml-100k", model: str | None = None, engine: str = "hf", **options: Any
     ) -> LLMRecommender:
         """A base LLM with text-only prompts of ``task`` (no adapter, no item vectors); ``output`` must be
-        ``verbalizer`` or ``generative`` (``item`` scores by projected item vectors, which a base LLM has not)."""
+        ``verbalizer`` or ``generative`` (``item`` scores by projected item vectors, which a base LLM lacks)."""
         if task.output == "item":
             raise LlmrecError(
                 "a zero-shot LLM has no projector to score the candidates' item vectors with: give the task "
