@@ -261,7 +261,7 @@ def main() -> None:
     split = leave_one_out_split(dataset)
     # the candidates every row ranks, and the zero-shot row's task: titles, answered by the candidate's letter
     task = replace(load_recipe(RECIPE).task, item_text="title", template=None, user_vector=False, output="verbalizer")
-    examples = build_examples(dataset, split, "test", task)  # the candidates and targets every row ranks
+    examples = build_examples(dataset, split, "test", task)
     if args.users:
         examples = examples[: args.users]
     rows: list[dict[str, Any]] = []
