@@ -342,10 +342,18 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="llmrec-bench-") as tmp:
         for model in args.models.split(","):
             work, peer = Path(tmp), args.peers == "recbole" and model in PEERS
+
+            def land(row: dict, model: str = model) -> None:  # kept at once: a stopped run keeps what it measured
+                kept["rows"][row["name"]] = row | stamp | {"model": model}
+                keep(args.kept, kept)
+                args.out.write_text(render(ordered(kept["rows"]), kept["memory"]) + "\n")
+
             measured = [run_ours(model, work, args.epochs)]
+            land(measured[0])
             print(f"done: llmrec {model}", file=sys.stderr)
             if peer:
                 measured.append(run_peer(model, work, args.epochs))
+                land(measured[1])
                 print(f"done: RecBole {PEERS[model]}", file=sys.stderr)
             if args.seeds > 1 and model != "pop":  # pop has nothing random
                 extra = range(1, args.seeds)
@@ -356,9 +364,7 @@ def main() -> None:
                     measured[j] = over_seeds(side, [side, *(r for r in rows if r["name"] == side["name"])])
                 print(f"done: {model}, {args.seeds} seeds", file=sys.stderr)
             for row in measured:
-                kept["rows"][row["name"]] = row | stamp | {"model": model}
-            keep(args.kept, kept)
-            args.out.write_text(render(ordered(kept["rows"]), kept["memory"]) + "\n")  # each pair as it lands
+                land(row)
         if args.memory == "yes":
             kept["memory"] = run_memory(Path(tmp)) | {"measured": stamp["measured"]}
             keep(args.kept, kept)
