@@ -10,10 +10,16 @@ early stopping on validation NDCG@10 with patience 10. Reported: HR@10 / NDCG@10
 full ranking (history not masked, as RecBole does for sequential models), HR@1 on the c20 protocol (ours only:
 RecBole has no c20), seconds per epoch, epochs, wall time to the converged model, and peak resident memory.
 The RecBole rows come from ``recbole_peer.py``, which trains RecBole in its own throwaway venv on the identical
-split. Each of our models is measured right beside its RecBole peer in the same invocation, so a pair's ratios
-are side by side; a full run takes a few hours on 2 cores, so every finished row is kept in
-``eval/encoders/results.json`` (with its date and command) as soon as it is measured, ``--models`` re-measures
+split. Each of our models is measured right beside its RecBole peer, so a pair's ratios are side by side.
+
+A full run takes longer than a working session on 2 cores (one RecBole SASRec epoch takes about 4 minutes here),
+so nothing is lost when an invocation stops. Runs live in ``--work`` (default ``$LLMREC_HOME/bench-encoders``):
+a finished run of ours is reused while its settings and llmrec's sources are unchanged (otherwise retrained),
+and a RecBole run resumes from its last finished epoch, its times summed over the finished epochs of every
+invocation (see ``recbole_peer.py``); ``--fresh`` retrains the named models from scratch. Every row is kept in
+``eval/encoders/results.json`` (with its date and command) the moment it is measured, ``--models`` measures
 only the named pairs, and the table in ``eval/encoders/RESULTS.md`` (also printed) is rendered from all kept rows.
+A timed run must have the machine to itself in every invocation it spans.
 
 One seed's test NDCG@10 on 943 users moves by a few thousandths from seed to seed, about the size of the gaps being
 compared. ``--seeds N`` trains each side N times (ours with seeds 42, 43, ..., RecBole with 2020, 2021, ...) and
@@ -25,11 +31,13 @@ alone, as without ``--seeds``; the other seeds train two at a time, each process
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import platform
 import queue
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -41,7 +49,10 @@ from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 
+from llmrec.paths import llmrec_home
+
 HERE = Path(__file__).resolve().parent
+PACKAGE = HERE.parents[1] / "llmrec"
 # Regularisation as in RecBole's defaults for each model (properties/model/*.yaml), sizes as in SHARED.
 OURS = {
     "sasrec": {"num_layers": 2, "num_heads": 2, "dropout": 0.5, "attn_dropout": 0.5},
@@ -116,9 +127,28 @@ def _pinned(cpu: int | None) -> Callable[[], None] | None:
     return lambda: os.sched_setaffinity(0, {cpu})
 
 
+def source_digest() -> str:
+    """SHA-256 of llmrec's Python sources: a kept run of ours is reused only by the code that trained it."""
+    digest = hashlib.sha256()
+    for path in sorted(PACKAGE.rglob("*.py")):
+        digest.update(str(path.relative_to(PACKAGE)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
 def run_ours(model: str, workdir: Path, epochs: int, seed: int = OUR_SEED, cpu: int | None = None) -> dict:
-    """Train one of our encoders in a child process (on core ``cpu`` with one thread, if given); its row."""
+    """Train one of our encoders in a child process (on core ``cpu`` with one thread, if given); its row.
+
+    The row is kept in the run directory (``row.json``) with what made it (settings, core, llmrec's sources) and
+    returned again, without training, while those stay the same; otherwise the run is trained afresh.
+    """
     run = workdir / f"ours-{model}-{seed}"
+    made = {"model": model, "epochs": epochs, "seed": seed, "cpu": cpu, "sources": source_digest()}
+    made |= {"encoder": SHARED | OURS[model], "train": TRAIN.get(model, {})}
+    kept = run / "row.json"
+    if kept.exists() and json.loads(kept.read_text())["made"] == made:
+        print(f"reused: {run} (finished earlier with the same settings and code)", file=sys.stderr)
+        return json.loads(kept.read_text())["row"]
+    shutil.rmtree(run, ignore_errors=True)
     start = time.perf_counter()
     threads = "0" if cpu is None else "1"
     result = subprocess.run(
@@ -132,7 +162,7 @@ def run_ours(model: str, workdir: Path, epochs: int, seed: int = OUR_SEED, cpu: 
         raise SystemExit(f"training {model} failed:\n{result.stderr[-3000:]}")
     child = json.loads(result.stdout.strip().splitlines()[-1])
     metrics = child["metrics"]
-    return {
+    row = {
         "name": f"llmrec {model}",
         "seed": seed,
         "hr@10": metrics["test"]["hr@10"],
@@ -147,12 +177,18 @@ def run_ours(model: str, workdir: Path, epochs: int, seed: int = OUR_SEED, cpu: 
         "process_seconds": time.perf_counter() - start,
         "peak_mib": child["peak_mib"],
     }
+    kept.write_text(json.dumps({"made": made, "row": row}, indent=2) + "\n")
+    return row
 
 
 def run_peer(model: str, workdir: Path, epochs: int, seed: int = PEER_SEED, cpu: int | None = None) -> dict:
-    """Train RecBole's peer of ``model`` through ``recbole_peer.py`` (on core ``cpu``, if given); its row."""
+    """Train RecBole's peer of ``model`` through ``recbole_peer.py`` (on core ``cpu``, if given); its row.
+
+    The peer resumes a run left in ``workdir`` with the same settings from its last finished epoch (a finished
+    run is only re-tested), so a RecBole run longer than one sitting is measured over several invocations.
+    """
     result = subprocess.run(
-        [sys.executable, str(HERE / "recbole_peer.py"), "--model", PEERS[model]]
+        [sys.executable, str(HERE / "recbole_peer.py"), "--model", PEERS[model], "--resume"]
         + ["--out", str(workdir / f"recbole-{model}-{seed}"), "--epochs", str(epochs), "--seed", str(seed)]
         + ["--threads", "2" if cpu is None else "1"],
         capture_output=True,
@@ -175,6 +211,7 @@ def run_peer(model: str, workdir: Path, epochs: int, seed: int = PEER_SEED, cpu:
         "wall_seconds": peer["wall_seconds"],
         "cpu_seconds": peer["cpu_seconds"],
         "peak_mib": peer["peak_mib"],
+        "resumed_after": peer["resumed_after"],
     }
 
 
@@ -269,6 +306,12 @@ def render(rows: list[dict], memory: dict | None) -> str:
                 f"CPU time {a['cpu_seconds'] / 60:.1f} vs {b['cpu_seconds'] / 60:.1f} min "
                 f"({a['cpu_seconds'] / b['cpu_seconds']:.2f}x)"
             )
+    resumed = [
+        f"- {row['name']} was stopped and resumed after epoch{'s' if len(row['resumed_after']) > 1 else ''} "
+        f"{', '.join(map(str, row['resumed_after']))}; its times are the sums over its finished epochs."
+        for row in rows
+        if row.get("resumed_after")
+    ]
     runs = sorted({(row["measured"], row["command"], row["cpus"]) for row in rows})
     measured = [f"- {date} on {cpus} by `{command}`" for date, command, cpus in runs]
     return "\n".join(
@@ -293,6 +336,7 @@ def render(rows: list[dict], memory: dict | None) -> str:
             "",
             *lines,
             "",
+            *([*resumed, ""] if resumed else []),
             *(["Side by side:", "", *ratios, ""] if ratios else []),
             *(
                 [
@@ -318,6 +362,10 @@ def main() -> None:
     parser.add_argument("--kept", type=Path, default=HERE / "results.json", help="Rows kept between invocations.")
     parser.add_argument("--memory", default="yes", choices=["yes", "no"], help="Run the 20k x 12k memory check.")
     parser.add_argument("--seeds", type=int, default=1, help="Seeds per model and side (quality: mean ± sd).")
+    parser.add_argument(
+        "--work", type=Path, help="Where runs are kept and resumed (default: $LLMREC_HOME/bench-encoders)."
+    )
+    parser.add_argument("--fresh", action="store_true", help="Retrain the named models' runs from scratch.")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--seed", type=int, default=OUR_SEED, help=argparse.SUPPRESS)
     parser.add_argument("--threads", type=int, default=0, help=argparse.SUPPRESS)
@@ -339,35 +387,40 @@ def main() -> None:
         "command": command.strip(),
         "cpus": f"{os.cpu_count()} CPU cores ({platform.processor() or platform.machine()})",
     }
-    with tempfile.TemporaryDirectory(prefix="llmrec-bench-") as tmp:
-        for model in args.models.split(","):
-            work, peer = Path(tmp), args.peers == "recbole" and model in PEERS
+    work = (args.work or llmrec_home() / "bench-encoders").expanduser().resolve()
+    work.mkdir(parents=True, exist_ok=True)
 
-            def land(row: dict, model: str = model) -> None:  # kept at once: a stopped run keeps what it measured
-                kept["rows"][row["name"]] = row | stamp | {"model": model}
-                keep(args.kept, kept)
-                args.out.write_text(render(ordered(kept["rows"]), kept["memory"]) + "\n")
+    def land(row: dict, model: str) -> None:  # kept at once: a stopped invocation keeps what it measured
+        kept["rows"][row["name"]] = row | stamp | {"model": model}
+        keep(args.kept, kept)
+        args.out.write_text(render(ordered(kept["rows"]), kept["memory"]) + "\n")
 
-            measured = [run_ours(model, work, args.epochs)]
-            land(measured[0])
-            print(f"done: llmrec {model}", file=sys.stderr)
-            if peer:
-                measured.append(run_peer(model, work, args.epochs))
-                land(measured[1])
-                print(f"done: RecBole {PEERS[model]}", file=sys.stderr)
-            if args.seeds > 1 and model != "pop":  # pop has nothing random
-                extra = range(1, args.seeds)
-                jobs = [partial(run_ours, model, work, args.epochs, OUR_SEED + i) for i in extra]
-                jobs += [partial(run_peer, model, work, args.epochs, PEER_SEED + i) for i in extra if peer]
-                rows = on_free_cores(jobs)
-                for j, side in enumerate(measured):
-                    measured[j] = over_seeds(side, [side, *(r for r in rows if r["name"] == side["name"])])
-                print(f"done: {model}, {args.seeds} seeds", file=sys.stderr)
-            for row in measured:
-                land(row)
-        if args.memory == "yes":
+    for model in args.models.split(","):
+        peer = args.peers == "recbole" and model in PEERS
+        if args.fresh:
+            for old in [*work.glob(f"ours-{model}-*"), *work.glob(f"recbole-{model}-*")]:
+                shutil.rmtree(old)
+        measured = [run_ours(model, work, args.epochs)]
+        land(measured[0], model)
+        print(f"done: llmrec {model}", file=sys.stderr)
+        if peer:
+            measured.append(run_peer(model, work, args.epochs))
+            land(measured[1], model)
+            print(f"done: RecBole {PEERS[model]}", file=sys.stderr)
+        if args.seeds > 1 and model != "pop":  # pop has nothing random
+            extra = range(1, args.seeds)
+            jobs = [partial(run_ours, model, work, args.epochs, OUR_SEED + i) for i in extra]
+            jobs += [partial(run_peer, model, work, args.epochs, PEER_SEED + i) for i in extra if peer]
+            rows = on_free_cores(jobs)
+            for j, side in enumerate(measured):
+                measured[j] = over_seeds(side, [side, *(r for r in rows if r["name"] == side["name"])])
+            print(f"done: {model}, {args.seeds} seeds", file=sys.stderr)
+        for row in measured:
+            land(row, model)
+    if args.memory == "yes":
+        with tempfile.TemporaryDirectory(prefix="llmrec-bench-memory-") as tmp:
             kept["memory"] = run_memory(Path(tmp)) | {"measured": stamp["measured"]}
-            keep(args.kept, kept)
+        keep(args.kept, kept)
     text = render(ordered(kept["rows"]), kept["memory"])
     args.out.write_text(text + "\n")
     print(text)

@@ -1,7 +1,7 @@
 """Train a RecBole 1.2.1 sequential model on exactly llmrec's ML-100K leave-one-out split, as a benchmark peer.
 
     .venv/bin/python eval/encoders/recbole_peer.py --model SASRec --out DIR [--epochs 300] [--seed 2020] \\
-        [--threads 2] [--venv V]
+        [--threads 2] [--venv V] [--resume]
 
 ``--model`` is SASRec, GRU4Rec or BERT4Rec. RecBole is a peer to compare against, never a dependency of llmrec:
 this script builds its own throwaway venv (``--venv``, default ``$LLMREC_HOME/peers/recbole-venv``, and
@@ -24,6 +24,15 @@ MRR@10. RecBole's full-sort evaluation does not mask a sequential model's histor
 ``FullSortEvalDataLoader.collate_fn`` returns ``None`` as the history index, so ``_full_sort_batch_eval`` masks
 only the padding item. That is llmrec's default (``mask_history`` false) too; the child checks it at run time
 and reports it as ``mask_history``.
+
+Resume. A RecBole SASRec epoch takes minutes here and a run hours, longer than a working session, so after every
+finished epoch (its validation and early-stopping step included) the child saves ``--out/resume.pth``: weights,
+optimiser, early-stopping state, the best checkpoint's path, every random stream (the training loader's
+shuffling, torch's for dropout, numpy's, Python's for BERT4Rec's masking) and the wall and CPU seconds so far.
+``--resume`` continues from it when ``--out`` last ran with the same model, threads and configuration (otherwise
+it starts afresh), so the run goes on as if never stopped; the epoch cut short by the stop is not counted, and
+the times are the sums over the finished epochs of every process. ``resumed_after`` in the output lists the
+epochs after which it was resumed.
 
 Output: one JSON line on stdout with the model, test and validation metrics (validation of the best epoch),
 epochs run, best epoch (1-based), seconds per epoch (training, validation and checkpointing, as ours), training
@@ -67,6 +76,7 @@ RECBOLE_DEPS = [
     "psutil>=5.9.0",
 ]
 STAMP = ".llmrec-peer-stamp"
+STATE = "resume.pth"  # written after every finished epoch: what --resume continues from
 MAX_LEN = 50
 # Settings beyond the model's own yaml that the JSON reports as RecBole resolved them.
 TRAINING_KEYS = (
@@ -196,6 +206,18 @@ def recbole_config(model: str, out: Path, epochs: int, seed: int = 2020) -> dict
     return config
 
 
+def resumable(out: Path, spec: dict[str, Any]) -> bool:
+    """Whether ``out`` holds a resume state of a run with ``spec``'s model, threads and settings."""
+    previous = out / "spec.json"
+    if not (out / STATE).exists() or not previous.exists():
+        return False
+    before = json.loads(previous.read_text())
+    same = all(before.get(key) == spec[key] for key in ("model", "dataset", "threads", "config"))
+    if not same:
+        print(f"recbole_peer: {out} holds a run with other settings; starting afresh", file=sys.stderr)
+    return same
+
+
 def check_split(dataset: Any, dump: dict[str, Any], train_examples: int) -> dict[str, Any]:
     """Compare RecBole's examples with ``leave_one_out_split``; raise SystemExit on any difference."""
     from llmrec.data.splits import leave_one_out_split
@@ -232,6 +254,11 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=2020, help="RecBole's seed (default 2020, its own default)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
     parser.add_argument("--venv", type=Path, default=None, help=f"peer venv (default {default_venv()})")
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in --out from its last finished epoch, if it has one with the same settings",
+    )
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -244,15 +271,20 @@ def main() -> None:
     python = ensure_venv((args.venv or default_venv()).expanduser())
     out = args.out.expanduser().resolve()
     out.mkdir(parents=True, exist_ok=True)
-    shutil.rmtree(out / "checkpoints", ignore_errors=True)
-    dataset = export_dataset(out / "data")
     spec = {
         "model": args.model,
         "dataset": DATASET,
         "threads": args.threads,
         "config": recbole_config(args.model, out, args.epochs, args.seed),
         "dump": str(out / "recbole-split.json"),
+        "state": str(out / STATE),
     }
+    resume = args.resume and resumable(out, spec)
+    if not resume:  # a fresh run: nothing of an earlier one may leak in
+        shutil.rmtree(out / "checkpoints", ignore_errors=True)
+        (out / STATE).unlink(missing_ok=True)
+    spec["resume"] = resume
+    dataset = export_dataset(out / "data")
     (out / "spec.json").write_text(json.dumps(spec, indent=2) + "\n")
     threads = str(args.threads)
     env = {**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, "PYTHONNOUSERSITE": "1"}
@@ -311,6 +343,60 @@ def _examples(data: Any, built: Any) -> list[list[Any]]:
     ]
 
 
+def _save_state(path: Path, epoch: int, trainer: Any, train_data: Any, done: dict[str, Any]) -> None:
+    """Everything needed to continue after ``epoch`` as if never stopped: weights, optimiser, early-stopping
+    state, every random stream (the loader's shuffling, dropout, Python's for BERT4Rec's masking) and the
+    times so far."""
+    import random
+
+    import numpy as np
+    import torch
+
+    state = {
+        "epoch": epoch,
+        "model": trainer.model.state_dict(),
+        "optimizer": trainer.optimizer.state_dict(),
+        "cur_step": trainer.cur_step,
+        "best_valid_score": trainer.best_valid_score,
+        "best_valid_result": trainer.best_valid_result,
+        "saved_model_file": trainer.saved_model_file,
+        "rng": {
+            "loader": train_data.generator.get_state(),
+            "torch": torch.get_rng_state(),
+            "numpy": np.random.get_state(),
+            "python": random.getstate(),
+        },
+        "done": done,
+    }
+    tmp = path.with_suffix(".tmp")
+    torch.save(state, tmp)
+    tmp.replace(path)
+
+
+def _resume(path: Path, trainer: Any, train_data: Any) -> dict[str, Any]:
+    """Load ``path`` into ``trainer`` (fit then starts at the next epoch); the times and scores so far."""
+    import random
+
+    import numpy as np
+    import torch
+
+    state = torch.load(path)
+    trainer.model.load_state_dict(state["model"])
+    trainer.optimizer.load_state_dict(state["optimizer"])
+    trainer.start_epoch = state["epoch"] + 1
+    trainer.cur_step = state["cur_step"]
+    trainer.best_valid_score = state["best_valid_score"]
+    trainer.best_valid_result = state["best_valid_result"]
+    trainer.saved_model_file = state["saved_model_file"]
+    rng = state["rng"]
+    train_data.generator.set_state(rng["loader"])
+    torch.set_rng_state(rng["torch"])
+    np.random.set_state(rng["numpy"])
+    random.setstate(rng["python"])
+    print(f"recbole_peer: continuing after epoch {state['epoch'] + 1}", file=sys.stderr)
+    return state["done"]
+
+
 def child(spec_file: Path) -> None:
     """Train and test one RecBole model as ``spec_file`` says; print one JSON line."""
     import resource
@@ -337,8 +423,12 @@ def child(spec_file: Path) -> None:
     model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
     trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
 
-    train_seconds: list[float] = []
-    valid_scores: list[float] = []
+    state_file = Path(spec["state"])
+    done = {"train_seconds": [], "valid_scores": [], "wall": 0.0, "cpu": 0.0, "peak_mib": 0.0, "resumed_after": []}
+    if spec["resume"]:
+        done = _resume(state_file, trainer, train_data)
+    train_seconds: list[float] = done["train_seconds"]
+    valid_scores: list[float] = done["valid_scores"]
     train_epoch, valid_epoch = trainer._train_epoch, trainer._valid_epoch
 
     def timed_train_epoch(*args: Any, **kwargs: Any) -> Any:
@@ -354,9 +444,29 @@ def child(spec_file: Path) -> None:
 
     trainer._train_epoch, trainer._valid_epoch = timed_train_epoch, recorded_valid_epoch
     start, cpu = time.perf_counter(), time.process_time()
-    _, valid_result = trainer.fit(train_data, valid_data, saved=True, show_progress=False)
-    wall, cpu = time.perf_counter() - start, time.process_time() - cpu
-    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+    def elapsed() -> dict[str, float]:
+        """Wall and CPU seconds of every finished epoch so far, this process's and earlier ones'."""
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        return {
+            "wall": done["wall"] + time.perf_counter() - start,
+            "cpu": done["cpu"] + time.process_time() - cpu,
+            "peak_mib": max(done["peak_mib"], peak),
+        }
+
+    def save_state(epoch: int, _score: float) -> None:  # RecBole's end-of-epoch callback, after early stopping
+        _save_state(state_file, epoch, trainer, train_data, done | elapsed())
+
+    # A state saved after the last epoch (stopped early, or the epoch limit) has nothing left to train; fit would
+    # even overwrite the best checkpoint with the last weights when start_epoch >= epochs.
+    if trainer.cur_step > trainer.stopping_step or trainer.start_epoch >= trainer.epochs:
+        valid_result, totals = trainer.best_valid_result, done  # finished earlier: only tested again
+    else:
+        if trainer.start_epoch > 0:
+            done["resumed_after"].append(trainer.start_epoch)
+        fit = trainer.fit(train_data, valid_data, saved=True, show_progress=False, callback_fn=save_state)
+        valid_result, totals = fit[1], elapsed()
+    wall, cpu, peak_mib = totals["wall"], totals["cpu"], totals["peak_mib"]
     test_result = trainer.evaluate(test_data, load_best_model=True, show_progress=False)
 
     # After training, so that drawing a batch cannot shift any random stream: a sequential model's full-sort
@@ -391,6 +501,7 @@ def child(spec_file: Path) -> None:
                 "wall_seconds": wall,
                 "cpu_seconds": cpu,
                 "peak_mib": peak_mib,
+                "resumed_after": done["resumed_after"],
                 "mask_history": history_index is not None,
                 "users_evaluated": len(test_data._dataset),
                 "valid_users": len(valid_data._dataset),

@@ -19,6 +19,7 @@ wall time and peak memory are its own). Every row ranks the c20 test candidates 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import platform
@@ -36,7 +37,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 RECIPE = ROOT / "llmrec" / "recipes" / "smollm2-sasrec-mlp.yaml"
-BUDGET_FILE = "benchmark-budget.json"  # in each LLM run: the recipe text and --steps it was trained from
+BUDGET_FILE = "benchmark-budget.json"  # in each LLM run: the recipe text, --steps and encoder it was trained from
 # The LLM rows: the shipped recipe with these changes, nothing else (name: label, recipe changes).
 LLM_ROWS = {
     # Titles carry no vectors to score the candidates with: this row answers with the candidate's letter.
@@ -124,9 +125,16 @@ def row_recipe(name: str, sasrec: Path, work: Path) -> Path:
     return path
 
 
-def budget_of(recipe_text: str, steps: int) -> str:
+def encoder_digest(run: Path) -> str:
+    """SHA-256 of an encoder run's best weights: which SASRec a fine-tuning was trained on, even if a run was
+    retrained at the same path."""
+    return hashlib.sha256((run / "checkpoints" / "best" / "model.safetensors").read_bytes()).hexdigest()
+
+
+def budget_of(recipe_text: str, steps: int, encoder: str = "") -> str:
     """What a fine-tuning was trained from, comparable across llmrec versions: the recipe as the current code
-    reads it (a field added since, at its default, changes nothing) and the ``--steps`` override."""
+    reads it (a field added since, at its default, changes nothing), the ``--steps`` override and the encoder's
+    weights (``encoder_digest``; empty for a run kept before the digest was recorded, which never matches)."""
     import yaml
 
     from llmrec.training.recipe import recipe_from_dict
@@ -134,6 +142,7 @@ def budget_of(recipe_text: str, steps: int) -> str:
     values = recipe_from_dict(yaml.safe_load(recipe_text)).to_dict()
     if steps:
         values["trainer"]["max_steps"] = steps
+    values["encoder_weights"] = encoder
     return json.dumps(values, sort_keys=True)
 
 
@@ -141,14 +150,15 @@ def train_llm_run(name: str, sasrec: Path, work: Path, steps: int) -> tuple[dict
     """One ``llmrec sft`` process for row ``name``'s recipe; its metrics.json and its budget (``budget_of``).
 
     A run of the same recipe and budget left in ``work`` by an earlier invocation is reused when finished and
-    resumed when interrupted; a run of another recipe or budget (``BUDGET_FILE`` differs) is deleted and retrained.
+    resumed when interrupted; a run of another recipe, budget or encoder (``BUDGET_FILE`` differs) is deleted and
+    retrained.
     """
     run = work / f"sft-{name}"
     recipe = row_recipe(name, sasrec, work)
-    wanted = budget_of(recipe.read_text(), steps)
+    wanted = budget_of(recipe.read_text(), steps, encoder_digest(sasrec))
     budget = run / BUDGET_FILE
     if run.exists() and (not budget.exists() or budget_of(**json.loads(budget.read_text())) != wanted):
-        print(f"{run}: trained from another recipe or budget; retraining", file=sys.stderr)
+        print(f"{run}: trained from another recipe, budget or encoder; retraining", file=sys.stderr)
         shutil.rmtree(run)
     if not (run / "metrics.json").exists() or not json.loads((run / "metrics.json").read_text()).get("finished"):
         command = [sys.executable, "-m", "llmrec", "sft", "--recipe", str(recipe), "--out", str(run)]
@@ -158,7 +168,8 @@ def train_llm_run(name: str, sasrec: Path, work: Path, steps: int) -> tuple[dict
         if (run / "config.yaml").exists():
             command.append("--resume")
         run.mkdir(parents=True, exist_ok=True)
-        budget.write_text(json.dumps({"recipe_text": recipe.read_text(), "steps": steps}) + "\n")
+        kept = {"recipe_text": recipe.read_text(), "steps": steps, "encoder": encoder_digest(sasrec)}
+        budget.write_text(json.dumps(kept) + "\n")
         subprocess.run(command, check=True)
     return json.loads((run / "metrics.json").read_text()), wanted
 
