@@ -10,7 +10,8 @@ early stopping on validation NDCG@10 with patience 10. Reported: HR@10 / NDCG@10
 full ranking (history not masked, as RecBole does for sequential models), HR@1 on the c20 protocol (ours only:
 RecBole has no c20), seconds per epoch, epochs, wall time to the converged model, and peak resident memory.
 The RecBole rows come from ``recbole_peer.py``, which trains RecBole in its own throwaway venv on the identical
-split. Each of our models is measured right beside its RecBole peer, so a pair's ratios are side by side.
+split. Each of our models is measured right beside its RecBole peer on the same machine, so a pair's ratios are
+side by side.
 
 A full run takes longer than a working session on 2 cores (one RecBole SASRec epoch takes about 4 minutes here),
 so nothing is lost when an invocation stops. Runs live in ``--work`` (default ``$LLMREC_HOME/bench-encoders``):
@@ -47,6 +48,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from functools import partial
+from importlib.metadata import version
 from pathlib import Path
 
 from llmrec.paths import llmrec_home
@@ -69,13 +71,21 @@ QUALITY = ("hr@10", "ndcg@10", "mrr@10", "c20_hr@1")
 OUR_SEED, PEER_SEED = 42, 2020  # each side's default seed: the first of --seeds
 
 
+ROW_FILE = "row.json"  # in each run directory of --work: the finished run's row and what made it
+
+
+def settings(model: str, epochs: int, seed: int, threads: int) -> tuple[dict, dict]:
+    """The encoder and training settings of one of our runs (``threads`` 0: torch's choice)."""
+    encoder = {} if model == "pop" else SHARED | OURS[model]
+    return encoder, {"epochs": epochs, "patience": 10, "seed": seed, "threads": threads} | TRAIN.get(model, {})
+
+
 def train_child(model: str, run: Path, epochs: int, seed: int, threads: int) -> None:
     """Runs inside the child process: train one of our encoders and print its figures as one JSON line."""
     from llmrec.encoders.train import train_encoder
     from llmrec.eval.runner import evaluate_run
 
-    encoder = {} if model == "pop" else SHARED | OURS[model]
-    training = {"epochs": epochs, "patience": 10, "seed": seed, "threads": threads} | TRAIN.get(model, {})
+    encoder, training = settings(model, epochs, seed, threads)
     cpu = time.process_time()
     metrics = train_encoder(run, model, "ml-100k", encoder, training)
     cpu = time.process_time() - cpu
@@ -135,25 +145,46 @@ def source_digest() -> str:
     return digest.hexdigest()
 
 
-def run_ours(model: str, workdir: Path, epochs: int, seed: int = OUR_SEED, cpu: int | None = None) -> dict:
+def _read_row(path: Path, made: dict | None = None) -> dict | None:
+    """The row kept in ``path`` (if ``made`` is given, only when it was made the same way), else None."""
+    try:
+        kept = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None  # never written, or cut short by a stop
+    if made is not None and kept.get("made") != made:
+        return None
+    return kept.get("row")
+
+
+def _write_row(path: Path, row: dict, made: dict | None = None) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"made": made, "row": row}, indent=2) + "\n")
+    tmp.replace(path)
+
+
+def run_ours(
+    model: str, workdir: Path, epochs: int, stamp: dict, seed: int = OUR_SEED, cpu: int | None = None
+) -> dict:
     """Train one of our encoders in a child process (on core ``cpu`` with one thread, if given); its row.
 
-    The row is kept in the run directory (``row.json``) with what made it (settings, core, llmrec's sources) and
-    returned again, without training, while those stay the same; otherwise the run is trained afresh.
+    The row (with ``stamp``: when, how and where it was measured) is kept in the run directory with what made it
+    (settings, pinned or not, llmrec's sources, torch's version) and returned again, without training, while
+    those stay the same; otherwise the run is trained afresh.
     """
     run = workdir / f"ours-{model}-{seed}"
-    made = {"model": model, "epochs": epochs, "seed": seed, "cpu": cpu, "sources": source_digest()}
-    made |= {"encoder": SHARED | OURS[model], "train": TRAIN.get(model, {})}
-    kept = run / "row.json"
-    if kept.exists() and json.loads(kept.read_text())["made"] == made:
-        print(f"reused: {run} (finished earlier with the same settings and code)", file=sys.stderr)
-        return json.loads(kept.read_text())["row"]
+    threads = 0 if cpu is None else 1
+    encoder, training = settings(model, epochs, seed, threads)
+    made = {"model": model, "encoder": encoder, "train": training, "sources": source_digest()}
+    made["torch"] = version("torch")
+    kept = _read_row(run / ROW_FILE, made)
+    if kept is not None:
+        print(f"reused: {run} (finished {kept['measured']} with the same settings and code)", file=sys.stderr)
+        return kept
     shutil.rmtree(run, ignore_errors=True)
     start = time.perf_counter()
-    threads = "0" if cpu is None else "1"
     result = subprocess.run(
         [sys.executable, __file__, "--child", model, "--run", str(run), "--epochs", str(epochs)]
-        + ["--seed", str(seed), "--threads", threads],
+        + ["--seed", str(seed), "--threads", str(threads)],
         capture_output=True,
         text=True,
         preexec_fn=_pinned(cpu),
@@ -176,20 +207,25 @@ def run_ours(model: str, workdir: Path, epochs: int, seed: int = OUR_SEED, cpu: 
         "cpu_seconds": child["cpu_seconds"],
         "process_seconds": time.perf_counter() - start,
         "peak_mib": child["peak_mib"],
+        **stamp,
     }
-    kept.write_text(json.dumps({"made": made, "row": row}, indent=2) + "\n")
+    _write_row(run / ROW_FILE, row, made)
     return row
 
 
-def run_peer(model: str, workdir: Path, epochs: int, seed: int = PEER_SEED, cpu: int | None = None) -> dict:
+def run_peer(
+    model: str, workdir: Path, epochs: int, stamp: dict, seed: int = PEER_SEED, cpu: int | None = None
+) -> dict:
     """Train RecBole's peer of ``model`` through ``recbole_peer.py`` (on core ``cpu``, if given); its row.
 
-    The peer resumes a run left in ``workdir`` with the same settings from its last finished epoch (a finished
-    run is only re-tested), so a RecBole run longer than one sitting is measured over several invocations.
+    The peer resumes a run left in ``workdir`` with the same settings from its last finished epoch, so a RecBole
+    run longer than one sitting is measured over several invocations; a run that had finished is only tested
+    again, and its row keeps the ``stamp`` of the invocation that finished it.
     """
+    out = workdir / f"recbole-{model}-{seed}"
     result = subprocess.run(
         [sys.executable, str(HERE / "recbole_peer.py"), "--model", PEERS[model], "--resume"]
-        + ["--out", str(workdir / f"recbole-{model}-{seed}"), "--epochs", str(epochs), "--seed", str(seed)]
+        + ["--out", str(out), "--epochs", str(epochs), "--seed", str(seed)]
         + ["--threads", "2" if cpu is None else "1"],
         capture_output=True,
         text=True,
@@ -198,7 +234,11 @@ def run_peer(model: str, workdir: Path, epochs: int, seed: int = PEER_SEED, cpu:
     if result.returncode != 0:
         raise SystemExit(f"RecBole {PEERS[model]} failed:\n{result.stderr[-3000:]}")
     peer = json.loads(result.stdout.strip().splitlines()[-1])
-    return {
+    finished = _read_row(out / ROW_FILE) if peer["retested"] else None
+    if finished is not None:
+        print(f"reused: {out} (finished {finished['measured']}, tested again)", file=sys.stderr)
+        stamp = {key: finished[key] for key in stamp}
+    row = {
         "name": f"RecBole {PEERS[model]}",
         "seed": seed,
         "hr@10": peer["test"]["hr@10"],
@@ -212,7 +252,10 @@ def run_peer(model: str, workdir: Path, epochs: int, seed: int = PEER_SEED, cpu:
         "cpu_seconds": peer["cpu_seconds"],
         "peak_mib": peer["peak_mib"],
         "resumed_after": peer["resumed_after"],
+        **stamp,
     }
+    _write_row(out / ROW_FILE, row)
+    return row
 
 
 def on_free_cores(jobs: list[Callable[[int], dict]]) -> list[dict]:
@@ -234,7 +277,8 @@ def on_free_cores(jobs: list[Callable[[int], dict]]) -> list[dict]:
 
 def over_seeds(timed: dict, rows: list[dict]) -> dict:
     """``timed`` (the first seed's row: its times stand) with each quality column the mean over ``rows``."""
-    out = timed | {"seeds": len(rows), "per_seed": [{"seed": r["seed"], **{k: r[k] for k in QUALITY}} for r in rows]}
+    per_seed = [{"seed": r["seed"], "measured": r["measured"], **{k: r[k] for k in QUALITY}} for r in rows]
+    out = timed | {"seeds": len(rows), "per_seed": per_seed, "timed_measured": timed["measured"]}
     for key in QUALITY:
         values = [r[key] for r in rows if r[key] is not None]
         if values:
@@ -318,8 +362,9 @@ def render(rows: list[dict], memory: dict | None) -> str:
         [
             "# Encoder benchmark: ML-100K, leave-one-out, full ranking",
             "",
-            "Each of our models was trained beside its RecBole peer in one invocation, one model at a time; rows "
-            "measured:",
+            "Each of our models was trained beside its RecBole peer, one run at a time with the machine to itself "
+            "(a run stopped by the end of a working session continues in a later invocation: see the notes under "
+            "the table); rows measured:",
             "",
             *measured,
             "",
@@ -391,30 +436,32 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
 
     def land(row: dict, model: str) -> None:  # kept at once: a stopped invocation keeps what it measured
-        kept["rows"][row["name"]] = row | stamp | {"model": model}
+        kept["rows"][row["name"]] = row | {"model": model}
         keep(args.kept, kept)
         args.out.write_text(render(ordered(kept["rows"]), kept["memory"]) + "\n")
 
     for model in args.models.split(","):
         peer = args.peers == "recbole" and model in PEERS
+        seeds = args.seeds if model != "pop" else 1  # pop has nothing random
         if args.fresh:
             for old in [*work.glob(f"ours-{model}-*"), *work.glob(f"recbole-{model}-*")]:
                 shutil.rmtree(old)
-        measured = [run_ours(model, work, args.epochs)]
-        land(measured[0], model)
+        # With several seeds only the finished mean lands: a stop part-way leaves the kept mean as it was (the
+        # finished runs are in --work and reused next time).
+        measured = [run_ours(model, work, args.epochs, stamp)]
         print(f"done: llmrec {model}", file=sys.stderr)
         if peer:
-            measured.append(run_peer(model, work, args.epochs))
-            land(measured[1], model)
+            measured.append(run_peer(model, work, args.epochs, stamp))
             print(f"done: RecBole {PEERS[model]}", file=sys.stderr)
-        if args.seeds > 1 and model != "pop":  # pop has nothing random
-            extra = range(1, args.seeds)
-            jobs = [partial(run_ours, model, work, args.epochs, OUR_SEED + i) for i in extra]
-            jobs += [partial(run_peer, model, work, args.epochs, PEER_SEED + i) for i in extra if peer]
+        if seeds > 1:
+            extra = range(1, seeds)
+            jobs = [partial(run_ours, model, work, args.epochs, stamp, OUR_SEED + i) for i in extra]
+            jobs += [partial(run_peer, model, work, args.epochs, stamp, PEER_SEED + i) for i in extra if peer]
             rows = on_free_cores(jobs)
             for j, side in enumerate(measured):
-                measured[j] = over_seeds(side, [side, *(r for r in rows if r["name"] == side["name"])])
-            print(f"done: {model}, {args.seeds} seeds", file=sys.stderr)
+                runs = [side, *(r for r in rows if r["name"] == side["name"])]
+                measured[j] = over_seeds(side, runs) | stamp  # the mean is this invocation's
+            print(f"done: {model}, {seeds} seeds", file=sys.stderr)
         for row in measured:
             land(row, model)
     if args.memory == "yes":

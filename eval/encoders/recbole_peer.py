@@ -29,10 +29,12 @@ Resume. A RecBole SASRec epoch takes minutes here and a run hours, longer than a
 finished epoch (its validation and early-stopping step included) the child saves ``--out/resume.pth``: weights,
 optimiser, early-stopping state, the best checkpoint's path, every random stream (the training loader's
 shuffling, torch's for dropout, numpy's, Python's for BERT4Rec's masking) and the wall and CPU seconds so far.
-``--resume`` continues from it when ``--out`` last ran with the same model, threads and configuration (otherwise
-it starts afresh), so the run goes on as if never stopped; the epoch cut short by the stop is not counted, and
-the times are the sums over the finished epochs of every process. ``resumed_after`` in the output lists the
-epochs after which it was resumed.
+``--resume`` continues from it when ``--out`` last ran with the same model, threads, configuration and inputs
+(the exported interactions, the venv's packages; otherwise it starts afresh), so the run goes on as if never
+stopped (checked: a GRU4Rec run killed after its second epoch and resumed logs the uninterrupted run's losses and
+validation scores); the epoch cut short by the stop is not counted, and the times are the sums over the finished
+epochs of every process. ``resumed_after`` in the output lists the epochs after which it was resumed, and
+``retested`` says that the run had finished before and was only tested again.
 
 Output: one JSON line on stdout with the model, test and validation metrics (validation of the best epoch),
 epochs run, best epoch (1-based), seconds per epoch (training, validation and checkpointing, as ours), training
@@ -45,6 +47,7 @@ and training settings). RecBole's logs, TensorBoard files and checkpoints go und
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import shutil
@@ -207,12 +210,14 @@ def recbole_config(model: str, out: Path, epochs: int, seed: int = 2020) -> dict
 
 
 def resumable(out: Path, spec: dict[str, Any]) -> bool:
-    """Whether ``out`` holds a resume state of a run with ``spec``'s model, threads and settings."""
+    """Whether ``out`` holds a resume state of a run with ``spec``'s model, threads, settings and inputs (the
+    exported data, the venv's packages). This script's own code is not compared: after changing how the child
+    trains, pass the benchmark's ``--fresh``."""
     previous = out / "spec.json"
     if not (out / STATE).exists() or not previous.exists():
         return False
     before = json.loads(previous.read_text())
-    same = all(before.get(key) == spec[key] for key in ("model", "dataset", "threads", "config"))
+    same = all(before.get(key) == spec[key] for key in ("model", "dataset", "threads", "config", "inputs"))
     if not same:
         print(f"recbole_peer: {out} holds a run with other settings; starting afresh", file=sys.stderr)
     return same
@@ -268,14 +273,19 @@ def main() -> None:
         parser.error("--model and --out are required")
     if args.epochs < 1 or args.threads < 1:
         parser.error("--epochs and --threads must be at least 1")
-    python = ensure_venv((args.venv or default_venv()).expanduser())
+    venv = (args.venv or default_venv()).expanduser()
+    python = ensure_venv(venv)
     out = args.out.expanduser().resolve()
     out.mkdir(parents=True, exist_ok=True)
+    dataset = export_dataset(out / "data")
+    inter = out / "data" / DATASET / f"{DATASET}.inter"
     spec = {
         "model": args.model,
         "dataset": DATASET,
         "threads": args.threads,
         "config": recbole_config(args.model, out, args.epochs, args.seed),
+        # What else the training depends on: the exported interactions and the venv's RecBole and torch.
+        "inputs": {"data": hashlib.sha256(inter.read_bytes()).hexdigest(), "venv": (venv / STAMP).read_text()},
         "dump": str(out / "recbole-split.json"),
         "state": str(out / STATE),
     }
@@ -284,7 +294,6 @@ def main() -> None:
         shutil.rmtree(out / "checkpoints", ignore_errors=True)
         (out / STATE).unlink(missing_ok=True)
     spec["resume"] = resume
-    dataset = export_dataset(out / "data")
     (out / "spec.json").write_text(json.dumps(spec, indent=2) + "\n")
     threads = str(args.threads)
     env = {**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, "PYTHONNOUSERSITE": "1"}
@@ -459,7 +468,8 @@ def child(spec_file: Path) -> None:
 
     # A state saved after the last epoch (stopped early, or the epoch limit) has nothing left to train; fit would
     # even overwrite the best checkpoint with the last weights when start_epoch >= epochs.
-    if trainer.cur_step > trainer.stopping_step or trainer.start_epoch >= trainer.epochs:
+    retested = trainer.cur_step > trainer.stopping_step or trainer.start_epoch >= trainer.epochs
+    if retested:
         valid_result, totals = trainer.best_valid_result, done  # finished earlier: only tested again
     else:
         if trainer.start_epoch > 0:
@@ -473,7 +483,8 @@ def child(spec_file: Path) -> None:
     # batch carries no history index, so nothing but padding is masked.
     history_index = next(iter(test_data))[1]
     epochs = len(train_seconds)
-    best_epoch = valid_scores.index(max(valid_scores)) + 1  # early stopping keeps the first best (strict >)
+    # RecBole's early stopping takes a tie as the new best (value >= best), on scores rounded to 4 decimals.
+    best_epoch = len(valid_scores) - valid_scores[::-1].index(max(valid_scores))
     if best_epoch != epochs - trainer.cur_step:
         raise SystemExit(f"best epoch {best_epoch} disagrees with RecBole's early stopping state")
     Path(spec["dump"]).write_text(
@@ -502,6 +513,7 @@ def child(spec_file: Path) -> None:
                 "cpu_seconds": cpu,
                 "peak_mib": peak_mib,
                 "resumed_after": done["resumed_after"],
+                "retested": retested,
                 "mask_history": history_index is not None,
                 "users_evaluated": len(test_data._dataset),
                 "valid_users": len(valid_data._dataset),
