@@ -187,3 +187,34 @@ def test_users_too_short_for_the_split_are_named(tmp_path):
     path = write_dataset(tmp_path / "d", *encode(RawData(frame)), {"name": "d"})
     result = cli("encoder", "train", "--dataset", str(path), "--model", "pop", "--out", str(tmp_path / "r"))
     assert "2 users have fewer than 3 interactions (e.g. s1, s2)" in result.stderr
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_every_batch_trains_about_as_many_targets(stride):
+    """Users' earliest windows (a target at every position) hold 40% of ML-100K's targets at stride 1; batched
+    like the others, those targets would weigh dozens of times less in a loss averaged per batch."""
+    import numpy as np
+    import torch
+
+    from llmrec.data.builtin import load_dataset
+    from llmrec.data.splits import leave_one_out_split
+    from llmrec.encoders.train import epoch_batches, pool_batch_sizes
+    from llmrec.encoders.windows import training_windows
+
+    split = leave_one_out_split(load_dataset("ml-100k"))
+    _, targets = training_windows(split.train_sequences(), 50, stride)
+    spans = 50 - (targets > 0).argmax(1)
+    pools = [np.flatnonzero(spans <= stride), np.flatnonzero(spans > stride)]
+    sizes = pool_batch_sizes(pools, targets, 128)
+    assert sizes[0] == 128 and sizes[1] < 128 / 10
+    batches = epoch_batches(pools, sizes, torch.Generator().manual_seed(0))
+    assert sorted(torch.cat(batches).tolist()) == list(range(len(targets)))  # every window once
+    earliest = np.zeros(len(targets), dtype=bool)
+    earliest[pools[1]] = True
+    counts: list[list[int]] = [[], []]
+    for batch in batches:
+        index = batch.numpy()
+        assert earliest[index].all() or not earliest[index].any()  # pools never mix
+        counts[int(earliest[index[0]])].append(int((targets[index] > 0).sum()))
+    means = [sum(c) / len(c) for c in counts]
+    assert 0.8 < means[1] / means[0] < 1.25  # a batch of earliest windows trains as many targets as another
