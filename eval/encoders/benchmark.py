@@ -47,7 +47,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from functools import partial
+from functools import cache, partial
 from importlib.metadata import version
 from pathlib import Path
 
@@ -137,6 +137,7 @@ def _pinned(cpu: int | None) -> Callable[[], None] | None:
     return lambda: os.sched_setaffinity(0, {cpu})
 
 
+@cache
 def source_digest() -> str:
     """SHA-256 of llmrec's Python sources: a kept run of ours is reused only by the code that trained it."""
     digest = hashlib.sha256()
@@ -157,9 +158,7 @@ def _read_row(path: Path, made: dict | None = None) -> dict | None:
 
 
 def _write_row(path: Path, row: dict, made: dict | None = None) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"made": made, "row": row}, indent=2) + "\n")
-    tmp.replace(path)
+    keep(path, {"made": made, "row": row})
 
 
 def run_ours(
