@@ -14,12 +14,15 @@ split. Each of our models is measured right beside its RecBole peer on the same 
 side by side.
 
 A full run takes longer than a working session on 2 cores (one RecBole SASRec epoch takes about 4 minutes here),
-so nothing is lost when an invocation stops. Runs live in ``--work`` (default ``$LLMREC_HOME/bench-encoders``):
+so nothing is lost when an invocation stops. Runs live in ``--work`` (default ``eval/encoders/runs``):
 a finished run of ours is reused while its settings and llmrec's sources are unchanged (otherwise retrained),
 and a RecBole run resumes from its last finished epoch, its times summed over the finished epochs of every
-invocation (see ``recbole_peer.py``); ``--fresh`` retrains the named models from scratch. Every row is kept in
-``eval/encoders/results.json`` (with its date and command) the moment it is measured, ``--models`` measures
-only the named pairs, and the table in ``eval/encoders/RESULTS.md`` (also printed) is rendered from all kept rows.
+invocation (see ``recbole_peer.py``); ``--fresh`` retrains the named models from scratch. The default
+``--work`` is in the repository, and its ``.gitignore`` lets git keep what a later invocation needs (each run's
+``row.json``, a RecBole run's resume state): committed, a run goes on from a fresh clone on another machine.
+Every row is kept in ``eval/encoders/results.json`` (with its date and command) the moment it is measured,
+``--models`` measures only the named pairs, and the table in ``eval/encoders/RESULTS.md`` (also printed) is
+rendered from all kept rows.
 A timed run must have the machine to itself in every invocation it spans.
 
 One seed's test NDCG@10 on 943 users moves by a few thousandths from seed to seed, about the size of the gaps being
@@ -50,8 +53,6 @@ from datetime import UTC, datetime
 from functools import cache, partial
 from importlib.metadata import version
 from pathlib import Path
-
-from llmrec.paths import llmrec_home
 
 HERE = Path(__file__).resolve().parent
 PACKAGE = HERE.parents[1] / "llmrec"
@@ -407,7 +408,7 @@ def main() -> None:
     parser.add_argument("--memory", default="yes", choices=["yes", "no"], help="Run the 20k x 12k memory check.")
     parser.add_argument("--seeds", type=int, default=1, help="Seeds per model and side (quality: mean ± sd).")
     parser.add_argument(
-        "--work", type=Path, help="Where runs are kept and resumed (default: $LLMREC_HOME/bench-encoders)."
+        "--work", type=Path, default=HERE / "runs", help="Where runs are kept and resumed (default: %(default)s)."
     )
     parser.add_argument("--fresh", action="store_true", help="Retrain the named models' runs from scratch.")
     parser.add_argument("--child", help=argparse.SUPPRESS)
@@ -431,7 +432,7 @@ def main() -> None:
         "command": command.strip(),
         "cpus": f"{os.cpu_count()} CPU cores ({platform.processor() or platform.machine()})",
     }
-    work = (args.work or llmrec_home() / "bench-encoders").expanduser().resolve()
+    work = args.work.expanduser().resolve()
     work.mkdir(parents=True, exist_ok=True)
 
     def land(row: dict, model: str) -> None:  # kept at once: a stopped invocation keeps what it measured

@@ -176,11 +176,13 @@ def export_dataset(data_dir: Path) -> Any:
     return dataset
 
 
-def recbole_config(model: str, out: Path, epochs: int, seed: int = 2020) -> dict[str, Any]:
-    """Our overrides of RecBole's defaults: same sizes, split and protocol as llmrec's encoder benchmark."""
+def recbole_config(model: str, epochs: int, seed: int = 2020) -> dict[str, Any]:
+    """Our overrides of RecBole's defaults: same sizes, split and protocol as llmrec's encoder benchmark. Paths
+    are relative to ``--out`` (the child's working directory), so a resume state holds no absolute path and a run
+    moved to another checkout still continues."""
     config: dict[str, Any] = {
-        "data_path": str(out / "data"),
-        "checkpoint_dir": str(out / "checkpoints"),
+        "data_path": "data",
+        "checkpoint_dir": "checkpoints",
         "USER_ID_FIELD": "user_id",
         "ITEM_ID_FIELD": "item_id",
         "TIME_FIELD": "timestamp",
@@ -283,7 +285,7 @@ def main() -> None:
         "model": args.model,
         "dataset": DATASET,
         "threads": args.threads,
-        "config": recbole_config(args.model, out, args.epochs, args.seed),
+        "config": recbole_config(args.model, args.epochs, args.seed),
         # What else the training depends on: the exported interactions and the venv's RecBole and torch.
         "inputs": {"data": hashlib.sha256(inter.read_bytes()).hexdigest(), "venv": (venv / STAMP).read_text()},
         "dump": str(out / "recbole-split.json"),

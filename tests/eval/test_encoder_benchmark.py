@@ -63,3 +63,30 @@ def test_benchmark_seeds_and_kept_rows(tmp_path: Path) -> None:
     assert "reused:" not in run_benchmark(tmp_path, "--models", "pop", "--fresh").stderr
     changed = run_benchmark(tmp_path, "--models", "pop", "--epochs", "2")  # other settings: measured anew
     assert "reused:" not in changed.stderr and "--epochs 2" in kept_rows(tmp_path)["llmrec pop"]["command"]
+
+
+def test_default_work_commits_what_going_on_needs_and_no_data() -> None:
+    """The default --work is in the repository: git keeps each run's row and a RecBole run's resume state (so a
+    run continues on a fresh clone) and ignores the rest, the exported ML-100K interactions above all."""
+    runs = SCRIPT.parent / "runs"
+    kept = ["ours-sasrec-42/row.json", "recbole-sasrec-2020/row.json", "recbole-sasrec-2020/spec.json"]
+    kept += ["recbole-sasrec-2020/resume.pth", "recbole-sasrec-2020/checkpoints/SASRec-Nov-25-2026_11-03-41.pth"]
+    ignored = ["recbole-sasrec-2020/data/llmrec-ml-100k/llmrec-ml-100k.inter"]
+    ignored += ["recbole-sasrec-2020/recbole-split.json"]
+    ignored += ["ours-sasrec-42/checkpoints/last.pt", "ours-sasrec-42/checkpoints/best/model.safetensors"]
+    ignored += ["ours-sasrec-42/log.jsonl", "recbole-sasrec-2020/log/SASRec/run.log", "recbole-sasrec-2020/resume.tmp"]
+    check = subprocess.run(
+        ["git", "check-ignore", "--no-index", "--verbose", "--non-matching", *kept, *ignored],
+        cwd=runs,
+        capture_output=True,
+        text=True,
+    )
+    assert check.returncode in (0, 1), check.stderr
+    # Each line: "SOURCE:LINE:PATTERN<TAB>PATH"; a path no pattern matches, or one matched by a "!" pattern, is kept.
+    verdict = {}
+    for line in check.stdout.splitlines():
+        source, path = line.split("\t")
+        pattern = source.split(":", 2)[-1]
+        verdict[path] = pattern == "" or pattern.startswith("!")
+    assert {path: verdict[path] for path in kept} == dict.fromkeys(kept, True)
+    assert {path: verdict[path] for path in ignored} == dict.fromkeys(ignored, False)
