@@ -5,6 +5,7 @@ item is in the last column):
 
 - ``encode(seqs) -> [B, H]``: the user state after the last item;
 - ``item_embeddings() -> [N+1, H]``: the output embedding of every item (row 0 is padding);
+- ``item_bias() -> [N+1] | None``: a per-item output bias added to every score (BERT4Rec's), or None;
 - ``score(seqs, candidates[B, C] | None) -> [B, C]`` or ``[B, N+1]`` (column 0, the padding item, is ``-inf``);
 - ``loss(batch) -> scalar`` for a training batch (see :class:`Batch`).
 
@@ -107,6 +108,10 @@ class Encoder(nn.Module):
     objective: ClassVar[str] = "next"
     """``next``: targets are the following items (causal models); ``cloze``: targets are the inputs themselves,
     and the model's loss masks some of them (BERT4Rec)."""
+    any_length: ClassVar[bool] = False
+    """Whether ``sequence_states`` reads sequences longer than ``max_len`` (a recurrent state, no table of
+    positions): training may then use windows in which every target sees at least ``max_len`` items. ``encode``
+    still reads only the last ``max_len``."""
 
     def __init__(self, num_items: int, config: Any) -> None:
         super().__init__()
@@ -129,15 +134,23 @@ class Encoder(nn.Module):
         """Output embeddings of all items, ``[N+1, H]`` (row 0 is the padding item)."""
         return self.item_embedding.weight[: self.num_items + 1]
 
+    def item_bias(self) -> torch.Tensor | None:
+        """A per-item output bias ``[N+1]`` added to every score and logit, or None (the default: no bias)."""
+        return None
+
     def score(self, seqs: torch.Tensor, candidates: torch.Tensor | None = None) -> torch.Tensor:
         """Scores of ``candidates[B, C]``, or of the whole catalog ``[B, N+1]`` with ``-inf`` in column 0."""
         state = self.encode(seqs)  # (B, H)
         items = self.item_embeddings()  # (N+1, H)
+        bias = self.item_bias()
         if candidates is None:
             scores = state @ items.T  # (B, N+1)
+            if bias is not None:
+                scores = scores + bias
             scores[:, 0] = float("-inf")
             return scores
-        return torch.einsum("bh,bch->bc", state, items[candidates])  # (B, C)
+        scores = torch.einsum("bh,bch->bc", state, items[candidates])  # (B, C)
+        return scores if bias is None else scores + bias[candidates]
 
     def forward(self, batch: Batch) -> torch.Tensor:
         """The training loss (so that data-parallel wrappers, which hook ``forward``, see it)."""
@@ -157,8 +170,11 @@ def next_item_loss(model: Encoder, states: torch.Tensor, batch: Batch) -> torch.
     hidden = states[mask]  # (T, H)
     targets = batch.targets[mask]  # (T,)
     items = model.item_embeddings()  # (N+1, H)
+    bias = model.item_bias()
     if config.loss == "ce":
         logits = hidden @ items.T  # (T, N+1)
+        if bias is not None:
+            logits = logits + bias
         logits[:, 0] = float("-inf")
         return F.cross_entropy(logits, targets)
     if batch.negatives is None:
@@ -166,6 +182,8 @@ def next_item_loss(model: Encoder, states: torch.Tensor, batch: Batch) -> torch.
     negatives = batch.negatives[mask]  # (T, K)
     positive = (hidden * items[targets]).sum(-1)  # (T,)
     negative = torch.einsum("th,tkh->tk", hidden, items[negatives])  # (T, K)
+    if bias is not None:
+        positive, negative = positive + bias[targets], negative + bias[negatives]
     if config.loss == "sampled":
         # Sampled softmax; a negative that happens to equal the target is masked out.
         negative = negative.masked_fill(negatives == targets[:, None], float("-inf"))

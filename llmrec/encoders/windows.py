@@ -1,10 +1,11 @@
 """Training examples for sequential encoders: every target once per epoch, each with (nearly) full context.
 
-A user's training sequence is cut into overlapping windows of ``max_len`` positions that end ``stride``
-positions apart, latest first. A window computes the loss only on its last ``stride`` positions (the earliest
-window: on all of them), so every target is trained exactly once per epoch and sees at least
-``max_len - stride`` items of history, at about ``1/stride`` of the cost of training every prefix as its own
-example.
+A user's training sequence is cut into overlapping windows of ``window`` positions (default ``max_len``) that
+end ``stride`` positions apart, latest first. A window computes the loss only on its last ``stride`` positions
+(the earliest window: on all of them), so every target is trained exactly once per epoch and sees at least
+``window - stride`` items of history, at about ``1/stride`` of the cost of training every prefix as its own
+example. A model that reads sequences of any length (a recurrent one) can take windows of
+``max_len + stride - 1`` positions: then every target sees at least ``max_len`` items, however large the stride.
 """
 
 from __future__ import annotations
@@ -15,9 +16,9 @@ from llmrec.errors import LlmrecError
 
 
 def training_windows(
-    sequences: list[np.ndarray], max_len: int, stride: int, objective: str = "next"
+    sequences: list[np.ndarray], max_len: int, stride: int, objective: str = "next", window: int | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """``(inputs, targets)``, both ``[W, max_len]`` and left-padded; a target of 0 means no loss there.
+    """``(inputs, targets)``, both ``[W, window]`` and left-padded; a target of 0 means no loss there.
 
     ``objective="next"`` pairs each position with the following item; ``"cloze"`` uses the items themselves
     as targets at every real position of the window (the model masks a share of them, so overlapping windows
@@ -26,9 +27,13 @@ def training_windows(
     >>> inputs, targets = training_windows([np.array([]), np.array([1, 2, 3, 4, 5])], max_len=3, stride=2)
     >>> inputs.tolist(), targets.tolist()
     ([[2, 3, 4], [0, 1, 2]], [[0, 4, 5], [0, 2, 3]])
+    >>> inputs, targets = training_windows([np.arange(1, 8)], max_len=2, stride=3, window=4)  # each sees >= 2
+    >>> inputs.tolist(), targets.tolist()
+    ([[3, 4, 5, 6], [0, 1, 2, 3]], [[0, 5, 6, 7], [0, 2, 3, 4]])
     """
-    if not 1 <= stride <= max_len:
-        raise LlmrecError(f"stride must be between 1 and max_len ({max_len}), got {stride}")
+    window = window or max_len
+    if not 1 <= stride <= window:
+        raise LlmrecError(f"stride must be between 1 and the window length ({window}), got {stride}")
     rows_in: list[np.ndarray] = []
     rows_out: list[np.ndarray] = []
     for seq in sequences:
@@ -43,13 +48,13 @@ def training_windows(
             x, y = seq, seq
         end = len(x)
         while True:
-            start = max(0, end - max_len)
+            start = max(0, end - window)
             first = start == 0
-            row_in = np.zeros(max_len, dtype=np.int64)
-            row_out = np.zeros(max_len, dtype=np.int64)
-            row_in[max_len - (end - start) :] = x[start:end]
+            row_in = np.zeros(window, dtype=np.int64)
+            row_out = np.zeros(window, dtype=np.int64)
+            row_in[window - (end - start) :] = x[start:end]
             covered = end - start if first or objective == "cloze" else min(stride, end - start)
-            row_out[max_len - covered :] = y[end - covered : end]
+            row_out[window - covered :] = y[end - covered : end]
             rows_in.append(row_in)
             rows_out.append(row_out)
             if first:

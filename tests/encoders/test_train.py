@@ -218,3 +218,33 @@ def test_every_batch_trains_about_as_many_targets(stride):
         counts[int(earliest[index[0]])].append(int((targets[index] > 0).sum()))
     means = [sum(c) / len(c) for c in counts]
     assert 0.8 < means[1] / means[0] < 1.25  # a batch of earliest windows trains as many targets as another
+
+
+@pytest.mark.parametrize(
+    ("model", "stride", "expected"),
+    [("sasrec", 0, (2, 50)), ("bert4rec", 0, (5, 50)), ("gru4rec", 0, (2, 51)), ("gru4rec", 10, (10, 59))],
+)
+def test_training_layout_gives_every_target_its_context(model, stride, expected):
+    """Causal windows of max_len give each target >= max_len - stride items; a recurrent model's longer windows
+    give each >= max_len, whatever the stride, as RecBole's per-prefix examples do."""
+    import numpy as np
+
+    from llmrec.encoders import build_encoder
+    from llmrec.encoders.train import training_layout
+    from llmrec.encoders.windows import training_windows
+
+    encoder = build_encoder(model, 100, {"max_len": 50})
+    assert training_layout(encoder, stride) == expected
+    if encoder.objective != "next":
+        return
+    stride, window = expected
+    rng = np.random.default_rng(0)
+    sequences = [rng.integers(1, 101, size=n) for n in (3, 49, 50, 51, 120, 333)]
+    contexts = []
+    for sequence in sequences:
+        inputs, targets = training_windows([sequence], 50, stride, window=window)
+        assert (targets > 0).sum() == len(sequence) - 1  # every target exactly once
+        # Windows come latest first; the last, the user's earliest, trains every position from the first item.
+        seen = (inputs[:-1] > 0).cumsum(1)  # items read up to each position
+        contexts.extend(seen[targets[:-1] > 0].tolist())
+    assert min(contexts) == (50 if encoder.any_length else 50 - stride + 1)
