@@ -152,8 +152,9 @@ def encoder_item_vectors(run: Path, dataset: Dataset) -> torch.Tensor:
 
 class UserStates:
     """An encoder run's user state after a history (``Encoder.encode``: the vector its scores dot with the item
-    embeddings), for the ``<user-emb>`` placeholder of prompts whose items are that run's ``id`` vectors:
-    ``UserStates("runs/sasrec", dataset)([[5, 9, 2], [7]])`` is ``[2, 64]`` for a 64-wide SASRec.
+    embeddings, before the per-item bias of an encoder that has one), for the ``<user-emb>`` placeholder of
+    prompts whose items are that run's ``id`` vectors: ``UserStates("runs/sasrec", dataset)([[5, 9, 2], [7]])``
+    is ``[2, 64]`` for a 64-wide SASRec.
     """
 
     def __init__(self, run: Path | str, dataset: Dataset, batch_size: int = 256) -> None:

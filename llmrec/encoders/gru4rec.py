@@ -2,10 +2,11 @@
 
 Sequences arrive left-padded and the GRU reads them as they are: it has no bias terms (as RecBole's), so from
 its zero initial state a zero input (padding's, whatever the padding row of the embedding holds) leaves the
-state exactly zero, and padding never enters it. That spares packing the sequences, which costs about three
-times as much per step on CPU (PyTorch runs packed sequences outside its fused RNN kernel). The GRU reads
-sequences of any length, so its training windows are ``max_len + stride - 1`` long and every target sees at
-least ``max_len`` items; ``encode`` reads the last ``max_len`` items, as the model is evaluated.
+state exactly zero, and padding never enters it. That spares packing the sequences (PyTorch runs packed
+sequences outside its fused RNN kernel: a stride-2 epoch of ML-100K on one core took 19.5 s packed, 8 s not).
+The GRU reads sequences of any length, so its training windows are ``max_len + stride - 1`` long and every
+target is predicted from at least ``max_len`` items; ``encode`` reads the last ``max_len``, as the model is
+evaluated.
 """
 
 from __future__ import annotations

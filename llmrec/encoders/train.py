@@ -40,7 +40,7 @@ from llmrec.errors import LlmrecError
 from llmrec.eval.protocols import evaluate
 from llmrec.progress import progress_bar
 
-RUN_FORMAT = 1
+RUN_FORMAT = 2  # 2: GRU4Rec without GRU biases, its windows max_len + stride - 1 long; BERT4Rec stride 5
 
 
 @dataclass
@@ -66,7 +66,7 @@ class TrainConfig:
     stride: int = field(
         default=0,
         metadata={
-            "help": "Positions between training windows; each target sees >= max_len - stride items of "
+            "help": "Positions between training windows; each target sees >= max_len - stride + 1 items of "
             "history (0: max_len // 25 for next-item models, i.e. 2 for max_len 50, and max_len // 10 for cloze). "
             "A recurrent model's windows are max_len + stride - 1 long, so each target sees >= max_len items."
         },
@@ -195,7 +195,7 @@ def training_layout(model: Encoder, stride: int = 0) -> tuple[int, int]:
     """``(stride, window)`` of ``model``'s training windows for the configured ``stride`` (0: the default).
 
     A causal model learns each target once per window, so its windows are dense (default stride ``max_len //
-    25``, each target seeing at least ``max_len - stride`` items). Cloze windows are extra masking draws of the
+    25``, each target seeing at least ``max_len - stride + 1`` items). Cloze windows are extra masking draws of the
     same items (default stride ``max_len // 10``: with half-overlapping windows, BERT4Rec was still learning
     after 80 epochs of ML-100K and stayed below its validation score at stride 5). A model that reads any
     length (GRU4Rec) takes windows of ``max_len + stride - 1`` positions, so that every target sees at least

@@ -1,11 +1,11 @@
 """Training examples for sequential encoders: every target once per epoch, each with (nearly) full context.
 
-A user's training sequence is cut into overlapping windows of ``window`` positions (default ``max_len``) that
-end ``stride`` positions apart, latest first. A window computes the loss only on its last ``stride`` positions
-(the earliest window: on all of them), so every target is trained exactly once per epoch and sees at least
-``window - stride`` items of history, at about ``1/stride`` of the cost of training every prefix as its own
-example. A model that reads sequences of any length (a recurrent one) can take windows of
-``max_len + stride - 1`` positions: then every target sees at least ``max_len`` items, however large the stride.
+A user's training sequence is cut into overlapping windows of ``window`` positions (default ``max_len``) that end
+``stride`` positions apart, latest first. A window computes the loss only on its last ``stride`` positions (the
+earliest window: on all of them), so every target is trained exactly once per epoch, predicted from at least
+``window - stride + 1`` items, at about ``1/stride`` of the cost of training every prefix as its own example.
+A model that reads sequences of any length (a recurrent one) can take windows of ``max_len + stride - 1``
+positions: then every target is predicted from at least ``max_len`` items, however large the stride.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ def training_windows(
     """
     window = window or max_len
     if not 1 <= stride <= window:
-        raise LlmrecError(f"stride must be between 1 and the window length ({window}), got {stride}")
+        raise LlmrecError(f"stride must be between 1 and {window} (the training windows' length), got {stride}")
     rows_in: list[np.ndarray] = []
     rows_out: list[np.ndarray] = []
     for seq in sequences:

@@ -391,6 +391,12 @@ def _examples(prepared: Prepared, recipe: Recipe) -> tuple[list[TaskExample], li
     hybrid = None
     if recipe.uses_items:
         states = UserStates(recipe.encoder, prepared.dataset) if recipe.task.user_vector and recipe.encoder else None
+        if states is not None and recipe.trainer.distill > 0 and states.encoder.item_bias() is not None:
+            raise LlmrecError(
+                f"{recipe.encoder}: trainer.distill's teacher is the user state dotted with the item embeddings, but "
+                f"this {states.encoder.name} also adds a per-item output bias to its scores; train one without "
+                "output_bias, or set distill to 0"
+            )
         hybrid = build_examples(prepared.dataset, prepared.split, "train", recipe.task, states)
     limit = recipe.trainer.max_examples
     if limit:

@@ -45,23 +45,53 @@ def test_last_mask_prob_one_masks_only_each_windows_last_item():
     model = make(last_mask_prob=1.0, mask_prob=0.9)  # eval mode: no dropout, the masking is the only draw
     batch = Batch(SEQS, SEQS.clone(), generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
-        loss = model.loss(batch)
-        inputs = SEQS.clone()
-        inputs[:, -1] = model.mask_token
-        targets = torch.zeros_like(SEQS)
-        targets[:, -1] = SEQS[:, -1]
-        expected = next_item_loss(model, model.sequence_states(inputs), Batch(inputs, targets))
-    torch.testing.assert_close(loss, expected)
+        torch.testing.assert_close(model.loss(batch), last_only_loss(model))
 
 
-def test_last_mask_prob_zero_keeps_the_cloze_draws():
-    """Without last-item windows the loss is the plain cloze loss: it differs from the last-item one."""
-    model = make(last_mask_prob=0.0, mask_prob=0.9)
-    only_last = make(last_mask_prob=1.0, mask_prob=0.9)
+def cloze_loss(model, seed):
+    """The loss of BERT4Rec's cloze draws for generator ``seed``, masks recomputed here from the same draws."""
+    generator = torch.Generator().manual_seed(seed)
+    eligible = SEQS > 0
+    masked = eligible & (torch.rand(SEQS.shape, generator=generator) < model.config.mask_prob)
+    last = torch.zeros_like(eligible)
+    last[:, -1] = True  # every row of SEQS ends with an item
+    masked |= last & ~masked.any(1, keepdim=True)
+    inputs = SEQS.masked_fill(masked, model.mask_token)
+    targets = SEQS.masked_fill(~masked, 0)
+    return next_item_loss(model, model.sequence_states(inputs), Batch(inputs, targets))
+
+
+def last_only_loss(model):
+    inputs = SEQS.clone()
+    inputs[:, -1] = model.mask_token
+    targets = torch.zeros_like(SEQS)
+    targets[:, -1] = SEQS[:, -1]
+    return next_item_loss(model, model.sequence_states(inputs), Batch(inputs, targets))
+
+
+def test_last_mask_prob_zero_is_the_plain_cloze_task():
+    model = make(mask_prob=0.3)
     with torch.no_grad():
-        cloze = model.loss(Batch(SEQS, SEQS.clone(), generator=torch.Generator().manual_seed(0)))
-        last = only_last.loss(Batch(SEQS, SEQS.clone(), generator=torch.Generator().manual_seed(0)))
-    assert torch.isfinite(cloze) and not torch.isclose(cloze, last)
+        for seed in range(5):
+            loss = model.loss(Batch(SEQS, SEQS.clone(), generator=torch.Generator().manual_seed(seed)))
+            torch.testing.assert_close(loss, cloze_loss(model, seed))
+
+
+def test_last_mask_prob_draws_whole_batches_of_last_item_windows():
+    """As RecBole's ft_ratio: a batch either masks only each window's last item (its targets at full weight in
+    the batch's mean) or is a plain cloze batch."""
+    model = make(mask_prob=0.3, last_mask_prob=0.5)
+    with torch.no_grad():
+        last = last_only_loss(model)
+        kinds = []
+        for seed in range(12):
+            loss = model.loss(Batch(SEQS, SEQS.clone(), generator=torch.Generator().manual_seed(seed)))
+            if torch.isclose(loss, last):
+                kinds.append("last")
+            else:
+                torch.testing.assert_close(loss, cloze_loss(model, seed))
+                kinds.append("cloze")
+    assert {"last", "cloze"} == set(kinds)
 
 
 @pytest.mark.parametrize("bad", [{"mask_prob": 1.5}, {"last_mask_prob": -0.1}])
@@ -71,10 +101,14 @@ def test_probabilities_outside_zero_one_are_rejected(bad):
 
 
 @pytest.mark.parametrize("loss", LOSSES)
-def test_output_bias_is_trained_by_every_loss(loss):
+def test_output_bias_enters_positives_and_negatives_of_every_loss(loss):
+    """The bias of a target and of a negative both get a gradient: item 29 is never a target, only a negative
+    (sampled losses) or one of the catalog's items (ce)."""
     model = make(output_bias=True, loss=loss, num_negatives=4).train()
-    negatives = None if loss == "ce" else torch.randint(1, NUM_ITEMS + 1, (*SEQS.shape, 1 if loss == "bce" else 4))
+    negatives = None if loss == "ce" else torch.full((*SEQS.shape, 1 if loss == "bce" else 4), 29)
     value = model(Batch(SEQS, SEQS.clone(), negatives, torch.Generator().manual_seed(0)))
     value.backward()
-    assert torch.isfinite(value) and model.output_bias.grad is not None
-    assert model.output_bias.grad[1:].abs().sum() > 0
+    grad = model.output_bias.grad
+    assert torch.isfinite(value) and grad is not None
+    masked_targets = SEQS[SEQS > 0].unique()
+    assert grad[masked_targets].abs().sum() > 0 and grad[29] != 0

@@ -90,6 +90,24 @@ def test_padding_never_leaks_into_scores(name):
         assert torch.isfinite(model.score(torch.tensor([[0] * 7 + [1]]))[:, 1:]).all()
 
 
+@pytest.mark.parametrize("name", sorted(ENCODERS))
+def test_scores_read_only_the_last_max_len_items(name):
+    """Whatever a model's training windows, it ranks from the last max_len items, as it is evaluated."""
+    model = make(name)
+    longer = torch.cat([torch.tensor([[11, 12, 13]]), SEQS[2:]], dim=1)  # (1, max_len + 3)
+    with torch.no_grad():
+        torch.testing.assert_close(model.score(longer), model.score(SEQS[2:]))
+
+
+def test_stacked_gru_layers_keep_padding_out():
+    model = make("gru4rec", num_layers=2)
+    with torch.no_grad():
+        reference = model.score(SEQS)
+        model.item_embedding.weight[0].normal_()
+        torch.testing.assert_close(model.score(SEQS), reference)
+        torch.testing.assert_close(model.score(SEQS[1:2, 3:]), reference[1:2])
+
+
 @pytest.mark.parametrize("name", sorted(n for n in ENCODERS if ENCODERS[n].model_cls.trainable))
 def test_last_positions_only_match_the_full_states_and_loss(name):
     model = make(name)  # eval mode: no dropout, so both paths compute the same function

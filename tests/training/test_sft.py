@@ -285,3 +285,25 @@ def test_distillation_adds_the_kl_to_the_encoders_own_catalog_distribution(tiny_
     assert kl > 0
     torch.testing.assert_close(out["distill_loss"], kl, rtol=1e-4, atol=1e-4)
     torch.testing.assert_close(out["loss"], out["lm_loss"] + 0.5 * kl, rtol=1e-4, atol=1e-4)
+
+
+def test_distillation_refuses_a_teacher_with_an_item_bias(tiny_recipe, tmp_path: Path) -> None:
+    """A BERT4Rec with output_bias scores items by more than its user state and item embeddings: distilling
+    those two alone would teach another ranking, so the recipe stops with the reason."""
+    from llmrec.encoders.train import train_encoder
+    from llmrec.training.sft import _examples as make_examples
+    from llmrec.training.sft import prepare
+
+    threads = torch.get_num_threads()
+    run = tmp_path / "bert4rec"
+    try:
+        encoder = {"hidden_size": 32, "max_len": 20, "num_layers": 1, "inner_size": 64, "output_bias": True}
+        train = {"epochs": 1, "batch_size": 256, "stride": 20, "threads": 1}
+        train_encoder(run, "bert4rec", "ml-100k", encoder, train)
+    finally:
+        torch.set_num_threads(threads)
+    task = {"item_text": "vector", "user_vector": True, "output": "item"}
+    trainer = {"item_loss": "catalog", "distill": 0.5}
+    recipe = tiny_recipe(task=task, curriculum={"kind": "none"}, trainer=trainer, encoder=str(run))
+    with pytest.raises(LlmrecError, match="per-item output bias"):
+        make_examples(prepare(recipe), recipe)
