@@ -252,6 +252,7 @@ def run_peer(
         "cpu_seconds": peer["cpu_seconds"],
         "peak_mib": peer["peak_mib"],
         "resumed_after": peer["resumed_after"],
+        "anomaly_detection": peer["anomaly_detection"],
         **stamp,
     }
     _write_row(out / ROW_FILE, row)

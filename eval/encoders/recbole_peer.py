@@ -288,8 +288,8 @@ def main() -> None:
         "config": recbole_config(args.model, args.epochs, args.seed),
         # What else the training depends on: the exported interactions and the venv's RecBole and torch.
         "inputs": {"data": hashlib.sha256(inter.read_bytes()).hexdigest(), "venv": (venv / STAMP).read_text()},
-        "dump": str(out / "recbole-split.json"),
-        "state": str(out / STATE),
+        "dump": "recbole-split.json",  # paths relative to --out, the child's working directory
+        "state": STATE,
     }
     resume = args.resume and resumable(out, spec)
     if not resume:  # a fresh run: nothing of an earlier one may leak in
@@ -310,7 +310,7 @@ def main() -> None:
     if result.returncode != 0:
         raise SystemExit(f"recbole_peer: RecBole {args.model} failed (exit {result.returncode}); see stderr above")
     peer = json.loads(result.stdout.strip().splitlines()[-1])
-    dump = json.loads(Path(spec["dump"]).read_text())
+    dump = json.loads((out / spec["dump"]).read_text())
     peer.update(check_split(dataset, dump, peer.pop("train_examples")))
     print(json.dumps(peer))
 
