@@ -447,10 +447,13 @@ def main() -> None:
         if args.fresh:
             for old in [*work.glob(f"ours-{model}-*"), *work.glob(f"recbole-{model}-*")]:
                 shutil.rmtree(old)
-        # With several seeds only the finished mean lands: a stop part-way leaves the kept mean as it was (the
-        # finished runs are in --work and reused next time).
+        # With one seed each row lands as soon as it is measured (our run is minutes, RecBole's may span sessions);
+        # with several, only the finished mean lands: a stop part-way leaves the kept mean as it was (the finished
+        # runs are in --work and reused next time).
         measured = [run_ours(model, work, args.epochs, stamp)]
         print(f"done: llmrec {model}", file=sys.stderr)
+        if seeds == 1:
+            land(measured[0], model)
         if peer:
             measured.append(run_peer(model, work, args.epochs, stamp))
             print(f"done: RecBole {PEERS[model]}", file=sys.stderr)

@@ -159,10 +159,12 @@ def test_scores_share_the_prompt_and_equal_a_full_forward_pass(hf_engine) -> Non
         hf_engine.batch_size = batch_size
     prompt = render_prompt(hf_engine.tokenizer, request)
     eos = hf_engine.tokenizer.eos_token_id
+    # bf16 rounds the cached prompt (computed at another batch shape) differently: measured up to 0.6% on an AMX CPU.
+    close = {"abs": 1e-3} if hf_engine.dtype == "float32" else {"abs": 0.05, "rel": 0.02}
     for text, score in zip(answers, scores[0], strict=True):
         answer = [*hf_engine.tokenizer(text, add_special_tokens=False)["input_ids"], eos]
-        assert score == pytest.approx(_full_forward_logprob(hf_engine, prompt, answer), abs=0.05)  # bf16 cache noise
-    assert scores[1] == pytest.approx(scores[0][:2], abs=1e-3)
+        assert score == pytest.approx(_full_forward_logprob(hf_engine, prompt, answer), **close)
+    assert scores[1] == pytest.approx(scores[0][:2], **close)
     assert hf_engine.score([request], [[]]) == [[]]
 
 
@@ -171,9 +173,12 @@ def test_last_hidden_batches_prompts_of_different_lengths_as_if_alone(hf_engine)
     requests = [Request(messages=chat(t)) for t in texts]
     together = hf_engine.last_hidden(requests)
     alone = torch.cat([hf_engine.last_hidden([r]) for r in requests])
-    tolerance = 1e-4 if hf_engine.dtype == "float32" else 0.1  # bf16 rounding differs with the batch shape
     assert together.shape == (3, hf_engine.hf_model.config.hidden_size) and together.dtype == torch.float32
-    torch.testing.assert_close(together, alone, atol=tolerance, rtol=tolerance)
+    if hf_engine.dtype == "float32":
+        torch.testing.assert_close(together, alone, atol=1e-4, rtol=1e-4)
+    else:  # bf16 rounds differently with the batch shape: measured up to 2.2% of a state's norm on an AMX CPU
+        differ = torch.linalg.vector_norm(together - alone, dim=1) / torch.linalg.vector_norm(alone, dim=1)
+        assert (differ < 0.05).all(), differ
     # the same prompt given as token ids or as their embeddings is the same input
     ids = render_prompt(hf_engine.tokenizer, requests[1])
     with torch.no_grad():
