@@ -16,10 +16,11 @@ side by side.
 A full run takes longer than a working session on 2 cores (one RecBole SASRec epoch takes about 4 minutes here),
 so nothing is lost when an invocation stops. Runs live in ``--work`` (default ``eval/encoders/runs``):
 a finished run of ours is reused while its settings and llmrec's sources are unchanged (otherwise retrained),
-and a RecBole run resumes from its last finished epoch, its times summed over the finished epochs of every
-invocation (see ``recbole_peer.py``); ``--fresh`` retrains the named models from scratch. The default
-``--work`` is in the repository, and its ``.gitignore`` lets git keep what a later invocation needs (each run's
-``row.json``, a RecBole run's resume state): committed, a run goes on from a fresh clone on another machine.
+a RecBole run resumes from its last finished epoch, its times summed over the finished epochs of every
+invocation (see ``recbole_peer.py``), and a finished one is reused while RecBole's settings are unchanged;
+``--fresh`` retrains the named models from scratch. The default ``--work`` is in the repository, and its
+``.gitignore`` lets git keep what a later invocation needs (each run's ``row.json``, an unfinished RecBole run's
+resume state, deleted when it finishes): committed, a run goes on from a fresh clone on another machine.
 Every row is kept in ``eval/encoders/results.json`` (with its date and command) the moment it is measured,
 ``--models`` measures only the named pairs, and the table in ``eval/encoders/RESULTS.md`` (also printed) is
 rendered from all kept rows.
@@ -219,14 +220,24 @@ def run_peer(
     """Train RecBole's peer of ``model`` through ``recbole_peer.py`` (on core ``cpu``, if given); its row.
 
     The peer resumes a run left in ``workdir`` with the same settings from its last finished epoch, so a RecBole
-    run longer than one sitting is measured over several invocations; a run that had finished is only tested
-    again, and its row keeps the ``stamp`` of the invocation that finished it.
+    run longer than one sitting is measured over several invocations. A finished run's row is kept in its
+    directory with what made it (RecBole's settings, threads and packages) and returned again while those stay
+    the same; its resume state and checkpoint are then deleted, so only the row stays for git to keep.
     """
+    from recbole_peer import PINS, RECBOLE, recbole_config  # beside this script
+
     out = workdir / f"recbole-{model}-{seed}"
+    threads = 2 if cpu is None else 1
+    made = {"model": PEERS[model], "threads": threads, "config": recbole_config(PEERS[model], epochs, seed)}
+    made["packages"] = [RECBOLE, *PINS]
+    kept = _read_row(out / ROW_FILE, made)
+    if kept is not None:
+        print(f"reused: {out} (finished {kept['measured']} with the same settings)", file=sys.stderr)
+        return kept
     result = subprocess.run(
         [sys.executable, str(HERE / "recbole_peer.py"), "--model", PEERS[model], "--resume"]
         + ["--out", str(out), "--epochs", str(epochs), "--seed", str(seed)]
-        + ["--threads", "2" if cpu is None else "1"],
+        + ["--threads", str(threads)],
         capture_output=True,
         text=True,
         preexec_fn=_pinned(cpu),
@@ -255,7 +266,9 @@ def run_peer(
         "anomaly_detection": peer["anomaly_detection"],
         **stamp,
     }
-    _write_row(out / ROW_FILE, row)
+    _write_row(out / ROW_FILE, row, made)
+    (out / "resume.pth").unlink(missing_ok=True)  # finished: the row is all that is reused
+    shutil.rmtree(out / "checkpoints", ignore_errors=True)
     return row
 
 

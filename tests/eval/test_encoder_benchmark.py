@@ -94,3 +94,27 @@ def test_default_work_commits_what_going_on_needs_and_no_data() -> None:
         verdict[path] = pattern == "" or pattern.startswith("!")
     assert {path: verdict[path] for path in kept} == dict.fromkeys(kept, True)
     assert {path: verdict[path] for path in ignored} == dict.fromkeys(ignored, False)
+
+
+def test_a_finished_recbole_run_is_reused_from_its_row(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A finished peer's row.json (with what made it) is returned without starting RecBole; a row made otherwise
+    (here: another seed's settings) is not."""
+    monkeypatch.syspath_prepend(str(SCRIPT.parent))
+    import benchmark
+    from recbole_peer import PINS, RECBOLE, recbole_config
+
+    out = tmp_path / "recbole-gru4rec-2020"
+    out.mkdir()
+    made = {"model": "GRU4Rec", "threads": 2, "config": recbole_config("GRU4Rec", 300, 2020)}
+    made["packages"] = [RECBOLE, *PINS]
+    row = {"name": "RecBole GRU4Rec", "ndcg@10": 0.06, "measured": "2026-11-25"}
+    (out / "row.json").write_text(json.dumps({"made": made, "row": row}))
+
+    def no_recbole(*args, **kwargs):
+        pytest.fail("ran RecBole")
+
+    monkeypatch.setattr(benchmark.subprocess, "run", no_recbole)
+    assert benchmark.run_peer("gru4rec", tmp_path, 300, {"measured": "today"}, seed=2020) == row
+    (out / "row.json").write_text(json.dumps({"made": made | {"threads": 1}, "row": row}))
+    with pytest.raises(pytest.fail.Exception, match="ran RecBole"):
+        benchmark.run_peer("gru4rec", tmp_path, 300, {"measured": "today"}, seed=2020)
