@@ -99,9 +99,14 @@ def test_default_work_commits_what_going_on_needs_and_no_data() -> None:
 def test_a_finished_recbole_run_is_reused_from_its_row(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A finished peer's row.json (with what made it) is returned without starting RecBole; a row made otherwise
     (here: another seed's settings) is not."""
-    monkeypatch.syspath_prepend(str(SCRIPT.parent))
-    import benchmark
+    import importlib.util
+
+    monkeypatch.syspath_prepend(str(SCRIPT.parent))  # the script imports recbole_peer from beside itself
     from recbole_peer import PINS, RECBOLE, recbole_config
+
+    spec = importlib.util.spec_from_file_location("encoder_benchmark", SCRIPT)
+    benchmark = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(benchmark)
 
     out = tmp_path / "recbole-gru4rec-2020"
     out.mkdir()
