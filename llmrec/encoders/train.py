@@ -262,11 +262,8 @@ class Trainer:
         if not self.model.trainable:
             return self._fit_untrained()
         tc = self.train_config
-        encoder_config = self.model.config
         stride, window = training_layout(self.model, tc.stride)
-        inputs, targets = training_windows(
-            self.split.train_sequences(), encoder_config.max_len, stride, self.model.objective, window
-        )
+        inputs, targets = training_windows(self.split.train_sequences(), window, stride, self.model.objective)
         inputs_t, targets_t = torch.from_numpy(inputs), torch.from_numpy(targets)
         # Windows that train only their last ``stride`` positions are batched apart from the earliest windows of
         # each user (targets everywhere), so most batches need the last layer's outputs at a few positions only.

@@ -1,6 +1,6 @@
 """Training examples for sequential encoders: every target once per epoch, each with (nearly) full context.
 
-A user's training sequence is cut into overlapping windows of ``window`` positions (default ``max_len``) that end
+A user's training sequence is cut into overlapping windows of ``window`` positions (a model's ``max_len``) that end
 ``stride`` positions apart, latest first. A window computes the loss only on its last ``stride`` positions (the
 earliest window: on all of them), so every target is trained exactly once per epoch, predicted from at least
 ``window - stride + 1`` items, at about ``1/stride`` of the cost of training every prefix as its own example.
@@ -16,7 +16,7 @@ from llmrec.errors import LlmrecError
 
 
 def training_windows(
-    sequences: list[np.ndarray], max_len: int, stride: int, objective: str = "next", window: int | None = None
+    sequences: list[np.ndarray], window: int, stride: int, objective: str = "next"
 ) -> tuple[np.ndarray, np.ndarray]:
     """``(inputs, targets)``, both ``[W, window]`` and left-padded; a target of 0 means no loss there.
 
@@ -24,14 +24,13 @@ def training_windows(
     as targets at every real position of the window (the model masks a share of them, so overlapping windows
     are extra masking draws rather than repeats).
 
-    >>> inputs, targets = training_windows([np.array([]), np.array([1, 2, 3, 4, 5])], max_len=3, stride=2)
+    >>> inputs, targets = training_windows([np.array([]), np.array([1, 2, 3, 4, 5])], window=3, stride=2)
     >>> inputs.tolist(), targets.tolist()
     ([[2, 3, 4], [0, 1, 2]], [[0, 4, 5], [0, 2, 3]])
-    >>> inputs, targets = training_windows([np.arange(1, 8)], max_len=2, stride=3, window=4)  # each sees >= 2
+    >>> inputs, targets = training_windows([np.arange(1, 8)], window=4, stride=3)  # max_len 2: each sees >= 2
     >>> inputs.tolist(), targets.tolist()
     ([[3, 4, 5, 6], [0, 1, 2, 3]], [[0, 5, 6, 7], [0, 2, 3, 4]])
     """
-    window = window or max_len
     if not 1 <= stride <= window:
         raise LlmrecError(f"stride must be between 1 and {window} (the training windows' length), got {stride}")
     rows_in: list[np.ndarray] = []

@@ -242,7 +242,7 @@ def test_training_layout_gives_every_target_its_context(model, stride, expected)
     sequences = [rng.integers(1, 101, size=n) for n in (3, 49, 50, 51, 120, 333)]
     contexts = []
     for sequence in sequences:
-        inputs, targets = training_windows([sequence], 50, stride, window=window)
+        inputs, targets = training_windows([sequence], window, stride)
         assert (targets > 0).sum() == len(sequence) - 1  # every target exactly once
         # Windows come latest first; the last, the user's earliest, trains every position from the first item.
         seen = (inputs[:-1] > 0).cumsum(1)  # items read up to each position
