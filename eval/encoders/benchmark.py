@@ -13,17 +13,17 @@ The RecBole rows come from ``recbole_peer.py``, which trains RecBole in its own 
 split. Each of our models is measured right beside its RecBole peer on the same machine, so a pair's ratios are
 side by side.
 
-A full run takes longer than a working session on 2 cores (one RecBole SASRec epoch takes about 4 minutes here),
-so nothing is lost when an invocation stops. Runs live in ``--work`` (default ``eval/encoders/runs``):
-a finished run of ours is reused while its settings and llmrec's sources are unchanged (otherwise retrained),
-a RecBole run resumes from its last finished epoch, its times summed over the finished epochs of every
-invocation (see ``recbole_peer.py``), and a finished one is reused while RecBole's settings are unchanged;
+A full run takes longer than a working session on 2 cores (one RecBole SASRec epoch takes about 2 minutes here and
+its run more than an hour), so nothing is lost when an invocation stops. Runs live in ``--work`` (default
+``eval/encoders/runs``): a finished run of ours is reused while its settings and llmrec's sources are unchanged
+(otherwise retrained), a RecBole run resumes from its last finished epoch, its times summed over the finished epochs
+of every invocation (see ``recbole_peer.py``), and a finished one is reused while RecBole's settings are unchanged;
 ``--fresh`` retrains the named models from scratch. The default ``--work`` is in the repository, and its
 ``.gitignore`` lets git keep what a later invocation needs (each run's ``row.json``, an unfinished RecBole run's
-resume state, deleted when it finishes): committed, a run goes on from a fresh clone on another machine.
-Every row is kept in ``eval/encoders/results.json`` (with its date and command) the moment it is measured,
-``--models`` measures only the named pairs, and the table in ``eval/encoders/RESULTS.md`` (also printed) is
-rendered from all kept rows.
+resume state, deleted when it finishes): committed, a run goes on from a fresh clone on another machine. Every row
+is kept in ``eval/encoders/results.json`` (with its date and command) the moment it is measured, ``--models``
+measures only the named pairs, and the table in ``eval/encoders/RESULTS.md`` (also printed) is rendered from all
+kept rows.
 A timed run must have the machine to itself in every invocation it spans.
 
 One seed's test NDCG@10 on 943 users moves by a few thousandths from seed to seed, about the size of the gaps being
