@@ -38,6 +38,14 @@ TRAIN = {"epochs": 1, "batch_size": 256, "stride": 20, "threads": 1}
 
 
 @pytest.fixture(scope="session")
+def catalog(ml100k):
+    """The ML-100K catalog (ids and titles)."""
+    from llmrec.catalog.catalog import Catalog
+
+    return Catalog.from_dataset(ml100k)
+
+
+@pytest.fixture(scope="session")
 def sasrec_run(ml100k, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A SASRec run directory trained for one epoch on ML-100K."""
     from llmrec.encoders.train import train_encoder
@@ -72,10 +80,13 @@ def tiny_dataset(tmp_path_factory: pytest.TempPathFactory):
 TINY_RECIPE = {
     "representation": "id",
     "projector": {"kind": "mlp", "hidden_size": 64},
-    "lora": {"r": 4, "alpha": 8, "targets": ["q_proj", "v_proj"]},
+    "lora": {"r": 4, "lora_alpha": 8, "target_modules": ["q_proj", "v_proj"]},
     "task": {"task": "rank", "output": "verbalizer", "max_history": 3, "num_candidates": 5, "examples_per_user": 1},
     "curriculum": {"kind": "llara", "ramp": 0.5},
-    "trainer": {"max_steps": 2, "batch_size": 2, "save_steps": 1, "logging_steps": 1, "threads": 1, "lr": 1e-3},
+    "trainer": {
+        "max_steps": 2, "per_device_train_batch_size": 2, "save_steps": 1, "logging_steps": 1, "threads": 1,
+        "learning_rate": 1e-3,
+    },  # fmt: skip
 }
 
 

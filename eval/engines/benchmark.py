@@ -72,7 +72,7 @@ def trie_scale(tokenizer, titles: int = 100_000) -> dict:
     """Build a whole-catalog trie over ``titles`` synthetic titles; time the build and the per-token work."""
     import numpy as np
 
-    from llmrec.inference.grounding import build_trie
+    from llmrec.catalog.tries import build_trie
 
     rng = np.random.default_rng(0)
     words = ["Star", "Night", "Return", "Dark", "Love", "City", "Blue", "Last", "King", "Road", "River", "Ghost"]
@@ -111,11 +111,13 @@ def main() -> None:
 
     from vllm import SamplingParams
 
+    from llmrec.catalog.catalog import Catalog
+    from llmrec.catalog.grounding import Grounding, grounding_report
     from llmrec.data.builtin import load_dataset
     from llmrec.inference.batch import BatchConfig, run_batch
-    from llmrec.inference.engine import Request, SamplingConfig, render_prompt
-    from llmrec.inference.grounding import Catalog, Grounding, grounding_report
+    from llmrec.inference.engine import Request, SamplingConfig
     from llmrec.inference.hf import HFEngine
+    from llmrec.inference.prompting import render_prompt
     from llmrec.inference.vllm import VLLMEngine
 
     total_start = time.perf_counter()
@@ -187,8 +189,9 @@ def vllm_trie_overhead(engine, asks, catalog) -> list[dict]:
     as many tokens each (``min_tokens`` = ``max_tokens``) without it; both sampled at temperature 1."""
     from vllm import SamplingParams
 
-    from llmrec.inference.engine import Request, render_prompt
-    from llmrec.inference.grounding import catalog_trie_path
+    from llmrec.catalog.tries import catalog_trie_path
+    from llmrec.inference.engine import Request
+    from llmrec.inference.prompting import render_prompt
     from llmrec.inference.vllm import TRIE_ARG
 
     prompts = [{"prompt_token_ids": render_prompt(engine.tokenizer, Request(messages=m))} for m in asks]
@@ -216,8 +219,8 @@ def hf_trie_overhead(hf, asks, catalog, batch_size: int) -> list[dict]:
     import torch
     from transformers import LogitsProcessorList
 
+    from llmrec.catalog.tries import catalog_trie
     from llmrec.inference.engine import Request
-    from llmrec.inference.grounding import catalog_trie
     from llmrec.inference.hf import TrieLogitsProcessor
 
     trie = catalog_trie(catalog, hf.tokenizer)

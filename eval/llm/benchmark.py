@@ -69,7 +69,7 @@ LLM_ROWS = {
 
 def metrics_of(scores: np.ndarray, examples: list, answers: list[int | None] | None = None) -> dict[str, float]:
     """HR@1, NDCG@5/10 of ``scores [E, 20]`` and the valid ratio of the answers (default: the top-scored)."""
-    from llmrec.eval.metrics import ranking_metrics, target_ranks
+    from llmrec.ranking.metrics import ranking_metrics, target_ranks
 
     ranks = target_ranks(scores, np.array([e.target_index for e in examples]))
     out = ranking_metrics(ranks, (1, 5, 10))
@@ -85,10 +85,10 @@ def encoder_scores(run: Path, split: Any, examples: list) -> np.ndarray:
     import torch
 
     from llmrec.data.splits import EvalSet
-    from llmrec.encoders.base import load_encoder
-    from llmrec.eval.protocols import history_matrix
+    from llmrec.encoders.run import load_best
+    from llmrec.ranking.protocols import history_matrix
 
-    model = load_encoder(run / "checkpoints" / "best").eval()
+    model = load_best(run).eval()
     evals = split.eval_set("test")
     first = EvalSet(evals.users[: len(examples)], evals.cutoffs[: len(examples)], evals.targets[: len(examples)])
     seqs = history_matrix(split, first, model.config.max_len)
@@ -128,7 +128,9 @@ def row_recipe(name: str, sasrec: Path, work: Path) -> Path:
 def encoder_digest(run: Path) -> str:
     """SHA-256 of an encoder run's best weights: which SASRec a fine-tuning was trained on, even if a run was
     retrained at the same path."""
-    return hashlib.sha256((run / "checkpoints" / "best" / "model.safetensors").read_bytes()).hexdigest()
+    from llmrec.runs import best_checkpoint
+
+    return hashlib.sha256((best_checkpoint(run) / "model.safetensors").read_bytes()).hexdigest()
 
 
 def budget_of(recipe_text: str, steps: int, encoder: str = "") -> str:
@@ -137,9 +139,13 @@ def budget_of(recipe_text: str, steps: int, encoder: str = "") -> str:
     weights (``encoder_digest``; empty for a run kept before the digest was recorded, which never matches)."""
     import yaml
 
+    from llmrec.errors import LlmrecError
     from llmrec.training.recipe import recipe_from_dict
 
-    values = recipe_from_dict(yaml.safe_load(recipe_text)).to_dict()
+    try:
+        values = recipe_from_dict(yaml.safe_load(recipe_text)).to_dict()
+    except LlmrecError as error:  # a recipe of an older llmrec: never the same budget
+        return f"unreadable recipe: {error}"
     if steps:
         values["trainer"]["max_steps"] = steps
     values["encoder_weights"] = encoder
@@ -260,11 +266,11 @@ def main() -> None:
     if unknown:
         parser.error(f"--skip: unknown rows {', '.join(sorted(unknown))}")
 
+    from llmrec.adapters.tasks import build_examples
     from llmrec.data.builtin import load_dataset
     from llmrec.data.splits import leave_one_out_split
     from llmrec.inference.recommender import LLMRecommender
     from llmrec.training.recipe import load_recipe
-    from llmrec.training.tasks import build_examples
 
     started = time.perf_counter()
     args.work.mkdir(parents=True, exist_ok=True)

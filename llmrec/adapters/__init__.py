@@ -28,7 +28,6 @@ from llmrec.adapters.representations import (
     ItemTable,
     UserStates,
     catalog_fingerprint,
-    check_encoder_run,
     item_representation,
     item_texts,
 )
@@ -49,7 +48,6 @@ __all__ = [
     "ProjectorConfig",
     "build_projector",
     "catalog_fingerprint",
-    "check_encoder_run",
     "item_representation",
     "item_texts",
     "register_projector",

@@ -14,22 +14,22 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from pandas.api.types import is_string_dtype
 
 from llmrec.data.dataset import Dataset
+from llmrec.devices import resolve_device
+from llmrec.encoders.run import check_encoder_run, load_best
 from llmrec.errors import LlmrecError
+from llmrec.models.defaults import resolve_model
 from llmrec.paths import llmrec_home
 from llmrec.progress import progress_bar
-
-if TYPE_CHECKING:
-    from llmrec.encoders.train import RunConfig
+from llmrec.runs import atomic_write
 
 KINDS = ("id", "text", "hybrid")
 ENCODE_BATCH = 256
@@ -99,42 +99,10 @@ def item_texts(dataset: Dataset) -> list[str]:
     return texts
 
 
-def check_encoder_run(run: Path, dataset: Dataset) -> RunConfig:
-    """The run config of encoder run ``run``, after checking that it was trained on ``dataset``.
-
-    Compares the run's item count and its split fingerprint (which hashes the dataset files) with ``dataset``;
-    a missing run or best checkpoint, or a run from another dataset, is an ``LlmrecError``.
-    """
-    from llmrec.data.splits import leave_one_out_split
-    from llmrec.encoders.train import load_run_config
-
-    run = Path(run)
-    if not run.exists():
-        raise LlmrecError(f"{run}: no such encoder run; train one with `llmrec encoder train --out {run}`")
-    config = load_run_config(run)
-    if not (run / "checkpoints" / "best" / "encoder.json").exists():
-        raise LlmrecError(
-            f"{run}: the run has no best checkpoint yet; finish it with `llmrec encoder train --out {run} --resume`"
-        )
-    kind = config.split.get("kind")
-    if kind != "leave-one-out":
-        raise LlmrecError(f"{run}: split kind {kind!r} is unknown to this llmrec version; retrain the encoder")
-    fingerprint = leave_one_out_split(dataset, min_len=config.split.get("min_len", 3)).fingerprint()
-    if config.num_items != dataset.num_items or config.dataset_fingerprint != fingerprint:
-        raise LlmrecError(
-            f"{run}: encoder trained on another dataset ({config.dataset}: {config.num_items:,} items, fingerprint "
-            f"{config.dataset_fingerprint}) than {dataset.path} ({dataset.num_items:,} items, fingerprint "
-            f"{fingerprint}); pass the dataset it was trained on, or train an encoder on this one"
-        )
-    return config
-
-
 def encoder_item_vectors(run: Path, dataset: Dataset) -> torch.Tensor:
     """The ``id`` representation: the best checkpoint's item embeddings, ``[N+1, H]`` float32, row 0 zeros."""
-    from llmrec.encoders import load_encoder
-
     config = check_encoder_run(run, dataset)
-    encoder = load_encoder(Path(run) / "checkpoints" / "best")
+    encoder = load_best(run)
     if not encoder.trainable:
         raise LlmrecError(
             f"{run}: {config.model} learns no item embeddings; use a run of a trained encoder (e.g. sasrec)"
@@ -158,10 +126,8 @@ class UserStates:
     """
 
     def __init__(self, run: Path | str, dataset: Dataset, batch_size: int = 256) -> None:
-        from llmrec.encoders import load_encoder
-
         config = check_encoder_run(Path(run), dataset)
-        self.encoder = load_encoder(Path(run) / "checkpoints" / "best").eval()
+        self.encoder = load_best(run).eval()
         if not self.encoder.trainable:
             raise LlmrecError(f"{run}: {config.model} has no user state; use a run of a trained encoder")
         self.run = str(run)
@@ -223,14 +189,14 @@ def _read_cache(file: Path, rows: int) -> torch.Tensor | None:
     return vectors if vectors.ndim == 2 and vectors.shape[0] == rows else None
 
 
-def text_item_vectors(dataset: Dataset, embedder: str | None = None) -> tuple[torch.Tensor, str]:
+def text_item_vectors(
+    dataset: Dataset, embedder: str | None = None, device: str = "auto"
+) -> tuple[torch.Tensor, str]:
     """The ``text`` representation ``[N+1, D]`` float32 (row 0 zeros) and the resolved embedder.
 
     ``embedder``: a sentence-transformers path or hub id; ``None`` for the bundled all-MiniLM-L6-v2. The vectors
-    are computed once and then read from the cache; an unreadable cache file is recomputed.
+    are computed once (on ``device``) and then read from the cache; an unreadable cache file is recomputed.
     """
-    from llmrec.models.defaults import resolve_model
-
     resolved = resolve_model(embedder, role="embedder")
     texts = item_texts(dataset)
     file = text_cache_file(dataset, resolved, texts)
@@ -238,25 +204,32 @@ def text_item_vectors(dataset: Dataset, embedder: str | None = None) -> tuple[to
         cached = _read_cache(file, len(texts) + 1)
         if cached is not None:
             return cached, resolved
-    vectors = _encode_texts(resolved, texts)
+    body = encode_texts(load_embedder(resolved, device), texts, "embedding item texts")  # (N, D)
+    vectors = torch.cat([torch.zeros(1, body.shape[1]), body])  # (N+1, D)
     file.parent.mkdir(parents=True, exist_ok=True)
-    _write_atomically(file, vectors, {"dataset": dataset.name, "embedder": resolved})
+    _write_cache(file, vectors, {"dataset": dataset.name, "embedder": resolved})
     return vectors, resolved
 
 
-def _encode_texts(embedder: str, texts: list[str]) -> torch.Tensor:
+def load_embedder(embedder: str | None = None, device: str = "auto") -> Any:
+    """A sentence-transformers model on ``device``: ``embedder`` (a path or hub id) or the bundled MiniLM."""
     from sentence_transformers import SentenceTransformer
 
+    embedder = resolve_model(embedder, role="embedder")
     try:
-        model = SentenceTransformer(embedder, device="cpu")
+        return SentenceTransformer(embedder, device=resolve_device(device))
     except (OSError, ValueError) as err:
         first = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise LlmrecError(
             f"cannot load the text embedder {embedder!r} ({first}); pass a sentence-transformers directory or hub "
             "id, or leave it unset for the bundled all-MiniLM-L6-v2"
         ) from None
+
+
+def encode_texts(model: Any, texts: list[str], what: str = "embedding texts") -> torch.Tensor:
+    """``[N, D]`` float32 on the CPU: one embedding per text, in order (a progress bar named ``what`` for many)."""
     chunks = []
-    bar = progress_bar(len(texts), "embedding item texts", unit="item", min_total=ENCODE_BATCH)
+    bar = progress_bar(len(texts), what, unit="text", min_total=ENCODE_BATCH)
     for start in range(0, len(texts), ENCODE_BATCH):
         chunk = texts[start : start + ENCODE_BATCH]
         chunks.append(
@@ -264,28 +237,27 @@ def _encode_texts(embedder: str, texts: list[str]) -> torch.Tensor:
         )
         bar.update(len(chunk))
     bar.close()
-    body = torch.cat(chunks)  # (N, D)
-    return torch.cat([torch.zeros(1, body.shape[1]), body])  # (N+1, D)
+    return torch.cat(chunks) if chunks else torch.zeros(0, model.get_sentence_embedding_dimension())
 
 
-def _write_atomically(file: Path, vectors: torch.Tensor, metadata: dict[str, str]) -> None:
+def _write_cache(file: Path, vectors: torch.Tensor, metadata: dict[str, str]) -> None:
     from safetensors.torch import save_file
 
-    tmp = file.with_name(f".{file.name}.{os.getpid()}.tmp")
-    try:
-        save_file({"vectors": vectors.contiguous()}, str(tmp), metadata=metadata)
-        os.replace(tmp, file)
-    finally:
-        tmp.unlink(missing_ok=True)
+    atomic_write(file, lambda tmp: save_file({"vectors": vectors.contiguous()}, str(tmp), metadata=metadata))
 
 
 def item_representation(
-    kind: str, dataset: Dataset, encoder_run: Path | str | None = None, embedder: str | None = None
+    kind: str,
+    dataset: Dataset,
+    encoder_run: Path | str | None = None,
+    embedder: str | None = None,
+    device: str = "auto",
 ) -> ItemTable:
     """Build the ``kind`` (``id``, ``text`` or ``hybrid``) representation of ``dataset``'s items.
 
     ``encoder_run`` (a run directory of ``llmrec encoder train``) is needed for ``id`` and ``hybrid``;
-    ``embedder`` picks the text model for ``text`` and ``hybrid`` (``None``: the bundled default).
+    ``embedder`` picks the text model for ``text`` and ``hybrid`` (``None``: the bundled default), run on
+    ``device`` when the vectors are not cached yet.
     """
     if kind not in KINDS:
         raise LlmrecError(f"unknown item representation {kind!r}; choose one of {', '.join(KINDS)}")
@@ -297,7 +269,7 @@ def item_representation(
         parts["id"] = encoder_item_vectors(Path(encoder_run), dataset)
         run_name = str(encoder_run)
     if kind in ("text", "hybrid"):
-        parts["text"], resolved = text_item_vectors(dataset, embedder)
+        parts["text"], resolved = text_item_vectors(dataset, embedder, device)
     vectors = torch.cat(list(parts.values()), dim=1)  # (N+1, D)
     return ItemTable(
         kind=kind,

@@ -10,7 +10,6 @@ user, then time; ties in time keep the source order.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -26,9 +25,11 @@ import pandas as pd
 
 from llmrec import __version__
 from llmrec.errors import LlmrecError
+from llmrec.runs import sha256_file
 
 FORMAT_VERSION = 1
 FILES = ("interactions.parquet", "items.parquet", "users.parquet")
+SPLITS = "splits"  # what llmrec caches beside a dataset's files: the c20 candidates of its splits
 
 
 @dataclass
@@ -128,14 +129,6 @@ def encode(raw: RawData, tie_order: str = "source") -> tuple[pd.DataFrame, pd.Da
     return out, catalog, user_table
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def check_out(out: Path, force: bool) -> None:
     """Raise unless ``out`` may be written: absent, or (with ``force``) a dataset directory that may be replaced.
 
@@ -150,7 +143,7 @@ def check_out(out: Path, force: bool) -> None:
         raise LlmrecError(
             f"{out}: exists and is not a dataset directory; --force will not replace it, choose another --out"
         )
-    foreign = sorted(p.name for p in out.iterdir() if p.name not in (*FILES, "meta.json"))
+    foreign = sorted(p.name for p in out.iterdir() if p.name not in (*FILES, "meta.json", SPLITS))
     if foreign:
         raise LlmrecError(
             f"{out}: not a dataset directory (it holds {', '.join(foreign[:3])}); --force replaces only dataset "
@@ -188,7 +181,7 @@ def write_dataset(
             "items": int(len(items)),
             "interactions": int(len(interactions)),
         }
-        meta["sha256"] = {name: _sha256(tmp / name) for name in FILES if (tmp / name).exists()}
+        meta["sha256"] = {name: sha256_file(tmp / name) for name in FILES if (tmp / name).exists()}
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2, default=str) + "\n")
         if out.exists():
             old = out.with_name(f".{out.name}.old")
@@ -261,7 +254,7 @@ def verify(path: Path, meta: dict[str, Any]) -> None:
     """Check a dataset directory's files against the sha256 recorded in its meta.json."""
     for name, digest in meta.get("sha256", {}).items():
         file = path / name
-        if not file.exists() or _sha256(file) != digest:
+        if not file.exists() or sha256_file(file) != digest:
             raise LlmrecError(
                 f"{file}: missing or modified since import (sha256 mismatch); re-import the dataset with --force"
             )

@@ -3,11 +3,9 @@
 Training masks a share of the items of each window with a ``[mask]`` token and predicts them from both
 sides; at inference a ``[mask]`` is appended after the history and its prediction ranks the next item. Two
 options follow the paper (and RecBole's version): batches that mask only each window's last item (the very case
-of inference, ``last_mask_prob``) and a learned per-item output bias (``output_bias``). Both are off by default:
-on ML-100K (the encoder benchmark's settings, seed 42, one core) ``last_mask_prob=0.5`` lowered test NDCG@10 from
-0.0583 to 0.0419, and to 0.0394 with ``output_bias``, its validation score jumping from epoch to epoch so that early
-stopping came after 16 epochs instead of 45. The transformer block is SASRec's, with a padding-only attention mask
-instead of a causal one.
+of inference, ``last_mask_prob``) and a learned per-item output bias (``output_bias``). Both are off by default
+(the trials on ML-100K are in eval/encoders/RESULTS.md). The transformer block is SASRec's, with a padding-only
+attention mask instead of a causal one.
 """
 
 from __future__ import annotations

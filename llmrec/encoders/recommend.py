@@ -9,8 +9,8 @@ import torch
 
 from llmrec.data.builtin import load_dataset
 from llmrec.data.display import ranked_items, raw_user_id
-from llmrec.encoders.base import left_padded, load_encoder
-from llmrec.encoders.train import load_run_config
+from llmrec.encoders.base import left_padded
+from llmrec.encoders.run import load_best, load_run_config
 
 
 def recommend(run: Path, user: str, k: int = 10, include_seen: bool = False) -> dict[str, Any]:
@@ -20,12 +20,12 @@ def recommend(run: Path, user: str, k: int = 10, include_seen: bool = False) -> 
     """
     config = load_run_config(run)
     dataset = load_dataset(config.dataset)
-    model = load_encoder(Path(run) / "checkpoints" / "best")
+    model = load_best(run)
     uid = dataset.user_id(user)
     history = dataset.sequences[uid]
     seqs = left_padded([history], model.config.max_len)  # (1, L)
     with torch.inference_mode():
-        scores = model.score(seqs)[0]  # (N+1,)
+        scores = model.score(seqs)[0]  # (N+1,): on the CPU, where the encoder was loaded
         if not include_seen and len(history):
             scores[torch.tensor(history, dtype=torch.long)] = float("-inf")
         top = torch.topk(scores, min(k, int(torch.isfinite(scores).sum())))

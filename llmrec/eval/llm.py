@@ -14,14 +14,14 @@ from typing import Any
 
 import numpy as np
 
+from llmrec.adapters.tasks import build_examples
+from llmrec.catalog.grounding import grounding_report
 from llmrec.data.splits import leave_one_out_split
 from llmrec.errors import LlmrecError
-from llmrec.eval.metrics import ranking_metrics, target_ranks
-from llmrec.inference.grounding import grounding_report
 from llmrec.inference.recommender import LLMRecommender
 from llmrec.progress import progress_bar
-from llmrec.training.bundle import update_metrics
-from llmrec.training.tasks import build_examples
+from llmrec.ranking.metrics import ranking_metrics, target_ranks
+from llmrec.runs import update_metrics
 
 CHUNK = 32
 
@@ -63,11 +63,11 @@ def evaluate_llm(recommender: LLMRecommender, which: str = "test", limit: int = 
 def evaluate_llm_run(
     run: Path | str, which: str = "test", engine: str = "hf", limit: int = 0, **engine_options: Any
 ) -> dict[str, Any]:
-    """Evaluate an SFT run on c20 and record the figures in its ``metrics.json`` (under ``c20_<which>``)."""
+    """Evaluate an LLM run on c20 and record the figures in its ``metrics.json`` (under ``c20_<which>``)."""
     run = Path(run)
     recommender = LLMRecommender.from_run(run, engine=engine, **engine_options)
     try:
-        min_len = recommender.bundle.recipe.min_len if recommender.bundle is not None else 3
+        min_len = recommender.bundle.min_len if recommender.bundle is not None else 3
         result = evaluate_llm(recommender, which, limit, min_len)
     finally:
         recommender.close()

@@ -1,4 +1,4 @@
-"""Evaluating a run directory under any protocol (``llmrec eval``)."""
+"""Evaluating an encoder run directory under any protocol (``llmrec eval``)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,7 @@ from typing import Any
 
 from llmrec.data.builtin import load_dataset
 from llmrec.data.splits import leave_one_out_split
-from llmrec.encoders.base import load_encoder
-from llmrec.encoders.train import evaluate_encoder, load_run_config
+from llmrec.encoders.run import evaluate_encoder, load_best, load_run_config
 from llmrec.errors import LlmrecError
 
 
@@ -20,9 +19,5 @@ def evaluate_run(run: Path, protocol: str = "full", which: str = "test", mask_hi
     split = leave_one_out_split(dataset, min_len=config.split.get("min_len", 3))
     if split.fingerprint() != config.dataset_fingerprint:
         raise LlmrecError(f"{run}: the dataset changed since this run was trained (split fingerprint differs)")
-    best = run / "checkpoints" / "best"
-    if not best.exists():
-        raise LlmrecError(f"{run}: no trained checkpoint yet (checkpoints/best is missing); train or --resume it")
-    model = load_encoder(best)
-    result = evaluate_encoder(model, split, which, dataset, protocol=protocol, mask_history=mask_history)
+    result = evaluate_encoder(load_best(run), split, which, dataset, protocol=protocol, mask_history=mask_history)
     return {"run": str(run), "model": config.model, "dataset": dataset.name, **result}

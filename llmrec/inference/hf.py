@@ -1,4 +1,5 @@
-"""The transformers engine: ``generate`` over left-padded batches, in bf16 where the CPU runs it natively.
+"""The transformers engine: ``generate`` over left-padded batches, on the CPU or a GPU, in bf16 where the device
+runs it natively.
 
 Same features as the vLLM engine: chat templates, ``prompt_embeds`` (as ``inputs_embeds``), PEFT LoRA adapters
 per request (loaded once, switched per batch), grounding through a prefix-trie logits processor, sequence
@@ -17,22 +18,12 @@ from typing import Any
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, LogitsProcessor, LogitsProcessorList
 
+from llmrec.catalog.tries import TitleTrie
+from llmrec.devices import resolve_device, resolve_dtype
 from llmrec.errors import LlmrecError
-from llmrec.inference.engine import (
-    OVERFLOW,
-    Completion,
-    Request,
-    Result,
-    SamplingConfig,
-    answer_tokens,
-    check_lora,
-    fit_prompt,
-    grounding_trie,
-    render_prompt,
-    resolve_completion,
-    resolve_dtype,
-)
-from llmrec.inference.grounding import TitleTrie
+from llmrec.inference.engine import CAPABILITIES, Completion, Request, Result, SamplingConfig
+from llmrec.inference.lora import check_lora
+from llmrec.inference.prompting import OVERFLOW, answer_tokens, fit_prompt, render_prompt, resolve_completion
 from llmrec.models.defaults import resolve_model
 
 TORCH_DTYPES = {"bfloat16": torch.bfloat16, "float32": torch.float32}
@@ -74,15 +65,17 @@ class TrieLogitsProcessor(LogitsProcessor):
 class HFEngine:
     """transformers ``generate`` behind the Engine protocol.
 
-    ``model``: path, hub id, or ``None`` for the bundled default. ``dtype``: ``auto`` (default: ``bfloat16``
-    where the CPU has native bf16 kernels, about twice fp32's speed there, else ``float32``: emulated bf16 is
-    about three times slower than fp32, measured on an AVX2-only CPU), ``bfloat16`` or ``float32``.
+    ``model``: path, hub id, or ``None`` for the bundled default. ``device``: ``auto`` (a CUDA GPU when there is
+    one), ``cpu`` or ``cuda``. ``dtype``: ``auto`` (default: ``bfloat16`` where the device runs it natively, about
+    twice fp32's speed on a CPU with bf16 kernels, else ``float32``: emulated bf16 is about three times slower than
+    fp32, measured on an AVX2-only CPU), ``bfloat16`` or ``float32``.
     ``batch_size``: requests per ``generate`` call.
     ``max_model_len``: context length (default the model's, at most 4096). ``overflow``: what to do with a
     prompt that does not fit (``truncate`` from the left with a warning, or ``reject``).
     """
 
     name = "hf"
+    capabilities = frozenset(CAPABILITIES)
 
     def __init__(
         self,
@@ -91,8 +84,10 @@ class HFEngine:
         batch_size: int = 16,
         max_model_len: int | None = None,
         overflow: str = "truncate",
+        device: str = "auto",
     ) -> None:
-        dtype = resolve_dtype(dtype)
+        self.device = resolve_device(device)
+        dtype = resolve_dtype(dtype, self.device)
         if overflow not in OVERFLOW:
             raise LlmrecError(f"overflow must be one of {', '.join(OVERFLOW)}, got {overflow!r}")
         self.model = resolve_model(model)
@@ -104,7 +99,7 @@ class HFEngine:
                 f"cannot load model {self.model!r}: {str(error).splitlines()[0]}; give a local checkpoint "
                 "directory, or a hub id with the hub reachable"
             ) from None
-        self.hf_model.eval()
+        self.hf_model.to(self.device).eval()
         self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
@@ -117,6 +112,10 @@ class HFEngine:
     def close(self) -> None:
         """Drop the model (memory returns to the allocator)."""
         self.hf_model = None
+
+    def input_embedding(self) -> torch.nn.Module:
+        """The model's input-embedding module (on the engine's device, in its dtype)."""
+        return self.hf_model.get_input_embeddings()
 
     # -- LoRA ----------------------------------------------------------------------------------------------
 
@@ -199,11 +198,11 @@ class HFEngine:
                 prompts = [prompts_of[i] for i in chunk]
                 lengths = torch.tensor([len(p) for p in prompts])
                 embeds = torch.nn.utils.rnn.pad_sequence(prompts, batch_first=True)  # (B, L, H), zeros after
-                mask = (torch.arange(embeds.shape[1])[None] < lengths[:, None]).long()
+                mask = (torch.arange(embeds.shape[1])[None] < lengths[:, None]).long().to(self.device)
                 out = self.hf_model(
                     inputs_embeds=embeds, attention_mask=mask, output_hidden_states=True, logits_to_keep=1
                 )
-                last = out.hidden_states[-1][torch.arange(len(chunk)), lengths - 1].float()  # (B, H)
+                last = out.hidden_states[-1][torch.arange(len(chunk)), lengths - 1].float().cpu()  # (B, H)
                 for i, state in zip(chunk, last, strict=True):
                     states[i] = state
         return torch.stack([s for s in states if s is not None])
@@ -229,8 +228,8 @@ class HFEngine:
         """``[L, H]`` input embeddings of a prompt given as token ids or as ``prompt_embeds``."""
         embedding = self.hf_model.get_input_embeddings()
         if isinstance(prompt, torch.Tensor):
-            return prompt.to(embedding.weight.dtype)
-        return embedding(torch.tensor(prompt, dtype=torch.long))
+            return prompt.to(device=embedding.weight.device, dtype=embedding.weight.dtype)
+        return embedding(torch.tensor(prompt, dtype=torch.long, device=embedding.weight.device))
 
     def _score_request(self, prompt: list[int] | torch.Tensor, answers: list[list[int]]) -> list[float]:
         """Log-probs of ``answers`` after one prompt: the prompt once, then the answers against its cache."""
@@ -249,7 +248,9 @@ class HFEngine:
             for row, answer in enumerate(chunk):
                 ids[row, : len(answer) - 1] = torch.tensor(answer[:-1], dtype=torch.long)
                 mask[row, len(head) : len(head) + len(answer) - 1] = 1  # right padding: positions stay exact
-            logprobs = self.hf_model(input_ids=ids, attention_mask=mask, past_key_values=cache).logits
+            logprobs = self.hf_model(
+                input_ids=ids.to(self.device), attention_mask=mask.to(self.device), past_key_values=cache
+            ).logits
             logprobs = logprobs.float().log_softmax(-1)  # (C, W, V)
             for row, answer in enumerate(chunk):
                 rest = torch.tensor(answer[1:], dtype=torch.long)
@@ -268,7 +269,7 @@ class HFEngine:
         trie = None
         max_new = params.max_new_tokens
         if request.grounding is not None and request.grounding.constrain:
-            trie = grounding_trie(self.tokenizer, request.grounding)
+            trie = request.grounding.trie(self.tokenizer)
             max_new = max(max_new, trie.depth)
         warning = None
         if request.prompt_embeds is not None:
@@ -293,19 +294,19 @@ class HFEngine:
         mask = torch.zeros(len(batch), width, dtype=torch.long)
         for row, item in enumerate(batch):
             mask[row, width - item["length"] :] = 1
-        inputs: dict[str, Any] = {"attention_mask": mask}
+        inputs: dict[str, Any] = {"attention_mask": mask.to(self.device)}
         if "embeds" in batch[0]:
             embedding = model.get_input_embeddings()
             hidden = embedding.weight.shape[1]
             embeds = torch.zeros(len(batch), width, hidden, dtype=embedding.weight.dtype)
             for row, item in enumerate(batch):
                 embeds[row, width - item["length"] :] = item["embeds"].to(embedding.weight.dtype)
-            inputs["inputs_embeds"] = embeds
+            inputs["inputs_embeds"] = embeds.to(self.device)
         else:
             ids = torch.full((len(batch), width), self.tokenizer.pad_token_id, dtype=torch.long)
             for row, item in enumerate(batch):
                 ids[row, width - item["length"] :] = torch.tensor(item["ids"], dtype=torch.long)
-            inputs["input_ids"] = ids
+            inputs["input_ids"] = ids.to(self.device)
         sample = not params.greedy
         copies = params.n if sample else 1
         tries = [item["trie"] for item in batch for _ in range(copies)]

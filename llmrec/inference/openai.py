@@ -30,8 +30,9 @@ from llmrec.inference.engine import (
     Result,
     SamplingConfig,
     ScoringUnavailable,
-    resolve_completion,
+    Unsupported,
 )
+from llmrec.inference.prompting import resolve_completion
 
 DEFAULT_BASE_URL = "http://127.0.0.1:8000/v1"
 
@@ -46,6 +47,7 @@ class OpenAIEngine:
     """
 
     name = "openai"
+    capabilities: frozenset[str] = frozenset()
 
     def __init__(
         self,
@@ -130,6 +132,14 @@ class OpenAIEngine:
             "the openai engine cannot score candidates (no exact answer log-probabilities over the API); "
             "use the vllm or hf engine for a full ranking"
         )
+
+    def last_hidden(self, requests: list[Request]) -> Any:
+        """Not available over the OpenAI API, which returns no hidden states."""
+        raise Unsupported("the openai engine returns no hidden states; serve item-scored runs on hf or vllm")
+
+    def input_embedding(self) -> Any:
+        """Not available: the model's weights are on the server."""
+        raise Unsupported("the openai engine has no local embedding table; build prompt embeddings with hf or vllm")
 
     def _one(self, request: Request, params: SamplingConfig) -> Result:
         body = self._body(request, params)

@@ -17,9 +17,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from llmrec.catalog.catalog import Catalog, normalise_title
+from llmrec.catalog.grounding import Grounding
 from llmrec.errors import LlmrecError
 from llmrec.inference.engine import Engine, Request, SamplingConfig, ScoringUnavailable
-from llmrec.inference.grounding import Catalog, Grounding, normalise_title
 from llmrec.prompts import render
 
 PRUNE_RULES = ("none", "self", "majority", "both")

@@ -1,6 +1,6 @@
-"""LLM recommenders on an engine: an SFT run's bundle (LoRA, projector, item vectors), or a base LLM zero-shot.
+"""LLM recommenders on an engine: an LLM run's bundle (LoRA, projector, item vectors), or a base LLM zero-shot.
 
-:class:`LLMRecommender` turns task examples (:func:`llmrec.training.tasks.build_examples`) into engine requests:
+:class:`LLMRecommender` turns task examples (:func:`llmrec.adapters.tasks.build_examples`) into engine requests:
 chat messages for text-only prompts, ``prompt_embeds`` for hybrid ones (the projected item vectors spliced into
 the token embeddings, :class:`llmrec.adapters.HybridPrompter`), with the run's LoRA adapter. ``rank`` scores every
 candidate of an example: by its label letter (verbalizer) or its title (generative) as the request's complete
@@ -25,32 +25,27 @@ from typing import Any
 import numpy as np
 import torch
 
+from llmrec.adapters.bundle import Bundle, load_bundle
 from llmrec.adapters.hybrid import HybridPrompter
 from llmrec.adapters.representations import UserStates
+from llmrec.adapters.tasks import TaskConfig, TaskExample, prompt_example
+from llmrec.catalog.catalog import Catalog
+from llmrec.catalog.grounding import Grounding
 from llmrec.data.builtin import load_dataset
 from llmrec.data.dataset import Dataset
 from llmrec.data.display import ranked_items, raw_user_id
+from llmrec.encoders.recommend import recommend
 from llmrec.errors import LlmrecError
-from llmrec.inference.engine import Engine, Request, SamplingConfig, engine_name, load_engine
-from llmrec.inference.grounding import Catalog, Grounding
-from llmrec.training.bundle import Bundle, load_bundle
-from llmrec.training.tasks import TaskConfig, TaskExample
-
-
-def input_embedding(model: str) -> torch.nn.Embedding:
-    """The input-embedding table of a causal LM checkpoint (float32, frozen), for building ``prompt_embeds``."""
-    from transformers import AutoModelForCausalLM
-
-    llm = AutoModelForCausalLM.from_pretrained(model, dtype=torch.float32)
-    weight = llm.get_input_embeddings().weight.detach().clone()
-    del llm
-    return torch.nn.Embedding.from_pretrained(weight, freeze=True)
+from llmrec.inference.engine import Engine, Request, SamplingConfig, require
+from llmrec.inference.registry import engine_name, load_engine
+from llmrec.runs import best_checkpoint
 
 
 class LLMRecommender:
     """Ranks and answers task examples with an LLM on an engine (see the module docstring).
 
-    Build one with :meth:`from_run` (an ``llmrec sft`` run) or :meth:`zero_shot` (a base LLM, text prompts).
+    Build one with :meth:`from_run` (an ``llmrec sft`` or ``llmrec rl`` run) or :meth:`zero_shot` (a base LLM,
+    text prompts).
     """
 
     def __init__(
@@ -71,17 +66,17 @@ class LLMRecommender:
         self.adapter_merged = adapter_merged  # the engine's weights already hold the run's LoRA
         self.user_states: UserStates | None = None  # user_vector tasks: the encoder's state after a history
         if task.user_vector:
-            if bundle is None or not bundle.recipe.encoder:
-                raise LlmrecError("a user_vector task is served from an SFT run whose recipe names its encoder run")
-            self.user_states = UserStates(bundle.recipe.encoder, dataset)
+            if bundle is None or not bundle.encoder:
+                raise LlmrecError("a user_vector task is served from an LLM run whose recipe names its encoder run")
+            self.user_states = UserStates(bundle.encoder, dataset)
         if bundle is not None and bundle.projector is not None and bundle.items is not None:
             if bundle.items.num_items != dataset.num_items:
                 raise LlmrecError(
                     f"{bundle.run}: trained on {bundle.items.num_items:,} items but {dataset.path} has "
                     f"{dataset.num_items:,}; serve it on the dataset it was trained on"
                 )
-            hf_model = getattr(engine, "hf_model", None)
-            embedding = hf_model.get_input_embeddings() if hf_model is not None else input_embedding(engine.model)
+            require(engine, "input_embedding", "serving a run with item vectors (prompt embeddings)")
+            embedding = engine.input_embedding()
             if tokenizer is None:
                 from transformers import AutoTokenizer
 
@@ -90,20 +85,20 @@ class LLMRecommender:
 
     @classmethod
     def from_run(cls, run: Path | str, engine: str = "hf", **engine_options: Any) -> LLMRecommender:
-        """Serve a finished SFT run on ``engine`` (``hf``, ``vllm`` or ``auto``) with its adapter and projector."""
+        """Serve a finished LLM run on ``engine`` (``hf``, ``vllm`` or ``auto``) with its adapter and projector."""
         bundle = load_bundle(run)
         engine = engine_name(engine)
         model, merged = bundle.base_model, False
         if engine == "vllm" and bundle.projector is not None:
             model, merged = str(merged_checkpoint(bundle)), True
-            if bundle.recipe.task.output == "item":  # only the last hidden state is needed: a pooling model
+            if bundle.task.output == "item":  # only the last hidden state is needed: a pooling model
                 engine_options.setdefault("runner", "pooling")
         elif engine == "vllm":
             engine_options.setdefault("enable_lora", True)
-            engine_options.setdefault("max_lora_rank", max(8, bundle.recipe.lora.r))
+            engine_options.setdefault("max_lora_rank", max(8, bundle.lora_rank))
         loaded = load_engine(engine, model, **engine_options)
         tokenizer = getattr(loaded, "tokenizer", None)
-        return cls(loaded, bundle.recipe.task, load_dataset(bundle.dataset), bundle, tokenizer, merged)
+        return cls(loaded, bundle.task, load_dataset(bundle.dataset), bundle, tokenizer, merged)
 
     @classmethod
     def zero_shot(
@@ -157,12 +152,10 @@ class LLMRecommender:
 
     def _item_scores(self, examples: list[TaskExample], requests: list[Request]) -> np.ndarray:
         """Item-scored ranking: each prompt's last hidden state dotted with its candidates' projected vectors."""
-        last_hidden = getattr(self.engine, "last_hidden", None)
         if self.prompter is None:
             raise LlmrecError("task output 'item' needs a run with a projector (the candidates' vectors)")
-        if last_hidden is None:
-            raise LlmrecError(f"the {self.engine.name} engine returns no hidden states; serve item runs on hf or vllm")
-        states = last_hidden(requests)  # (E, H)
+        require(self.engine, "last_hidden", "ranking by item vectors (task output item)")
+        states = self.engine.last_hidden(requests)  # (E, H)
         candidates = torch.tensor([e.candidates for e in examples], dtype=torch.long)  # (E, C)
         with torch.no_grad():
             out = self.prompter.score_candidates(states, candidates).double().numpy()
@@ -219,8 +212,6 @@ def retrieve_candidates(
     """``count`` items ``user`` (internal id) has not interacted with, to rerank: an encoder run's top items
     after the user's history, or (without a run) the most popular items; returns them and the retriever's name."""
     if encoder_run is not None:
-        from llmrec.encoders.recommend import recommend
-
         rows = recommend(Path(encoder_run), f"#{user}", k=count)["recommendations"]
         return [int(r["item_id"]) for r in rows], f"encoder {encoder_run}"
     seen = set(dataset.sequences[user].tolist())
@@ -240,12 +231,10 @@ def recommend_llm(
     uid = dataset.user_id(user)
     history = dataset.sequences[uid].tolist()
     count = recommender.task.num_candidates
-    if encoder_run is None and recommender.bundle is not None and recommender.bundle.recipe.encoder:
-        run = Path(recommender.bundle.recipe.encoder)
-        encoder_run = run if (run / "checkpoints" / "best").exists() else None
+    if encoder_run is None and recommender.bundle is not None and recommender.bundle.encoder:
+        run = Path(recommender.bundle.encoder)
+        encoder_run = run if best_checkpoint(run).exists() else None
     candidates, retriever = retrieve_candidates(dataset, uid, count, encoder_run)
-    from llmrec.training.tasks import prompt_example
-
     example = prompt_example(dataset, recommender.task, uid, history, candidates, recommender.user_states)
     scores = recommender.rank([example])[0]
     order = np.argsort(-scores, kind="stable")[:k]

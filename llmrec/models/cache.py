@@ -8,7 +8,6 @@ conversion killed midway, a truncated or modified file) is invalid: it is remove
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import json
 import os
 import shutil
@@ -19,15 +18,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from llmrec.runs import sha256_file
+
 MANIFEST = "llmrec-manifest.json"
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _files(root: Path) -> list[Path]:
@@ -36,7 +29,7 @@ def _files(root: Path) -> list[Path]:
 
 def write_manifest(root: Path, info: dict[str, Any]) -> None:
     """Record every file of ``root`` (size and sha256) and ``info`` in the entry's manifest."""
-    files = {str(p.relative_to(root)): {"size": p.stat().st_size, "sha256": _sha256(p)} for p in _files(root)}
+    files = {str(p.relative_to(root)): {"size": p.stat().st_size, "sha256": sha256_file(p)} for p in _files(root)}
     (root / MANIFEST).write_text(json.dumps({"info": info, "files": files}, indent=2) + "\n")
 
 
@@ -59,7 +52,7 @@ def check_entry(root: Path, deep: bool = True) -> str | None:
         file = root / name
         if file.stat().st_size != expected["size"]:
             return f"{name} has the wrong size"
-        if deep and _sha256(file) != expected["sha256"]:
+        if deep and sha256_file(file) != expected["sha256"]:
             return f"{name} has the wrong checksum"
     return None
 

@@ -1,4 +1,5 @@
-"""Alignment of LLM recommenders: task datasets from a leave-one-out split (:mod:`llmrec.training.tasks`).
+"""Alignment of LLM recommenders on TRL: recipes (:mod:`.recipe`), trainer configs (:mod:`.config`), LoRA SFT
+(:mod:`.sft`, with :mod:`.model`, :mod:`.trainer`, :mod:`.curriculum`, :mod:`.callbacks`).
 
 Nothing heavy is imported here; import the submodule that does the work.
 """

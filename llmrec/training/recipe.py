@@ -1,11 +1,13 @@
-"""SFT recipes: one YAML file naming everything an LLM-recommender run is made of.
+"""Recipes: one YAML file naming everything an LLM-recommender run is made of.
 
 A recipe (``adapters/*.yaml``) has the top-level keys ``base_model``, ``dataset``, ``encoder`` (an encoder run
 directory), ``representation`` (``none`` for text-only prompts, or ``id``, ``text``, ``hybrid`` item vectors),
-``embedder``, and the sections ``projector`` (:class:`llmrec.adapters.ProjectorConfig`), ``lora``
-(:class:`LoraSettings`), ``task`` (:class:`llmrec.training.tasks.TaskConfig`), ``curriculum``
-(:class:`CurriculumSettings`) and ``trainer`` (:class:`TrainerSettings`). Unknown keys are errors that name the
-known ones. :func:`check_recipe` finds every mistake it can before training starts.
+``embedder``, ``device`` (``auto``, ``cpu`` or ``cuda``), and the sections ``projector``
+(:class:`llmrec.adapters.ProjectorConfig`), ``lora`` (the fields of PEFT's ``LoraConfig``, by name), ``task``
+(:class:`llmrec.adapters.tasks.TaskConfig`), ``curriculum`` (:class:`CurriculumSettings`) and ``trainer`` (the
+fields of :class:`llmrec.training.config.RecSFTConfig`, TRL's ``SFTConfig`` with llmrec's additions, by name).
+Unknown keys are errors that name the known ones; :func:`llmrec.training.sft.prepare` finds every other mistake it
+can before training starts.
 """
 
 from __future__ import annotations
@@ -17,29 +19,21 @@ from typing import Any
 import yaml
 
 from llmrec.adapters.projectors import ProjectorConfig
+from llmrec.adapters.tasks import TaskConfig
 from llmrec.configs import config_from_dict
+from llmrec.devices import DEVICES
 from llmrec.errors import LlmrecError
-from llmrec.training.tasks import TaskConfig
 
 REPRESENTATIONS = ("none", "id", "text", "hybrid")
 CURRICULA = ("none", "llara", "rsllm")
-
-
-@dataclass
-class LoraSettings:
-    """The PEFT ``LoraConfig``: rank ``r``, ``alpha``, ``dropout`` and the ``targets`` (module names)."""
-
-    r: int = field(default=16, metadata={"help": "LoRA rank."})
-    alpha: int = field(default=32, metadata={"help": "LoRA scaling numerator (scale = alpha / r)."})
-    dropout: float = field(default=0.05, metadata={"help": "Dropout on the LoRA input."})
-    targets: list[str] = field(
-        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"],
-        metadata={"help": "Names of the linear modules that get adapters."},
-    )
-
-    def __post_init__(self) -> None:
-        if self.r < 1 or self.alpha < 1 or not 0 <= self.dropout < 1 or not self.targets:
-            raise LlmrecError("lora: r and alpha must be >= 1, dropout in [0, 1), and targets non-empty")
+# PEFT LoraConfig fields a recipe starts from; the section's own values replace them.
+LORA_DEFAULTS: dict[str, Any] = {
+    "r": 16,
+    "lora_alpha": 32,
+    "lora_dropout": 0.05,
+    "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj"],
+}
+LORA_MANAGED = ("task_type", "base_model_name_or_path")
 
 
 @dataclass
@@ -71,79 +65,21 @@ class CurriculumSettings:
             raise LlmrecError("curriculum contrastive_weight must be >= 0 and temperature positive")
 
 
-ITEM_LOSSES = ("candidates", "catalog")
-
-
-@dataclass
-class TrainerSettings:
-    """Optimisation and bookkeeping of an SFT run (passed on to ``transformers.TrainingArguments``).
-
-    ``epochs`` may be fractional; ``max_steps`` (> 0) overrides it. ``lr`` is the LoRA learning rate and
-    ``projector_lr`` the projector's. A checkpoint is written every ``save_steps`` optimiser steps. ``item_loss``
-    (task output item): the target's cross-entropy among its prompt's candidates, or against the whole catalog.
-    ``distill`` (> 0, with ``item_loss: catalog`` and the encoder's user state in the prompt) adds that weight
-    times the KL divergence from the encoder's own distribution over the catalog (its user state dotted with its
-    item embeddings: the teacher) to the LLM's, both softened by ``distill_temperature`` (times its square).
-    """
-
-    epochs: float = field(default=1.0, metadata={"help": "Passes over the training examples (may be fractional)."})
-    max_steps: int = field(default=0, metadata={"help": "Optimiser steps; > 0 overrides epochs."})
-    batch_size: int = field(default=4, metadata={"help": "Examples per step and process."})
-    grad_accum: int = field(default=1, metadata={"help": "Batches accumulated per optimiser step."})
-    lr: float = field(default=5e-4, metadata={"help": "LoRA learning rate (AdamW)."})
-    projector_lr: float = field(default=1e-3, metadata={"help": "Projector learning rate (AdamW)."})
-    weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay."})
-    warmup_ratio: float = field(default=0.05, metadata={"help": "Fraction of steps of linear warm-up."})
-    scheduler: str = field(default="cosine", metadata={"help": "transformers lr_scheduler_type."})
-    max_grad_norm: float = field(default=1.0, metadata={"help": "Gradient clipping norm."})
-    max_examples: int = field(default=0, metadata={"help": "Use at most this many training examples (0: all)."})
-    save_steps: int = field(default=50, metadata={"help": "Checkpoint every this many steps."})
-    logging_steps: int = field(default=10, metadata={"help": "Log loss every this many steps."})
-    seed: int = field(default=0, metadata={"help": "Seed of the model init, dropout and the curriculum's draws."})
-    threads: int = field(
-        default=0,
-        metadata={"help": "torch CPU threads per process (0: the cores it may use, shared by the processes)."},
-    )
-    item_loss: str = field(
-        default="candidates",
-        metadata={
-            "help": "Task output item: cross-entropy of the target among its prompt's candidates (candidates) or "
-            "against the whole catalog (catalog)."
-        },
-    )
-    distill: float = field(
-        default=0.0,
-        metadata={"help": "Weight of the KL term towards the encoder's catalog distribution (0: none)."},
-    )
-    distill_temperature: float = field(default=1.0, metadata={"help": "Softmax temperature of the distill term."})
-
-    def __post_init__(self) -> None:
-        if self.epochs <= 0 and self.max_steps <= 0:
-            raise LlmrecError("trainer: set epochs > 0 or max_steps > 0")
-        if self.batch_size < 1 or self.grad_accum < 1 or self.save_steps < 1 or self.logging_steps < 1:
-            raise LlmrecError("trainer: batch_size, grad_accum, save_steps and logging_steps must be >= 1")
-        if self.lr <= 0 or self.projector_lr <= 0:
-            raise LlmrecError("trainer: lr and projector_lr must be positive")
-        if self.item_loss not in ITEM_LOSSES:
-            raise LlmrecError(f"trainer: item_loss must be one of {', '.join(ITEM_LOSSES)}, got {self.item_loss!r}")
-        if self.distill < 0 or self.distill_temperature <= 0:
-            raise LlmrecError("trainer: distill must be >= 0 and distill_temperature positive")
-
-
 @dataclass
 class Recipe:
-    """Everything an SFT run is made of (see the module docstring for the YAML layout)."""
+    """Everything an LLM-recommender run is made of (see the module docstring for the YAML layout)."""
 
     base_model: str | None = None
     dataset: str = "ml-100k"
     encoder: str | None = None
     representation: str = "id"
     embedder: str | None = None
+    device: str = "auto"
     projector: ProjectorConfig = field(default_factory=ProjectorConfig)
-    lora: LoraSettings = field(default_factory=LoraSettings)
+    lora: dict[str, Any] = field(default_factory=dict)
     task: TaskConfig = field(default_factory=TaskConfig)
     curriculum: CurriculumSettings = field(default_factory=CurriculumSettings)
-    trainer: TrainerSettings = field(default_factory=TrainerSettings)
+    trainer: dict[str, Any] = field(default_factory=dict)
     min_len: int = 3
 
     def __post_init__(self) -> None:
@@ -151,6 +87,9 @@ class Recipe:
             raise LlmrecError(
                 f"representation must be one of {', '.join(REPRESENTATIONS)}, got {self.representation!r}"
             )
+        if self.device not in DEVICES:
+            raise LlmrecError(f"device must be one of {', '.join(DEVICES)}, got {self.device!r}")
+        self.lora = {**LORA_DEFAULTS, **self.lora}
         # The representation decides whether items carry vectors: titles only without one; with one, hybrid
         # (``Title <item-emb>``) unless the task asks for vectors alone.
         if self.representation == "none":
@@ -161,15 +100,6 @@ class Recipe:
             raise LlmrecError(
                 "task output 'item' scores the candidates by their projected item vectors: choose a representation "
                 "(id, text or hybrid), not 'none'"
-            )
-        if self.trainer.item_loss == "catalog" and self.task.output != "item":
-            raise LlmrecError(f"trainer.item_loss 'catalog' is for task output item, not {self.task.output!r}")
-        if self.trainer.distill > 0 and (
-            self.trainer.item_loss != "catalog" or not self.task.user_vector or self.curriculum.kind != "none"
-        ):
-            raise LlmrecError(
-                "trainer.distill learns the encoder's own catalog scores, which need item_loss 'catalog' and the "
-                "encoder's user state in every prompt (task user_vector: true, curriculum none)"
             )
         if self.task.user_vector and self.representation != "id":
             raise LlmrecError(
@@ -188,18 +118,29 @@ class Recipe:
         """The recipe as plain data (what ``config.yaml`` of a run holds)."""
         return asdict(self)
 
+    def lora_config(self) -> Any:
+        """PEFT's ``LoraConfig`` of the ``lora`` section (a causal-LM adapter)."""
+        from peft import LoraConfig
 
-SECTIONS = {
-    "projector": ProjectorConfig,
-    "lora": LoraSettings,
-    "task": TaskConfig,
-    "curriculum": CurriculumSettings,
-    "trainer": TrainerSettings,
-}
+        try:
+            return LoraConfig(**self.lora, task_type="CAUSAL_LM")
+        except (TypeError, ValueError) as error:
+            raise LlmrecError(f"recipe lora: {str(error).splitlines()[0]}") from None
+
+
+SECTIONS = {"projector": ProjectorConfig, "task": TaskConfig, "curriculum": CurriculumSettings}
+
+
+def _lora_fields() -> set[str]:
+    from peft import LoraConfig
+
+    return {f.name for f in fields(LoraConfig) if f.init} - set(LORA_MANAGED)
 
 
 def recipe_from_dict(values: dict[str, Any], where: str = "recipe") -> Recipe:
     """A :class:`Recipe` from plain data; unknown keys (top level or in a section) are errors naming ``where``."""
+    from llmrec.training.config import RecSFTConfig, check_section
+
     if not isinstance(values, dict):
         raise LlmrecError(f"{where}: a recipe is a mapping of keys to values, got {type(values).__name__}")
     values = dict(values)
@@ -207,23 +148,34 @@ def recipe_from_dict(values: dict[str, Any], where: str = "recipe") -> Recipe:
     unknown = sorted(set(values) - known)
     if unknown:
         raise LlmrecError(f"{where}: unknown key(s) {', '.join(unknown)}; known keys: {', '.join(sorted(known))}")
-    for name, cls in SECTIONS.items():
+    for name in (*SECTIONS, "lora", "trainer"):
         section = values.get(name) or {}
         if not isinstance(section, dict):
             raise LlmrecError(f"{where}: {name} must be a mapping, got {type(section).__name__}")
+        values[name] = section
+    for name, cls in SECTIONS.items():
         try:
-            values[name] = config_from_dict(cls, section, f"{where}: {name}")
+            values[name] = config_from_dict(cls, values[name], f"{where}: {name}")
         except TypeError as error:
             raise LlmrecError(f"{where}: {name}: {error}") from None
+    lora_unknown = sorted(set(values["lora"]) - _lora_fields())
+    if lora_unknown:
+        raise LlmrecError(
+            f"{where}: lora: unknown field(s) {', '.join(lora_unknown)}; the section takes the fields of PEFT's "
+            "LoraConfig (e.g. r, lora_alpha, lora_dropout, target_modules)"
+        )
+    check_section(RecSFTConfig, values["trainer"], f"{where}: trainer")
     try:
         return Recipe(**values)
     except TypeError as error:
         raise LlmrecError(f"{where}: {error}") from None
 
 
-def load_recipe(path: Path | str, overrides: dict[str, Any] | None = None) -> Recipe:
+def load_recipe(
+    path: Path | str, overrides: dict[str, Any] | None = None, trainer: dict[str, Any] | None = None
+) -> Recipe:
     """Read a recipe YAML file, or a shipped recipe by name (``smollm2-sasrec-mlp``); ``overrides`` (top-level
-    keys, e.g. from command-line flags) replace its values."""
+    keys, e.g. from command-line flags) replace its values, and ``trainer`` its trainer section's fields."""
     from llmrec.recipes import shipped_recipe, shipped_recipes
 
     path = Path(path)
@@ -240,4 +192,7 @@ def load_recipe(path: Path | str, overrides: dict[str, Any] | None = None) -> Re
         raise LlmrecError(f"{path}{line}: not valid YAML ({getattr(error, 'problem', error)})") from None
     if isinstance(values, dict):
         values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+        if trainer:
+            section = values.get("trainer")
+            values["trainer"] = {**(section if isinstance(section, dict) else {}), **trainer}
     return recipe_from_dict(values, str(path))

@@ -15,7 +15,8 @@ from llmrec.adapters import (
     render_chat,
 )
 from llmrec.errors import LlmrecError
-from llmrec.inference.engine import Request, render_prompt
+from llmrec.inference.engine import Request
+from llmrec.inference.prompting import render_prompt
 from llmrec.prompts import render
 
 HISTORY = [50, 181, 1]  # Star Wars, Return of the Jedi, Toy Story

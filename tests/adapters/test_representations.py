@@ -7,13 +7,13 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from llmrec.adapters import catalog_fingerprint, item_representation, item_texts
-from llmrec.encoders import load_encoder
+from llmrec.encoders.run import load_best
 from llmrec.errors import LlmrecError
 
 
 def test_id_vectors_are_the_best_checkpoints_item_embeddings(ml100k, sasrec_run):
     table = item_representation("id", ml100k, encoder_run=sasrec_run)
-    expected = load_encoder(sasrec_run / "checkpoints" / "best").item_embeddings().detach()
+    expected = load_best(sasrec_run).item_embeddings().detach()
     assert table.vectors.shape == (ml100k.num_items + 1, 32) and table.vectors.dtype == torch.float32
     assert not table.vectors.requires_grad
     assert torch.equal(table.vectors[0], torch.zeros(32))

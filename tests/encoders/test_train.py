@@ -12,6 +12,7 @@ from safetensors.torch import load_file
 
 from llmrec.encoders.train import train_encoder
 from llmrec.errors import LlmrecError
+from llmrec.runs import best_checkpoint
 
 SMALL = {"hidden_size": 32, "max_len": 20}
 
@@ -72,8 +73,8 @@ def test_resume_after_sigkill_matches_uninterrupted_run(walk_dataset, tmp_path):
     assert not (interrupted / "metrics.json").exists()
     cli(*args, "--config", str(config), "--out", str(interrupted), "--resume")
 
-    straight = load_file(tmp_path / "straight" / "checkpoints" / "best" / "model.safetensors")
-    resumed = load_file(interrupted / "checkpoints" / "best" / "model.safetensors")
+    straight = load_file(best_checkpoint(tmp_path / "straight") / "model.safetensors")
+    resumed = load_file(best_checkpoint(interrupted) / "model.safetensors")
     assert straight.keys() == resumed.keys()
     for key in straight:
         assert (straight[key] == resumed[key]).all(), key
@@ -198,7 +199,7 @@ def test_every_batch_trains_about_as_many_targets(stride):
 
     from llmrec.data.builtin import load_dataset
     from llmrec.data.splits import leave_one_out_split
-    from llmrec.encoders.train import epoch_batches, pool_batch_sizes
+    from llmrec.encoders.batching import epoch_batches, pool_batch_sizes
     from llmrec.encoders.windows import training_windows
 
     split = leave_one_out_split(load_dataset("ml-100k"))
@@ -230,7 +231,7 @@ def test_training_layout_gives_every_target_its_context(model, stride, expected)
     import numpy as np
 
     from llmrec.encoders import build_encoder
-    from llmrec.encoders.train import training_layout
+    from llmrec.encoders.batching import training_layout
     from llmrec.encoders.windows import training_windows
 
     encoder = build_encoder(model, 100, {"max_len": 50})

@@ -14,7 +14,7 @@ import pytest
 
 from llmrec.errors import LlmrecError
 from llmrec.eval.llm import evaluate_llm, evaluate_llm_run
-from llmrec.training.bundle import read_metrics
+from llmrec.runs import read_metrics
 
 USERS = 4
 
@@ -27,10 +27,10 @@ def cli(*args: str, check: bool = True) -> subprocess.CompletedProcess:
 
 
 def test_c20_eval_scores_the_encoders_candidates(sft_run: Path, ml100k) -> None:
+    from llmrec.adapters.tasks import build_examples
     from llmrec.data.splits import leave_one_out_split
-    from llmrec.eval.protocols import c20_candidates
     from llmrec.inference.recommender import LLMRecommender
-    from llmrec.training.tasks import build_examples
+    from llmrec.ranking.protocols import c20_candidates
 
     recommender = LLMRecommender.from_run(sft_run)
     try:
@@ -55,8 +55,8 @@ def test_eval_run_records_full_evaluations_only(sft_run: Path) -> None:
 
 
 def test_zero_shot_generative_answers_are_grounded(ml100k) -> None:
+    from llmrec.adapters.tasks import TaskConfig
     from llmrec.inference.recommender import LLMRecommender
-    from llmrec.training.tasks import TaskConfig
 
     recommender = LLMRecommender.zero_shot(TaskConfig(task="rank", output="generative", max_history=3))
     try:
@@ -67,8 +67,8 @@ def test_zero_shot_generative_answers_are_grounded(ml100k) -> None:
 
 
 def test_zero_shot_refuses_item_scores() -> None:
+    from llmrec.adapters.tasks import TaskConfig
     from llmrec.inference.recommender import LLMRecommender
-    from llmrec.training.tasks import TaskConfig
 
     with pytest.raises(LlmrecError, match="no projector"):
         LLMRecommender.zero_shot(TaskConfig(task="rank", output="item", item_text="vector"))
@@ -89,7 +89,7 @@ def test_cli_recommend_and_eval(sft_run: Path, ml100k) -> None:
 
 
 def test_serving_a_missing_or_unfinished_run_is_a_clear_error(tmp_path: Path, sasrec_run: Path) -> None:
-    from llmrec.training.bundle import load_bundle
+    from llmrec.adapters.bundle import load_bundle
 
     with pytest.raises(LlmrecError, match="not a run directory"):
         load_bundle(tmp_path)

@@ -1,4 +1,4 @@
-"""Fixtures for the inference tests: the ML-100K catalog, one engine of each kind per session, LoRA adapters."""
+"""Fixtures for the inference tests: one engine of each kind per session, LoRA adapters."""
 
 from __future__ import annotations
 
@@ -6,13 +6,6 @@ from pathlib import Path
 
 import pytest
 import torch
-
-
-@pytest.fixture(scope="session")
-def catalog(ml100k):
-    from llmrec.inference.grounding import Catalog
-
-    return Catalog.from_dataset(ml100k)
 
 
 @pytest.fixture(scope="session")

@@ -5,16 +5,10 @@ from __future__ import annotations
 import pytest
 
 from llmrec.errors import LlmrecError
-from llmrec.inference.engine import (
-    Completion,
-    PromptTooLong,
-    Result,
-    SamplingConfig,
-    check_lora,
-    engine_name,
-    fit_prompt,
-    load_engine,
-)
+from llmrec.inference.engine import Completion, PromptTooLong, Result, SamplingConfig
+from llmrec.inference.lora import check_lora
+from llmrec.inference.prompting import fit_prompt
+from llmrec.inference.registry import engine_name, load_engine
 from llmrec.models.defaults import resolve_model
 
 
@@ -62,7 +56,7 @@ def test_load_engine_names_the_choices() -> None:
 def test_auto_picks_vllm_when_importable_else_hf(monkeypatch) -> None:
     import importlib.util
 
-    import llmrec.inference.engine as engine
+    import llmrec.inference.registry as engine
 
     expected = "vllm" if importlib.util.find_spec("vllm") is not None else "hf"
     assert engine_name("auto") == expected

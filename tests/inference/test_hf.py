@@ -7,9 +7,10 @@ from contextlib import nullcontext
 import pytest
 import torch
 
+from llmrec.catalog.grounding import Grounding, grounding_report
 from llmrec.errors import LlmrecError
-from llmrec.inference.engine import PromptTooLong, Request, SamplingConfig, render_prompt
-from llmrec.inference.grounding import Grounding, grounding_report
+from llmrec.inference.engine import PromptTooLong, Request, SamplingConfig
+from llmrec.inference.prompting import render_prompt
 
 ASK = "I watched Toy Story, Aladdin and Star Wars. Recommend one movie. Answer with the title only."
 

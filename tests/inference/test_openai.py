@@ -13,9 +13,9 @@ import time
 import httpx
 import pytest
 
+from llmrec.catalog.grounding import Grounding
 from llmrec.errors import LlmrecError
 from llmrec.inference.engine import Request, SamplingConfig
-from llmrec.inference.grounding import Grounding
 
 pytest.importorskip("vllm")
 pytestmark = pytest.mark.requires_vllm

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from llmrec.adapters.tasks import build_examples
 from llmrec.errors import LlmrecError
 from llmrec.inference.engine import Request, SamplingConfig
-from llmrec.training.tasks import build_examples
 
 pytest.importorskip("vllm")
 pytestmark = pytest.mark.requires_vllm

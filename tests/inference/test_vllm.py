@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
+from llmrec.catalog.grounding import Grounding, grounding_report
 from llmrec.errors import LlmrecError
-from llmrec.inference.engine import Request, SamplingConfig, render_prompt
-from llmrec.inference.grounding import Grounding, grounding_report
+from llmrec.inference.engine import Request, SamplingConfig
+from llmrec.inference.prompting import render_prompt
 
 pytest.importorskip("vllm")
 pytestmark = pytest.mark.requires_vllm

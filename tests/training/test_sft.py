@@ -10,14 +10,22 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from llmrec.adapters.bundle import load_bundle
 from llmrec.adapters.projectors import Projector
+from llmrec.adapters.tasks import TaskExample
 from llmrec.errors import LlmrecError
-from llmrec.training.bundle import load_bundle, read_config, read_metrics
+from llmrec.runs import read_config, read_metrics
+from llmrec.training.curriculum import training_rows
 from llmrec.training.recipe import Recipe, load_recipe, recipe_from_dict
-from llmrec.training.sft import train_sft, training_rows
-from llmrec.training.tasks import TaskExample
+from llmrec.training.sft import prepare, train_sft, training_examples
 
 RECIPES = sorted((Path(__file__).parents[2] / "adapters").glob("*.yaml"))  # the shipped ones, via the link
+
+
+def recipe_of(run: Path) -> tuple[Recipe, dict]:
+    """The recipe and run facts an SFT run directory records."""
+    values, facts = read_config(run, ("llm-sft",))
+    return recipe_from_dict(values), facts
 
 
 @pytest.fixture(autouse=True)
@@ -45,8 +53,12 @@ def test_the_representation_decides_whether_items_carry_vectors() -> None:
 def test_unknown_keys_are_named() -> None:
     with pytest.raises(LlmrecError, match="unknown key.*epochz"):
         recipe_from_dict({"epochz": 3})
-    with pytest.raises(LlmrecError, match="trainer.*no field.*epochz"):
+    with pytest.raises(LlmrecError, match="trainer: unknown field.*epochz"):
         recipe_from_dict({"trainer": {"epochz": 3}})
+    with pytest.raises(LlmrecError, match="lora: unknown field.*alpha"):
+        recipe_from_dict({"lora": {"alpha": 3}})
+    with pytest.raises(LlmrecError, match="output_dir cannot be set"):
+        recipe_from_dict({"trainer": {"output_dir": "/tmp/elsewhere"}})
 
 
 @pytest.mark.parametrize(
@@ -66,6 +78,8 @@ def test_unknown_keys_are_named() -> None:
         ({"trainer": {"item_loss": "catalog"}}, "item_loss 'catalog' is for task output item"),
         ({"trainer": {"distill": 0.5}}, "distill learns the encoder's own catalog scores"),
         ({"trainer": {"distill": -1.0}}, "distill must be >= 0"),
+        ({"trainer": {"lr_scheduler_type": "sideways"}}, "recipe trainer: .*sideways"),
+        ({"lora": {"target_modules": ["no_such_proj"]}}, "target_modules"),
     ],
 )
 def test_bad_recipes_fail_before_training(tiny_recipe, tmp_path: Path, changes, message) -> None:
@@ -83,7 +97,7 @@ def test_an_encoder_of_another_dataset_is_refused(tiny_recipe, tiny_dataset, tmp
 def test_the_run_directory_holds_the_bundle(sft_run: Path, sasrec_run: Path, ml100k) -> None:
     from llmrec.adapters.representations import item_representation
 
-    recipe, facts = read_config(sft_run)
+    recipe, facts = recipe_of(sft_run)
     assert recipe.representation == "id" and facts["split_fingerprint"] and facts["items"]["num_items"] == 1682
     metrics = read_metrics(sft_run)
     assert metrics["finished"] and metrics["steps"] == 2 and metrics["peak_rss_mib"] > 0
@@ -105,15 +119,15 @@ def test_the_run_directory_holds_the_bundle(sft_run: Path, sasrec_run: Path, ml1
 
 @pytest.mark.parametrize("output", ["verbalizer", "item"])
 def test_vector_prompts_with_the_user_state_train_and_serve(tiny_recipe, tmp_path: Path, ml100k, output) -> None:
+    from llmrec.adapters.tasks import build_examples
     from llmrec.data.splits import leave_one_out_split
     from llmrec.eval.llm import evaluate_llm
     from llmrec.inference.recommender import LLMRecommender, recommend_llm
-    from llmrec.training.tasks import build_examples
 
     run = tmp_path / "run"
     metrics = train_sft(tiny_recipe(task={"item_text": "vector", "user_vector": True, "output": output}), run)
     assert metrics["steps"] == 2 and np.isfinite(metrics["train_loss"])
-    recipe, _ = read_config(run)
+    recipe, _ = recipe_of(run)
     assert recipe.task.item_text == "vector" and recipe.task.user_vector and recipe.task.output == output
     recommender = LLMRecommender.from_run(run)
     try:
@@ -179,8 +193,8 @@ def _examples(count: int, hybrid: bool) -> list[TaskExample]:
 def test_the_curriculum_is_fixed_before_training(kind: str) -> None:
     recipe = recipe_from_dict({"curriculum": {"kind": kind, "ramp": 0.5, "text_fraction": 0.3}})
     text, hybrid = _examples(50, False), _examples(50, True)
-    rows = training_rows(text, hybrid, recipe, 200)
-    assert rows == training_rows(text, hybrid, recipe, 200)  # deterministic: a resumed run sees the same rows
+    rows = training_rows(text, hybrid, recipe, 200, seed=0)
+    assert rows == training_rows(text, hybrid, recipe, 200, seed=0)  # deterministic: a resumed run sees the same rows
     mode = [bool(row["item_ids"]) for row in rows]
     if kind == "llara":  # hybrid with a probability rising linearly to 1 over the first half
         assert sum(mode[:20]) < 10 and all(mode[100:]) and 0 < sum(mode[:100]) < 100
@@ -189,18 +203,16 @@ def test_the_curriculum_is_fixed_before_training(kind: str) -> None:
     else:
         assert all(mode)
     text_only = recipe_from_dict({"representation": "none"})
-    assert not any(row["item_ids"] for row in training_rows(text, None, text_only, 20))
+    assert not any(row["item_ids"] for row in training_rows(text, None, text_only, 20, seed=0))
 
 
-def test_rsllm_contrastive_loss_trains_the_projector(tiny_recipe) -> None:
+def test_rsllm_contrastive_loss_trains_the_projector(tiny_recipe, tmp_path: Path) -> None:
     from llmrec.adapters.hybrid import HybridCollator
-    from llmrec.training.sft import _examples as make_examples
-    from llmrec.training.sft import build_model, prepare
 
     recipe = tiny_recipe(curriculum={"kind": "rsllm", "contrastive_weight": 1.0})
-    prepared = prepare(recipe)
-    model, _ = build_model(prepared, recipe)
-    _, hybrid = make_examples(prepared, recipe)
+    prepared = prepare(recipe, tmp_path / "run")
+    model, _ = prepared.build_model()
+    _, hybrid = training_examples(prepared)
     rows = [{"prompt": e.prompt, "item_ids": e.item_ids, "answer": e.answer} for e in hybrid[:2]]
     out = model(**HybridCollator(model.prompter, padding_side="left")(rows))
     assert out["contrastive_loss"] > 0 and torch.isclose(out["loss"], out["lm_loss"] + out["contrastive_loss"])
@@ -208,18 +220,16 @@ def test_rsllm_contrastive_loss_trains_the_projector(tiny_recipe) -> None:
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.projector.parameters())
 
 
-def test_the_catalog_item_loss_scores_the_target_against_every_item(tiny_recipe) -> None:
+def test_the_catalog_item_loss_scores_the_target_against_every_item(tiny_recipe, tmp_path: Path) -> None:
     from llmrec.adapters.hybrid import HybridCollator
-    from llmrec.training.sft import _examples as make_examples
-    from llmrec.training.sft import build_model, prepare, training_rows
 
     task = {"item_text": "vector", "user_vector": True, "output": "item"}
     recipe = tiny_recipe(task=task, curriculum={"kind": "none"}, trainer={"item_loss": "catalog"})
-    prepared = prepare(recipe)
-    model, _ = build_model(prepared, recipe)
+    prepared = prepare(recipe, tmp_path / "run")
+    model, _ = prepared.build_model()
     model.eval()  # no dropout: the two losses below see the same states
-    text, hybrid = make_examples(prepared, recipe)
-    batch = HybridCollator(model.prompter, padding_side="left")(training_rows(text, hybrid, recipe, 3))
+    text, hybrid = training_examples(prepared)
+    batch = HybridCollator(model.prompter, padding_side="left")(training_rows(text, hybrid, recipe, 3, seed=0))
     with torch.no_grad():
         catalog = model(**batch)["loss"]
         model.item_loss = "candidates"
@@ -259,20 +269,20 @@ def test_two_processes_train_with_ddp(tiny_recipe, tmp_path: Path) -> None:
     assert (tmp_path / "ddp" / "checkpoints" / "checkpoint-2" / "rng_state_1.pth").is_file()
 
 
-def test_distillation_adds_the_kl_to_the_encoders_own_catalog_distribution(tiny_recipe, sasrec_run: Path) -> None:
+def test_distillation_adds_the_kl_to_the_encoders_own_catalog_distribution(
+    tiny_recipe, sasrec_run: Path, tmp_path: Path
+) -> None:
     from llmrec.adapters.hybrid import HybridCollator
-    from llmrec.encoders.base import load_encoder
-    from llmrec.training.sft import _examples as make_examples
-    from llmrec.training.sft import build_model, prepare, training_rows
+    from llmrec.encoders.run import load_best
 
     task = {"item_text": "vector", "user_vector": True, "output": "item"}
     trainer = {"item_loss": "catalog", "distill": 0.5, "distill_temperature": 2.0}
     recipe = tiny_recipe(task=task, curriculum={"kind": "none"}, trainer=trainer)
-    prepared = prepare(recipe)
-    model, _ = build_model(prepared, recipe)
+    prepared = prepare(recipe, tmp_path / "run")
+    model, _ = prepared.build_model()
     model.eval()
-    text, hybrid = make_examples(prepared, recipe)
-    batch = HybridCollator(model.prompter, padding_side="left")(training_rows(text, hybrid, recipe, 3))
+    text, hybrid = training_examples(prepared)
+    batch = HybridCollator(model.prompter, padding_side="left")(training_rows(text, hybrid, recipe, 3, seed=0))
     with torch.no_grad():
         out = model(**batch)
         embeds = model.prompter.embed_batch(
@@ -280,7 +290,7 @@ def test_distillation_adds_the_kl_to_the_encoders_own_catalog_distribution(tiny_
         )
         student = model.prompter.score_catalog(model.last_state(embeds, batch["attention_mask"])) / 2.0
         # the teacher by hand: the encoder's user states against its own item embeddings (item 0 is padding)
-        items = load_encoder(sasrec_run / "checkpoints" / "best").item_embeddings()[1:]
+        items = load_best(sasrec_run).item_embeddings()[1:]
         teacher = torch.softmax(batch["user_vectors"] @ items.T / 2.0, dim=-1)  # (B, N)
         kl = (teacher * (teacher.log() - torch.log_softmax(student, dim=-1))).sum(1).mean() * 4.0
     assert kl > 0
@@ -292,8 +302,6 @@ def test_distillation_refuses_a_teacher_with_an_item_bias(tiny_recipe, tmp_path:
     """A BERT4Rec with output_bias scores items by more than its user state and item embeddings: distilling
     those two alone would teach another ranking, so the recipe stops with the reason."""
     from llmrec.encoders.train import train_encoder
-    from llmrec.training.sft import _examples as make_examples
-    from llmrec.training.sft import prepare
 
     threads = torch.get_num_threads()
     run = tmp_path / "bert4rec"
@@ -307,4 +315,4 @@ def test_distillation_refuses_a_teacher_with_an_item_bias(tiny_recipe, tmp_path:
     trainer = {"item_loss": "catalog", "distill": 0.5}
     recipe = tiny_recipe(task=task, curriculum={"kind": "none"}, trainer=trainer, encoder=str(run))
     with pytest.raises(LlmrecError, match="per-item output bias"):
-        make_examples(prepare(recipe), recipe)
+        training_examples(prepare(recipe, tmp_path / "run"))

@@ -3,8 +3,8 @@ import pytest
 import torch
 
 from llmrec.data.splits import leave_one_out_split
-from llmrec.eval.metrics import ranking_metrics, target_ranks
-from llmrec.eval.protocols import c20_candidates, evaluate, parse_protocol, sample_negatives
+from llmrec.ranking.metrics import ranking_metrics, target_ranks
+from llmrec.ranking.protocols import c20_candidates, evaluate, parse_protocol, sample_negatives
 
 
 def test_ties_count_against_the_target_and_nan_is_an_error():

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 
 from llmrec.adapters import PLACEHOLDER
+from llmrec.adapters.tasks import LETTERS, TaskConfig, build_examples
 from llmrec.data.dataset import read_dataset, write_dataset
 from llmrec.data.splits import leave_one_out_split
 from llmrec.errors import LlmrecError
-from llmrec.eval.protocols import c20_candidates
-from llmrec.training.tasks import LETTERS, TaskConfig, build_examples
+from llmrec.ranking.protocols import c20_candidates
 
 # A line of a prompt that shows one item: "- Title" or "C. Title", then the placeholder for hybrid items.
 ITEM_LINE = re.compile(r"^(?:- |[A-Z]\. )(.*) <item-emb>$", re.MULTILINE)
@@ -168,8 +168,8 @@ def test_user_vectors_are_the_encoders_state_after_the_whole_prefix(ml100k, spli
     import torch
 
     from llmrec.adapters import USER_PLACEHOLDER, UserStates, item_representation
-    from llmrec.encoders import load_encoder
-    from llmrec.eval.protocols import history_matrix
+    from llmrec.encoders.run import load_best
+    from llmrec.ranking.protocols import history_matrix
 
     states = UserStates(sasrec_run, ml100k)
     config = TaskConfig(output="verbalizer", item_text="vector", user_vector=True, max_history=3, examples_per_user=1)
@@ -177,7 +177,7 @@ def test_user_vectors_are_the_encoders_state_after_the_whole_prefix(ml100k, spli
     assert all(e.prompt[-1]["content"].count(USER_PLACEHOLDER) == 1 and len(e.user_vectors) == 1 for e in test)
     # The state comes from everything before the target (up to the encoder's length), not the 3 items shown: its
     # dot products with the candidates' item vectors are the encoder's own c20 scores.
-    encoder = load_encoder(sasrec_run / "checkpoints" / "best").eval()
+    encoder = load_best(sasrec_run).eval()
     evals = split.eval_set("test")
     seqs = torch.from_numpy(history_matrix(split, evals, encoder.config.max_len))[:50]
     candidates = torch.tensor([e.candidates for e in test[:50]])

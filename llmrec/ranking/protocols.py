@@ -24,7 +24,8 @@ import torch
 
 from llmrec.data.splits import EvalSet, Split
 from llmrec.errors import LlmrecError
-from llmrec.eval.metrics import ranking_metrics
+from llmrec.ranking.metrics import ranking_metrics
+from llmrec.runs import atomic_write
 
 ScoreFn = Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor]
 C20_SEED = 2024
@@ -121,12 +122,15 @@ def c20_candidates(split: Split, which: str, num_items: int, cache_dir: Path | N
     if file is not None:
         try:
             file.parent.mkdir(parents=True, exist_ok=True)
-            tmp = file.with_suffix(".tmp.npy")
-            np.save(tmp, candidates)
-            tmp.replace(file)
+            atomic_write(file, lambda tmp: _save_npy(tmp, candidates))
         except OSError:
             pass  # a read-only dataset directory still gets the same candidates, recomputed
     return candidates
+
+
+def _save_npy(path: Path, array: np.ndarray) -> None:
+    with path.open("wb") as handle:  # a handle, so numpy adds no .npy suffix to the temporary name
+        np.save(handle, array)
 
 
 def _ranks_full(
@@ -144,16 +148,16 @@ def _ranks_full(
         scores = score_fn(torch.from_numpy(histories[start:stop]), None).float()[:, 1:]  # (B, N): drop padding
         if not torch.isfinite(scores).all():
             raise FloatingPointError("non-finite scores (NaN or inf) in the model output; the model is broken")
-        target = torch.from_numpy(targets[start:stop] - 1)  # (B,)
-        rows = torch.arange(stop - start)
+        target = torch.from_numpy(targets[start:stop] - 1).to(scores.device)  # (B,)
+        rows = torch.arange(stop - start, device=scores.device)
         # Ties count against the target: every other item scoring at least as much ranks above it.
         above = scores >= scores[rows, target][:, None]  # (B, N)
         if mask_history:
             for row, e in enumerate(range(start, stop)):
                 seen = split.sequences[examples.users[e]][: examples.cutoffs[e]]
-                above[row, torch.from_numpy(seen - 1)] = False
+                above[row, torch.from_numpy(seen - 1).to(scores.device)] = False
         above[rows, target] = False
-        ranks[start:stop] = above.sum(1).numpy()
+        ranks[start:stop] = above.sum(1).cpu().numpy()
     return ranks
 
 
@@ -166,9 +170,9 @@ def _ranks_candidates(
         scores = score_fn(torch.from_numpy(histories[start:stop]), torch.from_numpy(candidates[start:stop])).float()
         if not torch.isfinite(scores).all():
             raise FloatingPointError("non-finite scores (NaN or inf) in the model output; the model is broken")
-        rows = torch.arange(stop - start)
-        target_score = scores[rows, torch.from_numpy(target_col[start:stop])][:, None]
-        ranks[start:stop] = ((scores >= target_score).sum(1) - 1).numpy()
+        rows = torch.arange(stop - start, device=scores.device)
+        target_score = scores[rows, torch.from_numpy(target_col[start:stop]).to(scores.device)][:, None]
+        ranks[start:stop] = ((scores >= target_score).sum(1) - 1).cpu().numpy()
     return ranks
 
 

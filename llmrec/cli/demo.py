@@ -6,11 +6,10 @@ import json
 import shutil
 import sys
 from pathlib import Path
+from typing import Annotated
 
-from llmrec.data.builtin import load_dataset
-from llmrec.data.display import user_history
-from llmrec.data.stats import dataset_stats
-from llmrec.models import default_embedder_path, prepare_llm
+import typer
+
 from llmrec.paths import llmrec_home
 
 
@@ -21,6 +20,11 @@ def _say(text: str = "") -> None:
 def run_demo(dataset_name: str = "ml-100k", users: int = 3, run: Path | None = None) -> None:
     """Prepare the bundled models and dataset, print statistics and a few histories, then train SASRec
     (or reuse the finished run in ``run``) and show one user's top-10 with titles."""
+    from llmrec.data.builtin import load_dataset
+    from llmrec.data.display import user_history
+    from llmrec.data.stats import dataset_stats
+    from llmrec.models import default_embedder_path, prepare_llm
+
     print("llmrec demo: preparing the bundled models", file=sys.stderr)
     llm, converted = prepare_llm()
     _say(f"LLM       {llm} ({'converted now' if converted else 'cached'})")
@@ -69,7 +73,7 @@ DEMO_SFT_STEPS = 12  # about two minutes on 2 cores: enough to show the pipeline
 
 def _fine_tune_and_recommend(dataset_name: str, encoder_run: Path, run: Path) -> None:
     from llmrec.inference.recommender import LLMRecommender, recommend_llm
-    from llmrec.training.bundle import read_metrics
+    from llmrec.runs import read_metrics
     from llmrec.training.recipe import load_recipe
     from llmrec.training.sft import train_sft
 
@@ -82,10 +86,9 @@ def _fine_tune_and_recommend(dataset_name: str, encoder_run: Path, run: Path) ->
             f"\nLLM recommender: {DEMO_SFT_STEPS} LoRA steps of SmolLM2-135M reading SASRec item embeddings through "
             "an MLP projector (recipe smollm2-sasrec-mlp, shortened; `llmrec sft` runs the whole recipe)"
         )
-        recipe = load_recipe("smollm2-sasrec-mlp", {"dataset": dataset_name, "encoder": str(encoder_run)})
-        recipe.trainer.max_steps = DEMO_SFT_STEPS
-        recipe.trainer.save_steps = DEMO_SFT_STEPS
-        metrics = train_sft(recipe, run)
+        overrides = {"dataset": dataset_name, "encoder": str(encoder_run)}
+        short = {"max_steps": DEMO_SFT_STEPS, "save_steps": DEMO_SFT_STEPS}
+        metrics = train_sft(load_recipe("smollm2-sasrec-mlp", overrides, short), run)
         _say(f"trained in {metrics['train_seconds']:.0f} s, peak {metrics['peak_rss_mib']:.0f} MiB")
     recommender = LLMRecommender.from_run(run)
     try:
@@ -95,3 +98,11 @@ def _fine_tune_and_recommend(dataset_name: str, encoder_run: Path, run: Path) ->
     _say(f"\nLLM top-5 for user {result['raw_id']} (candidates from SASRec, ranked by the LLM, all catalog items):")
     for row in result["recommendations"]:
         _say(f"  {row['rank']:>2}. {row['title']}  ({row['score']:.2f})")
+
+
+def demo(
+    dataset: Annotated[str, typer.Option(help="Builtin name or dataset directory.")] = "ml-100k",
+    users: Annotated[int, typer.Option(help="How many users' histories to show.")] = 3,
+) -> None:
+    """The main job on the bundled defaults: prepare models and data, train SASRec, recommend for a user."""
+    run_demo(dataset, users)

@@ -6,17 +6,10 @@ import numpy as np
 import pytest
 from transformers import AutoTokenizer
 
+from llmrec.catalog.catalog import Catalog, normalise_title
+from llmrec.catalog.grounding import Grounding, grounding_report
+from llmrec.catalog.tries import TitleTrie, build_trie, catalog_trie, catalog_trie_path
 from llmrec.errors import LlmrecError
-from llmrec.inference.grounding import (
-    Catalog,
-    Grounding,
-    TitleTrie,
-    build_trie,
-    catalog_trie,
-    catalog_trie_path,
-    grounding_report,
-    normalise_title,
-)
 from llmrec.models.defaults import resolve_model
 
 

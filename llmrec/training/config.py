@@ -1,0 +1,111 @@
+"""Trainer configs: TRL's own config classes, extended only by what llmrec's recommender training adds.
+
+A recipe's ``trainer:`` section maps onto :class:`RecSFTConfig` (``SFTConfig`` and so ``TrainingArguments``) field
+by field, by name: any field can be set from the recipe (or ``--trainer KEY=VALUE``), and none is copied by hand.
+A few fields llmrec sets itself, because the run directory and the training order depend on them
+(:data:`MANAGED`). :func:`trainer_config` builds any such config class from a section, so the GRPO trainer uses the
+same path.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from typing import Any, TypeVar
+
+from trl import SFTConfig
+
+from llmrec.errors import LlmrecError
+
+ITEM_LOSSES = ("candidates", "catalog")
+# Fields llmrec sets: where checkpoints go, the device (from ``device:``), and what keeps the training order fixed
+# and the rows whole (llmrec's collator tokenizes them).
+MANAGED = {
+    "output_dir": "the run directory's checkpoints/",
+    "use_cpu": "the recipe's device: setting",
+    "remove_unused_columns": "False (the collator reads every column)",
+    "dataset_kwargs": "skip_prepare_dataset (llmrec's collator tokenizes the rows)",
+    "train_sampling_strategy": "sequential (the training order is drawn before the first step)",
+    "data_seed": "the seed",
+}
+
+C = TypeVar("C")
+
+
+@dataclass
+class RecSFTConfig(SFTConfig):
+    """``SFTConfig`` for an LLM recommender: LoRA and projector trained jointly, the encoder frozen.
+
+    Added fields: ``projector_learning_rate`` (the projector's AdamW rate), ``item_loss`` and ``distill`` /
+    ``distill_temperature`` (the item-scored objective), ``max_examples`` (a cap on training examples),
+    ``threads`` (torch CPU threads). Defaults that differ from ``SFTConfig``'s: the learning rate, batch size,
+    epochs, schedule, warm-up, checkpoint and logging interval, seed; no gradient checkpointing and float32
+    (``bf16: true`` turns mixed precision on where the device runs it).
+    """
+
+    learning_rate: float = field(default=5e-4, metadata={"help": "LoRA learning rate (AdamW)."})
+    per_device_train_batch_size: int = field(default=4, metadata={"help": "Examples per step and process."})
+    num_train_epochs: float = field(default=1.0, metadata={"help": "Passes over the training examples."})
+    lr_scheduler_type: str = field(default="cosine", metadata={"help": "transformers scheduler name."})
+    warmup_steps: float = field(default=0.05, metadata={"help": "Warm-up steps, or a fraction of all steps (< 1)."})
+    save_steps: float = field(default=50, metadata={"help": "Checkpoint every this many optimiser steps."})
+    save_total_limit: int | None = field(default=2, metadata={"help": "Checkpoints kept (the latest ones)."})
+    logging_steps: float = field(default=10, metadata={"help": "Log the losses every this many steps."})
+    seed: int = field(default=0, metadata={"help": "Seed of the LoRA and projector init, dropout and curriculum."})
+    gradient_checkpointing: bool = field(default=False, metadata={"help": "Recompute activations to save memory."})
+    bf16: bool | None = field(default=False, metadata={"help": "bf16 mixed precision (where the device runs it)."})
+    projector_learning_rate: float = field(default=1e-3, metadata={"help": "Projector learning rate (AdamW)."})
+    item_loss: str = field(
+        default="candidates",
+        metadata={
+            "help": "Task output item: cross-entropy of the target among its prompt's candidates (candidates) or "
+            "against the whole catalog (catalog)."
+        },
+    )
+    distill: float = field(
+        default=0.0,
+        metadata={"help": "Weight of the KL term towards the encoder's catalog distribution (0: none)."},
+    )
+    distill_temperature: float = field(default=1.0, metadata={"help": "Softmax temperature of the distill term."})
+    max_examples: int = field(default=0, metadata={"help": "Use at most this many training examples (0: all)."})
+    threads: int = field(
+        default=0,
+        metadata={"help": "torch CPU threads per process (0: the cores it may use, shared by the processes)."},
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.item_loss not in ITEM_LOSSES:
+            raise ValueError(f"item_loss must be one of {', '.join(ITEM_LOSSES)}, got {self.item_loss!r}")
+        if self.distill < 0 or self.distill_temperature <= 0:
+            raise ValueError("distill must be >= 0 and distill_temperature positive")
+        if self.projector_learning_rate <= 0 or self.max_examples < 0 or self.threads < 0:
+            raise ValueError("projector_learning_rate must be positive, max_examples and threads >= 0")
+
+
+def field_names(cls: type) -> set[str]:
+    """The settable fields of a config dataclass."""
+    return {f.name for f in fields(cls) if f.init}
+
+
+def check_section(cls: type, values: dict[str, Any], where: str) -> None:
+    """Raise unless every key of ``values`` is a field of ``cls`` that llmrec does not manage itself."""
+    managed = sorted(set(values) & set(MANAGED))
+    if managed:
+        why = "; ".join(f"{name} is {MANAGED[name]}" for name in managed)
+        raise LlmrecError(f"{where}: {', '.join(managed)} cannot be set: {why}")
+    unknown = sorted(set(values) - field_names(cls))
+    if unknown:
+        raise LlmrecError(
+            f"{where}: unknown field(s) {', '.join(unknown)}; the section takes the fields of {cls.__name__} "
+            "(see its documentation, e.g. learning_rate, per_device_train_batch_size, max_steps)"
+        )
+
+
+def trainer_config(cls: type[C], values: dict[str, Any], managed: dict[str, Any], where: str) -> C:
+    """``cls(**values, **managed)``: a recipe's trainer section and the fields llmrec manages, with an error that
+    names ``where`` and the bad field instead of a traceback."""
+    check_section(cls, values, where)
+    try:
+        return cls(**values, **managed)
+    except (TypeError, ValueError) as error:
+        raise LlmrecError(f"{where}: {str(error).splitlines()[0]}") from None
