@@ -71,3 +71,31 @@ def test_a_directory_that_is_not_a_checkpoint_is_refused(tmp_path) -> None:
 
     with pytest.raises(LlmrecError, match="not a model checkpoint directory"):
         HFEngine(str(tmp_path))
+
+
+def test_engines_register_once_and_batch_options_follow_the_engine() -> None:
+    from llmrec.inference.registry import batch_engine_options, register_engine, vllm_available
+
+    with pytest.raises(ValueError, match="already registered"):
+        register_engine("hf", lambda model, **options: None)
+    assert batch_engine_options("openai", base_url="http://h/v1") == {"base_url": "http://h/v1"}
+    with pytest.raises(LlmrecError, match="--overflow does not apply to the openai engine"):
+        batch_engine_options("openai", overflow="reject")
+    assert batch_engine_options("hf", lora="runs/a") == {"overflow": "truncate"}
+    auto = batch_engine_options("auto", lora="runs/a", overflow="reject")
+    assert auto == {"overflow": "reject", **({"enable_lora": True} if vllm_available() else {})}
+
+
+def test_capabilities_are_checked_before_the_work(hf_engine) -> None:
+    from llmrec.inference.engine import CAPABILITIES, ScoringUnavailable, Unsupported, require
+
+    assert hf_engine.capabilities == frozenset(CAPABILITIES)
+    require(hf_engine, "last_hidden", "ranking by item vectors")
+
+    class TextOnly:
+        name, capabilities = "text-only", frozenset()
+
+    with pytest.raises(ScoringUnavailable, match="ranking candidates needs an engine with score"):
+        require(TextOnly(), "score", "ranking candidates")
+    with pytest.raises(Unsupported, match="offers generation only"):
+        require(TextOnly(), "input_embedding", "prompt embeddings")
