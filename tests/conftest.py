@@ -46,6 +46,16 @@ def catalog(ml100k):
 
 
 @pytest.fixture(scope="session")
+def hf_engine():
+    """The hf engine on the bundled model, shared by the whole session."""
+    from llmrec.inference.hf import HFEngine
+
+    engine = HFEngine()
+    yield engine
+    engine.close()
+
+
+@pytest.fixture(scope="session")
 def sasrec_run(ml100k, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A SASRec run directory trained for one epoch on ML-100K."""
     from llmrec.encoders.train import train_encoder

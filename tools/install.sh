@@ -9,6 +9,23 @@ PYTHON=${PYTHON:-python3.11}
 key=$(cat requirements.lock pyproject.toml tools/install.sh | sha256sum | cut -c1-16)
 stamp="$VENV/.llmrec-installed-$key"
 
+# Services the test suite starts itself: a PostgreSQL server (profile stores). Debian packages, installed when
+# missing (as root; otherwise the command to run is printed).
+packages=()
+if ! command -v initdb >/dev/null 2>&1 && ! compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null; then
+    packages+=(postgresql)
+fi
+if [ ${#packages[@]} -gt 0 ]; then
+    if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+        echo "llmrec: installing the Debian packages ${packages[*]} (the tests start these services)" >&2
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get install -y -q "${packages[@]}" >/dev/null 2>&1 \
+            || { apt-get update -q >/dev/null && apt-get install -y -q "${packages[@]}" >/dev/null; }
+    else
+        echo "llmrec: the tests need the Debian packages ${packages[*]}: sudo apt-get install ${packages[*]}" >&2
+    fi
+fi
+
 if [ -f "$stamp" ]; then
     exit 0
 fi

@@ -220,8 +220,8 @@ def hf_trie_overhead(hf, asks, catalog, batch_size: int) -> list[dict]:
     from transformers import LogitsProcessorList
 
     from llmrec.catalog.tries import catalog_trie
+    from llmrec.inference.constraints import TrieLogitsProcessor
     from llmrec.inference.engine import Request
-    from llmrec.inference.hf import TrieLogitsProcessor
 
     trie = catalog_trie(catalog, hf.tokenizer)
     ids = [hf.prompt_ids(Request(messages=m), trie.depth)[0] for m in asks]

@@ -13,7 +13,7 @@ import sys
 
 import typer
 
-from llmrec.cli import batch, data, demo, encoder, llm, models
+from llmrec.cli import batch, data, demo, encoder, llm, models, profiles
 from llmrec.errors import LlmrecError
 
 app = typer.Typer(
@@ -25,6 +25,7 @@ app = typer.Typer(
 app.add_typer(data.app, name="data")
 app.add_typer(models.app, name="models")
 app.add_typer(encoder.app, name="encoder")
+app.add_typer(profiles.app, name="profiles")
 app.command("eval")(llm.eval_run)
 app.command("sft")(llm.sft)
 app.command("recommend")(llm.recommend_command)

@@ -6,7 +6,7 @@ import json
 import shutil
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -39,9 +39,34 @@ def run_demo(dataset_name: str = "ml-100k", users: int = 3, run: Path | None = N
         _say(f"\nuser {history['raw_id']}: last {len(history['history'])} of {history['length']} movies")
         for row in history["history"]:
             _say(f"  {row['time'][:10]}  {row.get('rating', 0):g}*  {row['title']}")
+    _show_profile(dataset, dataset.users.sort_values("user_id")["raw_id"].iat[0])
     encoder_run = run or llmrec_home() / "runs" / f"demo-sasrec-{dataset.name}"
     _train_and_recommend(dataset_name, encoder_run)
     _fine_tune_and_recommend(dataset_name, encoder_run, llmrec_home() / "runs" / f"demo-sft-{dataset.name}")
+
+
+def _show_profile(dataset: Any, user: str) -> None:
+    """One user's evolving profile, built from their ratings (and reviews, where the dataset has text) into a
+    SQLite store under the cache."""
+    from llmrec.profiles.build import build_profiles, load_updater
+    from llmrec.profiles.extractor import ReviewExtractor, clauses
+    from llmrec.profiles.reviews import dataset_reviews
+    from llmrec.profiles.schema import render_profile
+    from llmrec.profiles.store import open_store
+
+    reviews = [r for r in dataset_reviews(dataset) if r.user == str(user)]
+    if any(clauses(r.text) for r in reviews):
+        _say(f"\nprofile: user {user}'s reviews have text; build it with `llmrec profiles build`")
+        return
+    store = open_store(f"sqlite:///{llmrec_home() / 'profiles' / f'demo-{dataset.name}.db'}", load_updater())
+    try:
+        build_profiles(reviews, store, ReviewExtractor(None))
+        profile = store.get(str(user))
+    finally:
+        store.close()
+    _say(f"\nprofile of user {user} after their {profile.reviews} ratings (`llmrec profiles show` has every version):")
+    for line in render_profile(profile).splitlines():
+        _say(f"  {line}")
 
 
 def _train_and_recommend(dataset_name: str, run: Path) -> None:

@@ -69,7 +69,9 @@ class Request:
     """One generation request: exactly one of ``messages``, ``prompt``, ``prompt_embeds``.
 
     ``prompt`` is used verbatim (no chat template); ``messages`` are rendered with the model's chat template
-    (generation prompt added). ``prompt_embeds`` is a ``[L, H]`` float tensor in the model's input space.
+    (generation prompt added). ``prompt_embeds`` is a ``[L, H]`` float tensor in the model's input space. The
+    answer may be constrained by ``grounding`` (a catalog item) or ``json_schema`` (JSON the schema accepts: every
+    engine decodes under it, so the text parses unless it ran out of ``max_new_tokens``).
     """
 
     messages: list[dict[str, str]] | None = None
@@ -77,11 +79,16 @@ class Request:
     prompt_embeds: torch.Tensor | None = None
     grounding: Grounding | None = None
     lora: str | Path | None = None
+    json_schema: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         given = sum(x is not None for x in (self.messages, self.prompt, self.prompt_embeds))
         if given != 1:
             raise LlmrecError("a request needs exactly one of messages, prompt or prompt_embeds")
+        if self.json_schema is not None and self.grounding is not None:
+            raise LlmrecError("a request is constrained by grounding or by a JSON schema, not both")
+        if self.json_schema is not None and not isinstance(self.json_schema, dict):
+            raise LlmrecError("json_schema must be a JSON schema (a mapping)")
         if self.messages is not None and (
             not self.messages or not all(isinstance(m, dict) and "role" in m for m in self.messages)
         ):

@@ -2,7 +2,8 @@
 runs it natively.
 
 Same features as the vLLM engine: chat templates, ``prompt_embeds`` (as ``inputs_embeds``), PEFT LoRA adapters
-per request (loaded once, switched per batch), grounding through a prefix-trie logits processor, sequence
+per request (loaded once, switched per batch), grounding through a prefix-trie logits processor and JSON-schema
+answers through an xgrammar one (:mod:`llmrec.inference.constraints`), sequence
 log-probabilities from the raw logits (as vLLM reports them), stop strings.
 """
 
@@ -16,50 +17,17 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, LogitsProcessor, LogitsProcessorList
+from transformers import AutoModelForCausalLM, AutoTokenizer, LogitsProcessorList
 
-from llmrec.catalog.tries import TitleTrie
 from llmrec.devices import resolve_device, resolve_dtype
 from llmrec.errors import LlmrecError
+from llmrec.inference.constraints import GrammarLogitsProcessor, JsonGrammars, TrieLogitsProcessor
 from llmrec.inference.engine import CAPABILITIES, Completion, Request, Result, SamplingConfig
 from llmrec.inference.lora import check_lora
 from llmrec.inference.prompting import OVERFLOW, answer_tokens, fit_prompt, render_prompt, resolve_completion
 from llmrec.models.defaults import resolve_model
 
 TORCH_DTYPES = {"bfloat16": torch.bfloat16, "float32": torch.float32}
-
-
-class TrieLogitsProcessor(LogitsProcessor):
-    """Masks every token a row's title trie does not allow next (rows without a trie decode freely).
-
-    Rows are the expanded generation rows (``n`` per request). Once a row's title is complete only its end
-    token is left, and after that the row is finished, so it is left alone.
-    """
-
-    def __init__(self, tries: list[TitleTrie | None]) -> None:
-        self.tries = tries
-        self.states: list[Any] = [t.root if t is not None else None for t in tries]
-        self.start: int | None = None
-
-    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        if self.start is None:
-            self.start = input_ids.shape[1]
-        elif input_ids.shape[1] > self.start:
-            last = input_ids[:, -1].tolist()
-            for row, trie in enumerate(self.tries):
-                if trie is not None and self.states[row] is not None:
-                    self.states[row] = trie.advance(self.states[row], last[row])
-        mask = torch.zeros_like(scores, dtype=torch.bool)
-        constrained = False
-        for row, trie in enumerate(self.tries):
-            if trie is None or self.states[row] is None:
-                continue
-            allowed = trie.allowed(self.states[row])
-            if len(allowed):
-                constrained = True
-                mask[row] = True
-                mask[row, torch.from_numpy(allowed)] = False
-        return scores.masked_fill(mask, float("-inf")) if constrained else scores
 
 
 class HFEngine:
@@ -108,6 +76,7 @@ class HFEngine:
         self.overflow = overflow
         self.context = max_model_len or min(int(getattr(self.hf_model.config, "max_position_embeddings", 4096)), 4096)
         self._adapters: dict[str, str] = {}
+        self._grammars: JsonGrammars | None = None
 
     def close(self) -> None:
         """Drop the model (memory returns to the allocator)."""
@@ -265,12 +234,18 @@ class HFEngine:
             return nullcontext()
         return self.hf_model.disable_adapter() if self._adapters else nullcontext()
 
+    def _grammar(self, schema: dict[str, Any]) -> Any:
+        if self._grammars is None:
+            self._grammars = JsonGrammars(self.tokenizer, int(self.hf_model.config.vocab_size))
+        return self._grammars.compile(schema)
+
     def _prepare(self, request: Request, params: SamplingConfig) -> dict[str, Any]:
         trie = None
         max_new = params.max_new_tokens
         if request.grounding is not None and request.grounding.constrain:
             trie = request.grounding.trie(self.tokenizer)
             max_new = max(max_new, trie.depth)
+        grammar = self._grammar(request.json_schema) if request.json_schema is not None else None
         warning = None
         if request.prompt_embeds is not None:
             embeds = request.prompt_embeds
@@ -282,9 +257,15 @@ class HFEngine:
                     f"prompt_embeds of {embeds.shape[0]} positions do not fit the context of {self.context} with "
                     f"{max_new} new tokens"
                 )
-            return {"request": request, "embeds": embeds, "length": embeds.shape[0], "trie": trie, "max_new": max_new}
+            return {
+                "request": request, "embeds": embeds, "length": embeds.shape[0], "trie": trie, "grammar": grammar,
+                "max_new": max_new,
+            }  # fmt: skip
         ids, warning = self.prompt_ids(request, max_new)
-        return {"request": request, "ids": ids, "length": len(ids), "trie": trie, "max_new": max_new, "warn": warning}
+        return {
+            "request": request, "ids": ids, "length": len(ids), "trie": trie, "grammar": grammar, "max_new": max_new,
+            "warn": warning,
+        }  # fmt: skip
 
     @torch.inference_mode()
     def _generate_batch(self, batch: list[dict[str, Any]], lora: str, params: SamplingConfig) -> list[Result]:
@@ -310,6 +291,7 @@ class HFEngine:
         sample = not params.greedy
         copies = params.n if sample else 1
         tries = [item["trie"] for item in batch for _ in range(copies)]
+        grammars = [item["grammar"] for item in batch for _ in range(copies)]
         kwargs: dict[str, Any] = {
             "max_new_tokens": max(item["max_new"] for item in batch),
             "do_sample": sample,
@@ -324,8 +306,13 @@ class HFEngine:
             kwargs.update(temperature=None, top_p=None, top_k=None)
         if params.stop:
             kwargs.update(stop_strings=params.stop, tokenizer=self.tokenizer)
+        processors = []
         if any(t is not None for t in tries):
-            kwargs["logits_processor"] = LogitsProcessorList([TrieLogitsProcessor(tries)])
+            processors.append(TrieLogitsProcessor(tries))
+        if any(g is not None for g in grammars):
+            processors.append(GrammarLogitsProcessor(grammars, int(model.config.vocab_size)))
+        if processors:
+            kwargs["logits_processor"] = LogitsProcessorList(processors)
         torch.manual_seed(params.seed)
         with adapter:
             out = model.generate(**inputs, **kwargs)

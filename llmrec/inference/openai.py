@@ -144,6 +144,8 @@ class OpenAIEngine:
     def _one(self, request: Request, params: SamplingConfig) -> Result:
         body = self._body(request, params)
         grounding = request.grounding
+        if request.json_schema is not None:
+            body["structured_outputs"] = {"json": request.json_schema, "disable_any_whitespace": True}
         if grounding is not None and grounding.constrain:
             body["structured_outputs"] = {"choice": grounding.titles}
             body["max_tokens"] = max(params.max_new_tokens, 8 + max(len(t) for t in grounding.titles) // 2)

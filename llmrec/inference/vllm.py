@@ -341,6 +341,9 @@ class VLLMEngine:
                 extra["extra_args"] = {TRIE_ARG: str(catalog_trie_path(grounding.catalog, self.tokenizer))}
             else:
                 extra["structured_outputs"] = StructuredOutputsParams(choice=grounding.titles)
+        if request.json_schema is not None:  # compact JSON, as the hf engine decodes it
+            schema = request.json_schema
+            extra["structured_outputs"] = StructuredOutputsParams(json=schema, disable_any_whitespace=True)
         prompt, length, warning = self._prompt(request, max_new)
         return prompt, length, trie, extra, warning, max_new
 

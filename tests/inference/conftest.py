@@ -1,4 +1,4 @@
-"""Fixtures for the inference tests: one engine of each kind per session, LoRA adapters."""
+"""Fixtures for the inference tests: LoRA adapters for the bundled model and for another one."""
 
 from __future__ import annotations
 
@@ -6,15 +6,6 @@ from pathlib import Path
 
 import pytest
 import torch
-
-
-@pytest.fixture(scope="session")
-def hf_engine():
-    from llmrec.inference.hf import HFEngine
-
-    engine = HFEngine()
-    yield engine
-    engine.close()
 
 
 def _save_lora(base, out: Path, seed: int) -> Path:

@@ -186,3 +186,27 @@ def test_last_hidden_batches_prompts_of_different_lengths_as_if_alone(hf_engine)
         embeds = hf_engine.hf_model.get_input_embeddings()(torch.tensor(ids))
     torch.testing.assert_close(hf_engine.last_hidden([Request(prompt_embeds=embeds)]), alone[1:2])
     assert not torch.allclose(together[0], together[1])  # distinct prompts, distinct states
+
+
+def test_json_schema_answers_parse_beside_free_and_grounded_rows(hf_engine, catalog) -> None:
+    import json
+
+    schema = {
+        "type": "object",
+        "properties": {"fruits": {"type": "array", "items": {"type": "string", "maxLength": 12}, "maxItems": 2}},
+        "required": ["fruits"],
+        "additionalProperties": False,
+    }
+    ask = [{"role": "user", "content": "Name two fruits."}]
+    requests = [
+        Request(messages=ask, json_schema=schema),
+        Request(messages=ask),
+        Request(messages=[{"role": "user", "content": "Name a movie."}], grounding=Grounding(catalog)),
+    ]
+    results = hf_engine.generate(requests, SamplingConfig(n=3, temperature=1.0, seed=2, max_new_tokens=48))
+    for completion in results[0].completions:
+        data = json.loads(completion.text)
+        assert set(data) == {"fruits"} and len(data["fruits"]) <= 2 and all(len(f) <= 12 for f in data["fruits"])
+    assert all(c.item_id is not None for c in results[2].completions)
+    with pytest.raises(LlmrecError, match="grounding or by a JSON schema, not both"):
+        Request(messages=ask, json_schema=schema, grounding=Grounding(catalog))

@@ -1,0 +1,56 @@
+"""Profiles in PostgreSQL (psycopg 3), for deployments that outgrow one machine: the same tables and the same
+optimistic updates as SQLite (:class:`llmrec.profiles.store.SQLStore`); a unique-key violation is the lost race."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from llmrec.errors import LlmrecError
+from llmrec.profiles.store import SCHEMA, SQLStore
+from llmrec.profiles.updater import ProfileUpdater
+
+
+class PostgresStore(SQLStore):
+    """Profiles in the PostgreSQL database at ``url`` (tables created when missing)."""
+
+    placeholder = "%s"
+
+    def __init__(self, url: str, updater: ProfileUpdater | None = None) -> None:
+        try:
+            import psycopg
+        except ImportError:
+            raise LlmrecError("PostgreSQL profile stores need psycopg 3: pip install 'psycopg[binary]'") from None
+        super().__init__(updater)
+        self.psycopg = psycopg
+        self.conflict = (psycopg.errors.UniqueViolation, psycopg.errors.SerializationFailure)
+        self.url = url
+        self._connection: Any = None
+        self._pid = os.getpid()
+        with self.transaction() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(7341)")  # two processes creating the tables wait in turn
+            for statement in SCHEMA:
+                cursor.execute(statement)
+
+    def connection(self) -> Any:
+        if self._connection is None or self._connection.closed or self._pid != os.getpid():
+            try:
+                self._connection = self.psycopg.connect(self.url, autocommit=True)
+            except self.psycopg.OperationalError as error:
+                first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+                raise LlmrecError(f"cannot connect to the profile store {self.url}: {first}") from None
+            self._pid = os.getpid()
+        return self._connection
+
+    @contextmanager
+    def transaction(self, write: bool = True) -> Iterator[Any]:
+        connection = self.connection()
+        with connection.transaction(), connection.cursor() as cursor:
+            yield cursor
+
+    def close(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
