@@ -7,14 +7,16 @@ directory. ``Engine.generate(requests, params)`` returns one ``Result`` per requ
 catalog item it resolves to.
 
 Beyond generation an engine may offer declared capabilities (:data:`CAPABILITIES`): ``score`` (exact
-log-probabilities of given answers), ``last_hidden`` (the final hidden state at each prompt's end) and
-``input_embedding`` (its input-embedding table, to build ``prompt_embeds``). Callers check with :func:`require`
-before the work starts, and an engine without one raises :class:`Unsupported` when asked. Engines are built by
-name with :func:`llmrec.inference.registry.load_engine`.
+log-probabilities of given answers), ``last_hidden`` (the final hidden state at each prompt's end),
+``input_embedding`` (its input-embedding table, to build ``prompt_embeds``) and ``stream`` (``generate`` hands
+each request's new text to ``on_text(index, delta)`` as it is decoded; without it, each answer whole at the end).
+Callers check with :func:`require` before the work starts, and an engine without one raises :class:`Unsupported`
+when asked. Engines are built by name with :func:`llmrec.inference.registry.load_engine`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -25,7 +27,7 @@ from llmrec.errors import LlmrecError
 if TYPE_CHECKING:
     import torch
 
-CAPABILITIES = ("score", "last_hidden", "input_embedding")
+CAPABILITIES = ("score", "last_hidden", "input_embedding", "stream")
 
 
 @dataclass
@@ -143,8 +145,11 @@ class Engine(Protocol):
     model: str
     capabilities: frozenset[str]
 
-    def generate(self, requests: list[Request], params: SamplingConfig) -> list[Result]:
-        """Answer every request (in order); a bad request raises ``LlmrecError`` before any generation."""
+    def generate(
+        self, requests: list[Request], params: SamplingConfig, on_text: Callable[[int, str], None] | None = None
+    ) -> list[Result]:
+        """Answer every request (in order); a bad request raises ``LlmrecError`` before any generation.
+        ``on_text(index, delta)`` receives each request's answer text (``n`` 1) as it is decoded."""
         ...
 
     def score(self, requests: list[Request], continuations: list[list[str]]) -> list[list[float]]:

@@ -25,6 +25,7 @@ from llmrec.inference.constraints import GrammarLogitsProcessor, JsonGrammars, T
 from llmrec.inference.engine import CAPABILITIES, Completion, Request, Result, SamplingConfig
 from llmrec.inference.lora import check_lora
 from llmrec.inference.prompting import OVERFLOW, answer_tokens, fit_prompt, render_prompt, resolve_completion
+from llmrec.inference.streaming import RowStreamer, TextSink
 from llmrec.models.defaults import resolve_model
 
 TORCH_DTYPES = {"bfloat16": torch.bfloat16, "float32": torch.float32}
@@ -43,7 +44,7 @@ class HFEngine:
     """
 
     name = "hf"
-    capabilities = frozenset(CAPABILITIES)
+    capabilities = frozenset({*CAPABILITIES, "stream"})
 
     def __init__(
         self,
@@ -111,8 +112,13 @@ class HFEngine:
         """The request's prompt tokens, fitted to the context (``overflow`` rule); ``(ids, warning)``."""
         return fit_prompt(render_prompt(self.tokenizer, request), self.context, max_new_tokens, self.overflow)
 
-    def generate(self, requests: list[Request], params: SamplingConfig) -> list[Result]:
-        """Answer every request; batches group requests with the same adapter and input kind."""
+    def generate(
+        self, requests: list[Request], params: SamplingConfig, on_text: TextSink | None = None
+    ) -> list[Result]:
+        """Answer every request; batches group requests with the same adapter and input kind. ``on_text(index,
+        delta)`` (one answer per request, ``n`` 1) receives each request's new text as it is decoded."""
+        if on_text is not None and params.n != 1:
+            raise LlmrecError("streaming answers text as it is decoded, one answer per request: use n=1")
         prepared = [self._prepare(r, params) for r in requests]
         results: list[Result | None] = [None] * len(requests)
 
@@ -124,7 +130,8 @@ class HFEngine:
             members = list(group)
             for start in range(0, len(members), self.batch_size):
                 chunk = members[start : start + self.batch_size]
-                answers = self._generate_batch([prepared[i] for i in chunk], lora, params)
+                streamer = RowStreamer(self.tokenizer, chunk, on_text) if on_text is not None else None
+                answers = self._generate_batch([prepared[i] for i in chunk], lora, params, streamer)
                 for i, result in zip(chunk, answers, strict=True):
                     results[i] = result
         return [r for r in results if r is not None]
@@ -268,7 +275,9 @@ class HFEngine:
         }  # fmt: skip
 
     @torch.inference_mode()
-    def _generate_batch(self, batch: list[dict[str, Any]], lora: str, params: SamplingConfig) -> list[Result]:
+    def _generate_batch(
+        self, batch: list[dict[str, Any]], lora: str, params: SamplingConfig, streamer: Any = None
+    ) -> list[Result]:
         adapter = self._adapter_context(lora)  # first: loading the first adapter wraps the model
         model = self.hf_model
         width = max(item["length"] for item in batch)
@@ -314,6 +323,8 @@ class HFEngine:
         if processors:
             kwargs["logits_processor"] = LogitsProcessorList(processors)
         torch.manual_seed(params.seed)
+        if streamer is not None:
+            kwargs["streamer"] = streamer
         with adapter:
             out = model.generate(**inputs, **kwargs)
         steps = len(out.logits)

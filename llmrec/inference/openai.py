@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +49,7 @@ class OpenAIEngine:
     """
 
     name = "openai"
-    capabilities: frozenset[str] = frozenset()
+    capabilities: frozenset[str] = frozenset({"stream"})
 
     def __init__(
         self,
@@ -118,9 +120,19 @@ class OpenAIEngine:
             )
         return name
 
-    def generate(self, requests: list[Request], params: SamplingConfig) -> list[Result]:
-        """Answer each request with one HTTP call (``n`` answers each)."""
-        return [self._one(request, params) for request in requests]
+    def generate(
+        self, requests: list[Request], params: SamplingConfig, on_text: Callable[[int, str], None] | None = None
+    ) -> list[Result]:
+        """Answer each request with one HTTP call (``n`` answers each); with ``on_text`` (``n`` 1) the server streams
+        each answer (server-sent events) and every delta is handed on as it arrives."""
+        if on_text is None:
+            return [self._one(request, params) for request in requests]
+        if params.n != 1:
+            raise LlmrecError("streaming answers text as it is decoded, one answer per request: use n=1")
+        out = []
+        for index, request in enumerate(requests):
+            out.append(self._streamed(request, params, lambda delta, index=index: on_text(index, delta)))
+        return out
 
     def score(self, requests: list[Request], continuations: list[list[str]]) -> list[list[float]]:
         """Not available over the OpenAI API: it has no way to score a given answer exactly.
@@ -142,13 +154,8 @@ class OpenAIEngine:
         raise Unsupported("the openai engine has no local embedding table; build prompt embeddings with hf or vllm")
 
     def _one(self, request: Request, params: SamplingConfig) -> Result:
-        body = self._body(request, params)
+        body = self._constrained_body(request, params)
         grounding = request.grounding
-        if request.json_schema is not None:
-            body["structured_outputs"] = {"json": request.json_schema, "disable_any_whitespace": True}
-        if grounding is not None and grounding.constrain:
-            body["structured_outputs"] = {"choice": grounding.titles}
-            body["max_tokens"] = max(params.max_new_tokens, 8 + max(len(t) for t in grounding.titles) // 2)
         chat = request.messages is not None
         answer = self._call("POST", "/chat/completions" if chat else "/completions", body)
         completions = []
@@ -169,6 +176,62 @@ class OpenAIEngine:
             prompt_tokens=int(usage.get("prompt_tokens", 0)),
             completion_tokens=int(usage.get("completion_tokens", 0)),
         )
+
+    def chat_with_tools(
+        self, messages: list[dict[str, Any]], tools: list[dict[str, Any]], params: SamplingConfig
+    ) -> dict[str, Any]:
+        """Native tool calling: the server's model answers ``messages`` with ``tools`` (OpenAI function schemas)
+        available; returns its message (``content`` and ``tool_calls``)."""
+        body = {
+            "model": self.model, "messages": messages, "tools": tools, "temperature": params.temperature,
+            "max_tokens": params.max_new_tokens, "seed": params.seed,
+        }  # fmt: skip
+        answer = self._call("POST", "/chat/completions", body)
+        return answer["choices"][0]["message"]
+
+    def _streamed(self, request: Request, params: SamplingConfig, on_delta: Callable[[str], None]) -> Result:
+        """One request answered as a stream: deltas handed on as they arrive, then the whole answer resolved."""
+        body = self._constrained_body(request, params) | {"stream": True, "stream_options": {"include_usage": True}}
+        chat = request.messages is not None
+        text, finish, usage = "", None, {}
+        try:
+            with self.client.stream("POST", "/chat/completions" if chat else "/completions", json=body) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    rejected = response.status_code < 500 and response.status_code != 429
+                    error = RequestRejected if rejected else LlmrecError
+                    raise error(f"{self.base_url} answered {response.status_code}: {response.text[:500]}")
+                for line in response.iter_lines():
+                    if not line.startswith("data: ") or line == "data: [DONE]":
+                        continue
+                    chunk = json.loads(line[len("data: ") :])
+                    usage = chunk.get("usage") or usage
+                    for choice in chunk.get("choices") or []:
+                        delta = (choice.get("delta") or {}).get("content") if chat else choice.get("text")
+                        if delta:
+                            text += delta
+                            on_delta(delta)
+                        finish = choice.get("finish_reason") or finish
+        except httpx.TransportError as error:
+            raise LlmrecError(f"lost the stream from {self.base_url} ({type(error).__name__}: {error})") from None
+        completion = resolve_completion(Completion(text=text, token_ids=[], logprob=0.0, finish_reason=finish),
+                                        request.grounding, None)  # fmt: skip
+        return Result(
+            [completion],
+            prompt_tokens=int(usage.get("prompt_tokens", 0)),
+            completion_tokens=int(usage.get("completion_tokens", 0)),
+        )
+
+    def _constrained_body(self, request: Request, params: SamplingConfig) -> dict[str, Any]:
+        """The request's body with its JSON schema or grounding as the server's structured output."""
+        body = self._body(request, params)
+        grounding = request.grounding
+        if request.json_schema is not None:
+            body["structured_outputs"] = {"json": request.json_schema, "disable_any_whitespace": True}
+        if grounding is not None and grounding.constrain:
+            body["structured_outputs"] = {"choice": grounding.titles}
+            body["max_tokens"] = max(params.max_new_tokens, 8 + max(len(t) for t in grounding.titles) // 2)
+        return body
 
     def _body(self, request: Request, params: SamplingConfig) -> dict[str, Any]:
         """The JSON body of a completion request (chat or text) without grounding."""

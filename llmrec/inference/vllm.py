@@ -17,7 +17,7 @@ Scripts that use it need the ``if __name__ == "__main__":`` guard (vLLM starts w
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -190,8 +190,12 @@ class VLLMEngine:
             self._loras[path] = LoRARequest(f"lora{len(self._loras) + 1}", len(self._loras) + 1, path)
         return self._loras[path]
 
-    def generate(self, requests: list[Request], params: SamplingConfig) -> list[Result]:
-        """Answer every request in one vLLM call (vLLM schedules the batch itself)."""
+    def generate(
+        self, requests: list[Request], params: SamplingConfig, on_text: Callable[[int, str], None] | None = None
+    ) -> list[Result]:
+        """Answer every request in one vLLM call (vLLM schedules the batch itself). The offline engine does not
+        stream: ``on_text`` gets each answer whole once it is done (``vllm serve`` behind the openai engine
+        streams)."""
         self._need("generate")
         prompts: list[dict[str, Any]] = []
         sampling: list[SamplingParams] = []
@@ -240,6 +244,9 @@ class VLLMEngine:
                 )
                 completions.append(resolve_completion(completion, request.grounding, trie))
             results.append(Result(completions, prompt_tokens=length, warnings=[warning] if warning else []))
+        if on_text is not None:
+            for index, result in enumerate(results):
+                on_text(index, result.completions[0].text)
         return results
 
     def score(self, requests: list[Request], continuations: list[list[str]]) -> list[list[float]]:

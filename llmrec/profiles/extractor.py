@@ -78,6 +78,21 @@ def fact_schema(quotes: list[str], rating: float | None = None) -> dict[str, Any
     }
 
 
+def answer_bound(quotes: list[str]) -> int:
+    """The most tokens an answer of :func:`fact_schema` over ``quotes`` can take: the characters of its longest
+    admissible JSON (every list full, every aspect 40 characters, the longest quotes, escaped), plus the end token
+    (a token is at least one character).
+
+    >>> answer_bound(["short", "a much longer quote"]) > len('{"likes":[],"dislikes":[],"features":[]}')
+    True
+    """
+    aspect = "a" * 40
+    longest = max(quotes, key=lambda q: len(json.dumps(q)))
+    entry = {"aspect": aspect, "quote": longest}
+    full = {"likes": [entry] * MAX_ITEMS, "dislikes": [entry] * MAX_ITEMS, "features": [aspect] * MAX_ITEMS}
+    return len(json.dumps(full, separators=(",", ":"))) + 1
+
+
 def attribute_terms(attributes: str) -> list[str]:
     """The terms of an attributes text (``name: value; ...``): values split at ``|,;/`` and, where every word is
     capitalised (a genre list such as ``Animation Children's Comedy``), at spaces (see :func:`_term`).
@@ -139,11 +154,12 @@ class ReviewExtractor:
     """Facts from reviews through an engine (any: hf, vllm, openai), batched: ``extract(reviews)``; without an
     engine, only reviews without text (their rating's facts).
 
-    ``max_new_tokens`` bounds one answer (the schema bounds it too: at most two entries a list, aspects of 40
-    characters, quotes of the review's clauses of at most 80).
+    An answer may take as many tokens as the longest JSON the schema admits (:func:`answer_bound`: two entries a
+    list, aspects of 40 characters, the longest quotes), so no answer is cut off before it closes; most stop far
+    sooner. ``max_new_tokens`` caps that bound.
     """
 
-    def __init__(self, engine: Engine | None, max_new_tokens: int = 256) -> None:
+    def __init__(self, engine: Engine | None, max_new_tokens: int = 1024) -> None:
         self.engine = engine
         self.max_new_tokens = max_new_tokens
         example = render("extract_facts_example")
@@ -172,11 +188,12 @@ class ReviewExtractor:
         requests = [
             Request(messages=self.messages(r), json_schema=fact_schema(clauses(r.text), r.rating)) for r in with_text
         ]
+        budget = max([answer_bound(clauses(r.text)) for r in with_text], default=0)
         answers: dict[str, Any] = {}
         if requests and self.engine is None:
             raise LlmrecError("these reviews have text, which needs an engine to extract facts from")
         if requests and self.engine is not None:
-            params = SamplingConfig(max_new_tokens=self.max_new_tokens)
+            params = SamplingConfig(max_new_tokens=min(self.max_new_tokens, budget))
             for review, result in zip(with_text, self.engine.generate(requests, params), strict=True):
                 answers[review.review_id] = result.completions[0]
         out: list[list[Fact] | Exception] = []

@@ -1,0 +1,223 @@
+"""Streaming answers as they are decoded, and a queue that batches concurrent callers into one engine.
+
+:class:`RowStreamer` is a transformers streamer over a whole batch: each generation step it decodes every row's
+new token and hands the row's new text to ``on_text(index, delta)``. :class:`BatchedEngine` puts a queue in front
+of an engine for servers: calls from many threads wait in the queue, and one worker thread answers the waiting
+calls of each kind together, in one engine call (one ``generate`` batch for many chat streams); past ``max_queue``
+waiting calls, a new one is refused at once with :class:`Overloaded`.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from transformers.generation.streamers import BaseStreamer
+
+from llmrec.errors import LlmrecError
+from llmrec.inference.engine import Request, Result, SamplingConfig
+
+TextSink = Callable[[int, str], None]
+
+
+class RowStreamer(BaseStreamer):
+    """Decodes each row of a ``generate`` batch as tokens arrive and passes the new text to ``on_text(index,
+    delta)``, where ``index`` is ``indices[row]``. A row ends at its end token; text that ends inside a multi-byte
+    character waits for the next token."""
+
+    def __init__(self, tokenizer: Any, indices: list[int], on_text: TextSink) -> None:
+        self.tokenizer = tokenizer
+        self.indices = indices
+        self.on_text = on_text
+        self.tokens: list[list[int]] = [[] for _ in indices]
+        self.shown = [0] * len(indices)
+        self.done = [False] * len(indices)
+        self.prompt_seen = False
+        self.stops = {int(tokenizer.eos_token_id)} if tokenizer.eos_token_id is not None else set()
+
+    def put(self, value: Any) -> None:
+        if not self.prompt_seen:  # generate passes the prompt first
+            self.prompt_seen = True
+            return
+        for row, token in enumerate(value.reshape(-1).tolist()[: len(self.indices)]):
+            if self.done[row]:
+                continue
+            if token in self.stops:
+                self.done[row] = True
+                continue
+            self.tokens[row].append(int(token))
+            text = self.tokenizer.decode(self.tokens[row], skip_special_tokens=True)
+            if text.endswith("\ufffd"):
+                continue
+            if len(text) > self.shown[row]:
+                self.on_text(self.indices[row], text[self.shown[row] :])
+                self.shown[row] = len(text)
+
+    def end(self) -> None:
+        """Nothing to flush: every row's text was handed on as it was decoded."""
+
+
+def stream_text(engine: Any, request: Request, params: SamplingConfig) -> Iterator[str]:
+    """One request's answer as text deltas while ``engine`` decodes it (in a thread of its own; an engine without
+    the ``stream`` capability yields its answer whole). Errors reach the consumer."""
+    deltas: queue.Queue[str | BaseException | None] = queue.Queue()
+
+    def run() -> None:
+        try:
+            engine.generate([request], params, on_text=lambda _, delta: deltas.put(delta))
+            deltas.put(None)
+        except BaseException as error:  # noqa: BLE001 - handed to the consuming thread
+            deltas.put(error)
+
+    threading.Thread(target=run, name="llmrec-stream", daemon=True).start()
+    while (item := deltas.get()) is not None:
+        if isinstance(item, BaseException):
+            raise item
+        yield item
+
+
+class Overloaded(LlmrecError):
+    """The queue in front of the engine is full: the caller should retry after ``retry_after`` seconds."""
+
+    def __init__(self, message: str, retry_after: float = 1.0) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+@dataclass
+class _Call:
+    kind: str
+    requests: list[Request]
+    params: SamplingConfig | None = None
+    answers: list[list[str]] | None = None
+    on_text: TextSink | None = None
+    done: threading.Event = field(default_factory=threading.Event)
+    result: Any = None
+    error: BaseException | None = None
+
+
+class BatchedEngine:
+    """``engine`` behind a queue (see the module docstring): thread-safe ``generate`` (with ``on_text``),
+    ``score``, and ``stream`` (an iterator of one request's text deltas). Calls of the same kind and sampling that
+    wait together run as one engine call of at most ``max_batch`` requests."""
+
+    def __init__(self, engine: Any, max_batch: int = 16, max_queue: int = 32) -> None:
+        self.engine = engine
+        self.name = engine.name
+        self.model = engine.model
+        self.capabilities = frozenset({*engine.capabilities, "stream"})
+        self.tokenizer = getattr(engine, "tokenizer", None)
+        self.max_batch = max_batch
+        self.max_queue = max_queue
+        self._queue: queue.Queue[_Call | None] = queue.Queue()
+        self._waiting = 0
+        self._lock = threading.Lock()
+        self._worker = threading.Thread(target=self._run, name="llmrec-engine", daemon=True)
+        self._worker.start()
+
+    @property
+    def waiting(self) -> int:
+        """Calls in the queue or running."""
+        return self._waiting
+
+    def _submit(self, call: _Call) -> Any:
+        with self._lock:
+            if self._waiting >= self.max_queue:
+                raise Overloaded(f"the engine queue is full ({self.max_queue} calls waiting); retry shortly")
+            self._waiting += 1
+        self._queue.put(call)
+        call.done.wait()
+        if call.error is not None:
+            raise call.error
+        return call.result
+
+    def generate(
+        self, requests: list[Request], params: SamplingConfig, on_text: TextSink | None = None
+    ) -> list[Result]:
+        """Answer ``requests`` (``on_text``: each request's text deltas, as in the engine's ``generate``)."""
+        return self._submit(_Call("generate", requests, params, on_text=on_text))
+
+    def score(self, requests: list[Request], continuations: list[list[str]]) -> list[list[float]]:
+        """The engine's ``score``, queued like the rest."""
+        return self._submit(_Call("score", requests, answers=continuations))
+
+    def stream(self, request: Request, params: SamplingConfig) -> Iterator[str]:
+        """One request's answer as text deltas, while the worker decodes it (batched with other callers)."""
+        return stream_text(self, request, params)
+
+    def last_hidden(self, requests: list[Request]) -> Any:
+        return self._submit(_Call("last_hidden", requests))
+
+    def input_embedding(self) -> Any:
+        return self.engine.input_embedding()
+
+    def close(self) -> None:
+        """Stop the worker (after the calls already queued) and close the engine."""
+        self._queue.put(None)
+        self._worker.join(timeout=60)
+        self.engine.close()
+
+    def _take(self, first: _Call) -> list[_Call]:
+        """``first`` and the calls waiting behind it that can join its engine call."""
+        calls, held = [first], []
+        size = len(first.requests)
+        while size < self.max_batch:
+            try:
+                call = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if call is not None and call.kind == first.kind and call.params == first.params:
+                calls.append(call)
+                size += len(call.requests)
+            else:
+                held.append(call)
+        for call in held:
+            self._queue.put(call)
+        return calls
+
+    def _run(self) -> None:
+        while (first := self._queue.get()) is not None:
+            calls = self._take(first)
+            try:
+                self._answer(calls)
+            except BaseException as error:  # noqa: BLE001 - each caller gets the error
+                for call in calls:
+                    call.error = error
+            for call in calls:
+                with self._lock:
+                    self._waiting -= 1
+                call.done.set()
+
+    def _answer(self, calls: list[_Call]) -> None:
+        requests = [r for call in calls for r in call.requests]
+        offsets, total = [], 0
+        for call in calls:
+            offsets.append(total)
+            total += len(call.requests)
+        kind = calls[0].kind
+        if kind == "generate":
+            sinks = {}
+            for call, offset in zip(calls, offsets, strict=True):
+                if call.on_text is not None:
+                    for i in range(len(call.requests)):
+                        sinks[offset + i] = (call.on_text, i)
+
+            def on_text(index: int, delta: str) -> None:
+                if index in sinks:
+                    sink, own = sinks[index]
+                    sink(own, delta)
+
+            streamed = bool(sinks) and "stream" in self.engine.capabilities
+            results = self.engine.generate(requests, calls[0].params, on_text if streamed else None)
+            if sinks and not streamed:  # an engine that cannot stream hands each answer on whole
+                for index, result in enumerate(results):
+                    on_text(index, result.completions[0].text)
+        elif kind == "score":
+            results = self.engine.score(requests, [a for call in calls for a in call.answers or []])
+        else:
+            results = self.engine.last_hidden(requests)
+        for call, offset in zip(calls, offsets, strict=True):
+            call.result = results[offset : offset + len(call.requests)]
