@@ -13,7 +13,7 @@ import sys
 
 import typer
 
-from llmrec.cli import batch, data, demo, encoder, llm, models, profiles
+from llmrec.cli import agent, batch, data, demo, encoder, llm, models, profiles
 from llmrec.errors import LlmrecError
 
 app = typer.Typer(
@@ -30,6 +30,8 @@ app.command("eval")(llm.eval_run)
 app.command("sft")(llm.sft)
 app.command("recommend")(llm.recommend_command)
 app.command("batch")(batch.batch)
+app.command("chat")(agent.chat)
+app.command("serve")(agent.serve)
 app.command("demo")(demo.demo)
 
 

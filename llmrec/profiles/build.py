@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from llmrec.profiles.extractor import Review, ReviewExtractor
-from llmrec.profiles.store import SQLStore
+from llmrec.profiles.sql import SQLStore
 from llmrec.progress import progress_bar
 
 

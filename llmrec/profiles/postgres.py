@@ -1,5 +1,5 @@
 """Profiles in PostgreSQL (psycopg 3), for deployments that outgrow one machine: the same tables and the same
-optimistic updates as SQLite (:class:`llmrec.profiles.store.SQLStore`); a unique-key violation is the lost race."""
+optimistic updates as SQLite (:class:`llmrec.profiles.sql.SQLStore`); a unique-key violation is the lost race."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from llmrec.errors import LlmrecError
-from llmrec.profiles.store import SCHEMA, SQLStore
+from llmrec.profiles.sql import SCHEMA, SQLStore
 from llmrec.profiles.updater import ProfileUpdater
 
 

@@ -1,0 +1,251 @@
+"""The HTTP app (FastAPI, served by uvicorn): OpenAI-compatible chat completions over the agent, recommendations,
+profiles, a health check, and the web page at ``/``.
+
+- ``POST /v1/chat/completions``: OpenAI's request and response (``stream: true`` gives server-sent events); the
+  user travels in the request's ``user`` field; the cards and a changed profile ride along under ``llmrec``.
+- ``POST /v1/recommend``: a user id or a history of items in, grounded top-k out (ids, titles, scores).
+- ``GET /v1/profiles/{user}``, ``POST /v1/profiles/{user}/reviews``, ``GET /healthz``, ``GET /openapi.json``.
+
+Writes (chat, reviews) need the API key when one is set (``Authorization: Bearer KEY``; 401 otherwise). Input is
+validated (422 names the field), bodies are capped (413), a full engine queue answers 429 with ``Retry-After``, a
+request that takes too long 504. CORS is closed unless origins are given. Models load once, at start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from typing import Annotated, Any, Literal
+
+from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
+
+from llmrec.errors import LlmrecError
+from llmrec.inference.streaming import Overloaded
+from llmrec.serve.state import ServeConfig, ServerState, static_dir
+
+MODEL_NAME = "llmrec"
+
+
+class ChatMessage(BaseModel):
+    role: Literal["system", "user", "assistant", "tool"]
+    content: str = Field(max_length=20_000)
+
+
+class ChatRequest(BaseModel):
+    model: str = MODEL_NAME
+    messages: list[ChatMessage] = Field(min_length=1, max_length=200)
+    stream: bool = False
+    user: str | None = Field(default=None, max_length=200)
+    max_tokens: int | None = Field(default=None, ge=1, le=4096)
+    temperature: float | None = Field(default=None, ge=0, le=2)
+
+
+class RecommendRequest(BaseModel):
+    user: str | None = Field(default=None, max_length=200)
+    history: list[int | str] | None = Field(default=None, max_length=1000)
+    k: int = Field(default=10, ge=1, le=100)
+
+
+class ReviewRequest(BaseModel):
+    item: str = Field(default="", max_length=500)
+    rating: float | None = Field(default=None, ge=0, le=10)
+    text: str = Field(default="", max_length=100_000)
+    id: str | None = Field(default=None, max_length=200)
+
+
+def shared(request: Request) -> ServerState:
+    """The server's state, loaded at start."""
+    return request.app.state.llmrec
+
+
+State = Annotated[ServerState, Depends(shared)]
+
+
+def create_app(config: ServeConfig, state: ServerState | None = None) -> FastAPI:
+    """The app over ``state`` (loaded from ``config`` at start when not given)."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.llmrec = state or await run_in_threadpool(ServerState, config)
+        try:
+            yield
+        finally:
+            await run_in_threadpool(app.state.llmrec.close)
+
+    app = FastAPI(title="llmrec", description=__doc__.split("\n\n")[0], lifespan=lifespan)
+    if config.cors_origins:
+        from fastapi.middleware.cors import CORSMiddleware
+
+        app.add_middleware(CORSMiddleware, allow_origins=config.cors_origins, allow_methods=["GET", "POST"],
+                           allow_headers=["Authorization", "Content-Type"])  # fmt: skip
+
+    @app.middleware("http")
+    async def limit_body(request: Request, call_next: Any) -> Any:
+        length = request.headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > config.max_body:
+            return JSONResponse({"detail": f"request body over {config.max_body} bytes"}, status_code=413)
+        return await call_next(request)
+
+    @app.exception_handler(Overloaded)
+    async def overloaded(request: Request, error: Overloaded) -> JSONResponse:
+        return JSONResponse({"detail": str(error)}, status_code=429, headers={"Retry-After": str(error.retry_after)})
+
+    @app.exception_handler(LlmrecError)
+    async def failed(request: Request, error: LlmrecError) -> JSONResponse:
+        return JSONResponse({"detail": str(error)}, status_code=400)
+
+    def authorised(request: Request) -> None:
+        if config.api_key is None:
+            return
+        given = request.headers.get("authorization", "")
+        if given != f"Bearer {config.api_key}" and request.headers.get("x-api-key") != config.api_key:
+            raise HTTPException(401, "missing or wrong API key", headers={"WWW-Authenticate": "Bearer"})
+
+    async def within_time(function: Any, *args: Any) -> Any:
+        try:
+            return await asyncio.wait_for(run_in_threadpool(function, *args), config.timeout)
+        except TimeoutError:
+            raise HTTPException(504, f"the request took over {config.timeout:g} s") from None
+
+    @app.get("/healthz")
+    async def healthz(state: State) -> dict[str, Any]:
+        return {
+            "status": "ok", "dataset": state.dataset.name, "engine": state.engine.name, "queue": state.engine.waiting,
+            "profiles": state.store is not None, "encoder": state.index.encoder_run,
+        }  # fmt: skip
+
+    @app.get("/v1/models")
+    async def models() -> dict[str, Any]:
+        return {"object": "list", "data": [{"id": MODEL_NAME, "object": "model", "owned_by": "llmrec"}]}
+
+    @app.post("/v1/recommend")
+    async def recommend(body: RecommendRequest, state: State) -> dict[str, Any]:
+        history = None if body.history is None else _item_ids(state, body.history)
+        profile = ""
+        if state.store is not None and body.user is not None and history is None:
+            from llmrec.profiles.schema import render_profile
+
+            profile = render_profile(await run_in_threadpool(state.store.get, body.user))
+        hits, source = state.index.recommend(body.user, body.k, history, profile)
+        return {"user": body.user, "source": source, "items": [h.to_dict() for h in hits]}
+
+    @app.get("/v1/profiles/{user}")
+    async def profile(user: str, state: State) -> dict[str, Any]:
+        if state.store is None:
+            raise HTTPException(404, "this server keeps no profiles (start it with --db)")
+        found = await run_in_threadpool(state.store.get, user)
+        if found is None:
+            raise HTTPException(404, f"no profile for user {user!r}")
+        return found.to_dict()
+
+    @app.post("/v1/profiles/{user}/reviews", dependencies=[Depends(authorised)])
+    async def review(user: str, body: ReviewRequest, state: State) -> dict[str, Any]:
+        if state.store is None:
+            raise HTTPException(404, "this server keeps no profiles (start it with --db)")
+        return await within_time(_apply_review, state, user, body)
+
+    @app.post("/v1/chat/completions", dependencies=[Depends(authorised)])
+    async def chat(body: ChatRequest, state: State) -> Any:
+        if state.engine.waiting >= config.max_queue:
+            raise Overloaded(f"the engine queue is full ({config.max_queue} calls waiting); retry shortly")
+        messages = [m.model_dump() for m in body.messages]
+        if messages[-1]["role"] != "user":
+            raise HTTPException(422, "the last message must be the user's")
+        session = state.session(body.user)
+        if body.max_tokens:
+            session.model = session.model.model_copy(update={"max_tokens": min(body.max_tokens, config.max_tokens)})
+        events = session.respond(messages)
+        if not body.stream:
+            turn = (await within_time(lambda: list(events)))[-1]["turn"]
+            return _completion(turn)
+        first = await within_time(_until_text, events)  # errors (429, 400) before the stream starts
+        return StreamingResponse(_sse(first, events), media_type="text/event-stream")
+
+    @app.get("/", include_in_schema=False)
+    async def page() -> FileResponse:
+        return FileResponse(static_dir() / "index.html")
+
+    app.mount("/static", StaticFiles(directory=static_dir()), name="static")
+    return app
+
+
+def _item_ids(state: ServerState, history: list[int | str]) -> list[int]:
+    ids = []
+    for position, value in enumerate(history):
+        if isinstance(value, int):
+            if not 1 <= value <= state.dataset.num_items:
+                raise HTTPException(422, f"history[{position}]: no item with id {value}")
+            ids.append(value)
+            continue
+        found = state.catalog.resolve(value)
+        if found.item_id is None or found.resolved_by not in ("exact", "normalised"):
+            raise HTTPException(422, f"history[{position}]: no item titled {value!r}")
+        ids.append(found.item_id)
+    return ids
+
+
+def _apply_review(state: ServerState, user: str, body: ReviewRequest) -> dict[str, Any]:
+    from llmrec.profiles.reviews import review_from_json
+
+    parsed = review_from_json(body.model_dump_json(), user, str(state.dataset.path) if body.item else None)
+    facts = state.extractor.extract([parsed])[0]
+    if isinstance(facts, Exception):
+        state.store.record_failure(parsed.review_id, user, str(facts))
+        raise HTTPException(422, f"{facts}; recorded to retry")
+    return state.store.apply(user, facts, review_id=parsed.review_id).to_dict()
+
+
+def _until_text(events: Iterator[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The events up to the first text delta (or the end), pulled before the response starts."""
+    pulled = []
+    for event in events:
+        pulled.append(event)
+        if event["type"] in ("text", "done"):
+            break
+    return pulled
+
+
+def _chunk(ident: str, delta: dict[str, Any], finish: str | None = None, extra: dict | None = None) -> str:
+    body: dict[str, Any] = {
+        "id": ident, "object": "chat.completion.chunk", "created": int(time.time()), "model": MODEL_NAME,
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+    }  # fmt: skip
+    if extra:
+        body["llmrec"] = extra
+    return f"data: {json.dumps(body)}\n\n"
+
+
+def _sse(first: list[dict[str, Any]], rest: Iterator[dict[str, Any]]) -> Iterator[str]:
+    ident = f"chatcmpl-{uuid.uuid4().hex}"
+    yield _chunk(ident, {"role": "assistant", "content": ""})
+    for event in [*first, *rest]:
+        kind = event["type"]
+        if kind == "route":
+            yield _chunk(ident, {}, extra={"tool": event["tool"]})
+        elif kind == "cards":
+            yield _chunk(ident, {}, extra={"recommendations": event["items"]})
+        elif kind == "profile":
+            yield _chunk(ident, {}, extra={"profile": event["profile"]})
+        elif kind == "text":
+            yield _chunk(ident, {"content": event["delta"]})
+        else:
+            yield _chunk(ident, {}, finish="stop")
+    yield "data: [DONE]\n\n"
+
+
+def _completion(turn: Any) -> dict[str, Any]:
+    return {
+        "id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion", "created": int(time.time()),
+        "model": MODEL_NAME,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": turn.text}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
+        "llmrec": {"tool": turn.tool, "recommendations": turn.cards, "profile": turn.profile},
+    }  # fmt: skip
