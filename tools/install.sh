@@ -9,12 +9,14 @@ PYTHON=${PYTHON:-python3.11}
 key=$(cat requirements.lock pyproject.toml tools/install.sh | sha256sum | cut -c1-16)
 stamp="$VENV/.llmrec-installed-$key"
 
-# Services the test suite starts itself: a PostgreSQL server (profile stores). Debian packages, installed when
-# missing (as root; otherwise the command to run is printed).
+# What the test suite starts itself: a PostgreSQL server (profile stores) and Chromium with its driver (the web
+# page's browser test). Debian packages, installed when missing (as root; otherwise the command is printed).
 packages=()
 if ! command -v initdb >/dev/null 2>&1 && ! compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null; then
     packages+=(postgresql)
 fi
+command -v chromium >/dev/null 2>&1 || packages+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || packages+=(chromium-driver)
 if [ ${#packages[@]} -gt 0 ]; then
     if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
         echo "llmrec: installing the Debian packages ${packages[*]} (the tests start these services)" >&2

@@ -4,8 +4,8 @@ grounded in what the tool returned.
 The profile is the long-term memory (read by the tools, written by ``record_preference``); the conversation window
 stays bounded (the last ``window`` messages). Recommendations are the tool's items only — catalog items with their
 ids, sent as ``cards`` beside the text — so a title the LLM makes up in its reply is never presented as one. The
-system message is fixed; the profile and the tool's result go to the model as data in the user's turn. A reply that
-starts to repeat the system message is cut off there.
+system message is fixed; the profile and the tool's result go to the model as data in the user's turn. A reply is
+never shown repeating the system message (:class:`SystemGuard`).
 """
 
 from __future__ import annotations
@@ -41,9 +41,37 @@ class Turn:
     text: str = ""
 
 
-def _shingles(text: str, size: int = 6) -> set[str]:
-    words = re.findall(r"[a-z0-9']+", text.lower())
-    return {" ".join(words[i : i + size]) for i in range(max(0, len(words) - size + 1))}
+SHINGLE = 5  # words in a row of the system message that a reply may not repeat
+_WORD = re.compile(r"[a-z0-9']+")
+
+
+class SystemGuard:
+    """Stops a reply from repeating the system message: text is released only once it cannot be the start of a
+    run of ``SHINGLE`` words of it, and a reply that completes such a run is cut off there."""
+
+    def __init__(self, system: str) -> None:
+        words = _WORD.findall(system.lower())
+        self.runs = {tuple(words[i : i + n]) for n in range(1, SHINGLE + 1) for i in range(len(words) - n + 1)}
+        self.next: dict[tuple[str, ...], set[str]] = {}  # run minus its last word -> the words that end it
+        for run in self.runs:
+            self.next.setdefault(run[:-1], set()).add(run[-1])
+
+    def _could_start_a_run(self, tail: list[str], partial: bool) -> bool:
+        ends = self.next.get(tuple(tail[:-1]), set())
+        return tail[-1] in ends or (partial and any(end.startswith(tail[-1]) for end in ends))
+
+    def release(self, text: str) -> tuple[int, bool]:
+        """How many characters of ``text`` may be shown, and whether it repeats the system message."""
+        spans = [(m.group(), m.start()) for m in _WORD.finditer(text.lower())]
+        words = [w for w, _ in spans]
+        for start in range(max(0, len(words) - SHINGLE + 1)):
+            if tuple(words[start : start + SHINGLE]) in self.runs:
+                return spans[start][1], True
+        partial = bool(text) and (text[-1].isalnum() or text[-1] == "'")  # the last word may not be finished
+        for held in range(min(SHINGLE - 1, len(words)), 0, -1):  # a tail that could grow into a run waits
+            if self._could_start_a_run(words[-held:], partial):
+                return spans[-held][1], False
+        return len(text), False
 
 
 class ChatSession:
@@ -58,7 +86,7 @@ class ChatSession:
         self.router = router
         self.window = window
         self.catalog = Catalog.from_dataset(context.index.dataset)
-        self._system = _shingles(SYSTEM)
+        self.guard = SystemGuard(SYSTEM)
 
     def _tool_result(self, message: str) -> tuple[str, dict[str, Any]]:
         if self.router is None:
@@ -108,15 +136,19 @@ class ChatSession:
             yield {"type": "cards", "items": turn.cards}
         if turn.profile is not None:
             yield {"type": "profile", "profile": turn.profile}
+        written, shown, leaked = "", 0, False
         for chunk in self.model.stream(self._prompt(history, message, tool, result)):
-            delta = chunk.content if isinstance(chunk.content, str) else json.dumps(chunk.content)
-            candidate = turn.text + delta
-            if _shingles(candidate) & self._system:  # repeating the system message: stop here
-                turn.text += WITHHELD
-                yield {"type": "text", "delta": WITHHELD}
+            written += chunk.content if isinstance(chunk.content, str) else json.dumps(chunk.content)
+            upto, leaked = self.guard.release(written)
+            if upto > shown:
+                yield {"type": "text", "delta": written[shown:upto]}
+                shown = upto
+            if leaked:  # the reply started to repeat the system message: it ends here
                 break
-            turn.text = candidate
-            yield {"type": "text", "delta": delta}
+        tail = WITHHELD if leaked else written[shown:]
+        if tail:
+            yield {"type": "text", "delta": tail}
+        turn.text = written[:shown] + tail
         yield {"type": "done", "turn": turn}
 
     def reply(self, messages: list[dict[str, str]]) -> Turn:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,13 +56,15 @@ def stated_facts(statement: str, review_id: str) -> list[Fact]:
 @dataclass
 class UserContext:
     """What the tools of one chat act on: the catalog index, the profile store (``None``: no memory), the user,
-    the extractor for preferences the patterns miss, and the items recommended last (for ``explain``)."""
+    the extractor for preferences the patterns miss, and the items recommended last (for ``explain``; ``on_items``
+    hears of each new list, so a server can remember it between requests)."""
 
     index: CatalogIndex
     store: Any
     user: str | None
     extractor: Any = None
     last_items: list[int] | None = None
+    on_items: Callable[[str | None, list[int]], None] | None = None
 
     def profile(self) -> Profile | None:
         if self.store is None or self.user is None:
@@ -83,6 +86,8 @@ class UserContext:
     def cards(self, hits: list[Hit], source: str) -> list[dict[str, Any]]:
         profile = self.profile()
         self.last_items = [h.item_id for h in hits]
+        if self.on_items is not None and hits:
+            self.on_items(self.user, self.last_items)
         return [{**h.to_dict(), "why": self.why(h, source, profile)} for h in hits]
 
     # -- the tools' functions ----------------------------------------------------------------------------------

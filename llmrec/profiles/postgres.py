@@ -3,7 +3,6 @@ optimistic updates as SQLite (:class:`llmrec.profiles.sql.SQLStore`); a unique-k
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -27,22 +26,17 @@ class PostgresStore(SQLStore):
         self.psycopg = psycopg
         self.conflict = (psycopg.errors.UniqueViolation, psycopg.errors.SerializationFailure)
         self.url = url
-        self._connection: Any = None
-        self._pid = os.getpid()
         with self.transaction() as cursor:
             cursor.execute("SELECT pg_advisory_xact_lock(7341)")  # two processes creating the tables wait in turn
             for statement in SCHEMA:
                 cursor.execute(statement)
 
-    def connection(self) -> Any:
-        if self._connection is None or self._connection.closed or self._pid != os.getpid():
-            try:
-                self._connection = self.psycopg.connect(self.url, autocommit=True)
-            except self.psycopg.OperationalError as error:
-                first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-                raise LlmrecError(f"cannot connect to the profile store {self.url}: {first}") from None
-            self._pid = os.getpid()
-        return self._connection
+    def open(self) -> Any:
+        try:
+            return self.psycopg.connect(self.url, autocommit=True)
+        except self.psycopg.OperationalError as error:
+            first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            raise LlmrecError(f"cannot connect to the profile store {self.url}: {first}") from None
 
     @contextmanager
     def transaction(self, write: bool = True) -> Iterator[Any]:
@@ -50,7 +44,3 @@ class PostgresStore(SQLStore):
         with connection.transaction(), connection.cursor() as cursor:
             yield cursor
 
-    def close(self) -> None:
-        if self._connection is not None:
-            self._connection.close()
-            self._connection = None

@@ -5,6 +5,9 @@ connection and name their conflict error."""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -32,11 +35,26 @@ class SQLStore:
 
     def __init__(self, updater: ProfileUpdater | None = None) -> None:
         self.updater = updater
+        self._local = threading.local()
+        self._opened: list[Any] = []
+        self._lock = threading.Lock()
 
     # -- backend hooks -------------------------------------------------------------------------------------------
 
-    def connection(self) -> Any:
+    def open(self) -> Any:
+        """A new connection to the database."""
         raise NotImplementedError
+
+    def connection(self) -> Any:
+        """This thread's connection (each thread and each process opens its own: a server's request threads and a
+        forked worker never share one)."""
+        held = getattr(self._local, "held", None)
+        if held is None or held[0] != os.getpid() or getattr(held[1], "closed", False):
+            held = (os.getpid(), self.open())
+            self._local.held = held
+            with self._lock:
+                self._opened.append(held[1])
+        return held[1]
 
     @contextmanager
     def transaction(self, write: bool = True) -> Iterator[Any]:
@@ -45,8 +63,13 @@ class SQLStore:
         raise NotImplementedError
 
     def close(self) -> None:
-        """Close the connection."""
-        raise NotImplementedError
+        """Close every connection this store opened."""
+        with self._lock:
+            opened, self._opened = self._opened, []
+        for connection in opened:
+            with contextlib.suppress(Exception):  # a connection of another thread may be closed already
+                connection.close()
+        self._local = threading.local()
 
     # -- reading -------------------------------------------------------------------------------------------------
 

@@ -12,7 +12,6 @@ error types.
 
 from __future__ import annotations
 
-import os
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -35,19 +34,15 @@ class SQLiteStore(SQLStore):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.timeout = timeout
-        self._connection: sqlite3.Connection | None = None
-        self._pid = os.getpid()
         with self.transaction() as cursor:
             for statement in SCHEMA:
                 cursor.execute(statement)
 
-    def connection(self) -> sqlite3.Connection:
-        if self._connection is None or self._pid != os.getpid():  # a forked process opens its own
-            self._connection = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None)
-            self._connection.execute("PRAGMA journal_mode=WAL")
-            self._connection.execute("PRAGMA synchronous=NORMAL")
-            self._pid = os.getpid()
-        return self._connection
+    def open(self) -> sqlite3.Connection:
+        connection = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None, check_same_thread=False)
+        connection.execute("PRAGMA journal_mode=WAL")
+        connection.execute("PRAGMA synchronous=NORMAL")
+        return connection
 
     @contextmanager
     def transaction(self, write: bool = True) -> Iterator[sqlite3.Cursor]:
@@ -61,10 +56,6 @@ class SQLiteStore(SQLStore):
             raise
         cursor.execute("COMMIT")
 
-    def close(self) -> None:
-        if self._connection is not None:
-            self._connection.close()
-            self._connection = None
 
 
 def open_store(url: str, updater: ProfileUpdater | None = None) -> SQLStore:

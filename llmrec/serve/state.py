@@ -3,12 +3,15 @@ an encoder run), the engine behind a batching queue, the profile store, the chat
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from llmrec.errors import LlmrecError
 
+LAST_ITEMS = 10_000  # users whose last recommended items the server remembers
 
 @dataclass
 class ServeConfig:
@@ -70,6 +73,8 @@ class ServerState:
         self.chat = LlmrecChatModel(engine=self.engine, max_tokens=config.max_tokens)
         self.store = None
         self.extractor = None
+        self.last_items: OrderedDict[str, list[int]] = OrderedDict()
+        self._lock = threading.Lock()
         if config.db:
             from llmrec.profiles.build import load_updater
             from llmrec.profiles.extractor import ReviewExtractor
@@ -79,10 +84,21 @@ class ServerState:
             self.extractor = ReviewExtractor(self.engine)
 
     def context(self, user: str | None) -> Any:
-        """The tools' context for one request's user."""
+        """The tools' context for one request's user (with the items last recommended to them, so that "why this
+        one?" has an item to explain)."""
         from llmrec.agent.tools import UserContext
 
-        return UserContext(self.index, self.store, user, self.extractor)
+        last = self.last_items.get(user) if user is not None else None
+        return UserContext(self.index, self.store, user, self.extractor, last, self._remember)
+
+    def _remember(self, user: str | None, items: list[int]) -> None:
+        if user is None:
+            return
+        with self._lock:
+            self.last_items[user] = items
+            self.last_items.move_to_end(user)
+            while len(self.last_items) > LAST_ITEMS:
+                self.last_items.popitem(last=False)
 
     def session(self, user: str | None) -> Any:
         from llmrec.agent.session import ChatSession

@@ -1,0 +1,86 @@
+"""A real ``llmrec serve`` process on 127.0.0.1 for the server tests (and the browser test), started once."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+API_KEY = "test-key"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class Server:
+    """A server process: ``url``, ``start()``, ``kill()`` (SIGKILL), ``stop()`` (SIGTERM, graceful)."""
+
+    def __init__(self, args: list[str], log: Path) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.args = [*args, "--port", str(self.port)]
+        self.log = log
+        self.process: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 300) -> Server:
+        with self.log.open("a") as sink:
+            command = [sys.executable, "-m", "llmrec", "serve", *self.args]
+            self.process = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT)
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"the server exited: {self.log.read_text()[-3000:]}")
+            try:
+                if httpx.get(f"{self.url}/healthz", timeout=2).status_code == 200:
+                    return self
+            except httpx.TransportError:
+                pass
+            time.sleep(1)
+        raise RuntimeError(f"the server did not start in {timeout} s: {self.log.read_text()[-3000:]}")
+
+    def kill(self) -> None:
+        if self.process is not None:
+            os.kill(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+@pytest.fixture(scope="session")
+def api_key() -> str:
+    return API_KEY
+
+
+@pytest.fixture(scope="session")
+def start_server() -> type[Server]:
+    """Start another server: ``start_server(args, log).start()``."""
+    return Server
+
+
+@pytest.fixture(scope="session")
+def server(sasrec_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """The agent served over ml-100k with the session's SASRec run, a SQLite profile store and an API key; a queue
+    of two calls, so that a burst meets 429."""
+    root = tmp_path_factory.mktemp("serve")
+    args = ["--dataset", "ml-100k", "--run", str(sasrec_run), "--db", f"sqlite:///{root / 'profiles.db'}"]
+    args += ["--api-key", API_KEY, "--max-queue", "2", "--max-batch", "4", "--max-tokens", "24", "--device", "cpu"]
+    running = Server(args, root / "server.log").start()
+    yield running
+    running.stop()
