@@ -1,16 +1,17 @@
 """Profile benchmark: PURE's continuous sequential task on real reviews, and profiles on ML-100K's ratings.
 
     .venv/bin/python eval/profiles/benchmark.py                          # writes eval/profiles/RESULTS.md
-    .venv/bin/python eval/profiles/benchmark.py --engine vllm            # extraction and LLM rows on vLLM
+    .venv/bin/python eval/profiles/benchmark.py --steps-per-user 3       # each user's last three steps only
     .venv/bin/python eval/profiles/benchmark.py --sections speed         # only the vLLM-vs-transformers build speed
 
 **Reviews** (the Amazon Reviews 2023 sample of ``../shared/data``, or ``--data``): each user's reviews arrive in
-time order. Profiles are built from all of them through the engine (one version per review); before step ``t``
+time order. Profiles are built from all of them through ``--engine`` (one version per review); before step ``t``
 the profile of the first ``t - 1`` reviews recommends, and the item of review ``t`` is ranked among 20 candidates
 (it and 19 items of its main category the user never reviewed, drawn with a fixed seed per step). Rows: the LLM
 ranking the candidates' titles with the user's recent item titles (no profile), with all earlier reviews (cut to
-the context), with the last ``k`` reviews, with the profile (and the recent titles); and dense (MiniLM) rankings
-of the recent titles and of the profile text. Users are split in two halves by a hash of their id: choices are
+the context), with the last ``k`` reviews, with the profile (and the recent titles), all on ``--rank-engine``
+with titles cut to 60 characters; and dense (MiniLM) rankings of the recent titles, of the profile text and of
+both. Users are split in two halves by a hash of their id: choices are
 made on the validation half, and the test half is scored once, as it came.
 
 **ML-100K** (ratings only: profiles from ratings and the movies' attributes, no LLM): on the leave-one-out split's
@@ -40,6 +41,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 SHARED = HERE.parents[2] / "shared" / "data" / "amazon-2023-sample"
 RECENT = 10  # item titles shown as the recent history
+TITLE = 60  # characters of an item title shown to (and scored as the answer of) the LLM: Amazon titles run long
 LAST_K = 3  # reviews shown by the last-k row
 CANDIDATES = 20
 SEED = 2024
@@ -49,7 +51,8 @@ BLEND_WEIGHTS = (0.0, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0)
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=SHARED, help="Amazon 2023 layout: reviews.jsonl, meta.jsonl.")
-    parser.add_argument("--engine", default="hf", choices=["hf", "vllm"], help="Extraction and LLM-ranking engine.")
+    parser.add_argument("--engine", default="vllm", choices=["hf", "vllm"], help="The engine extracting profiles.")
+    parser.add_argument("--rank-engine", default="hf", choices=["hf", "vllm"], help="The engine of the LLM rows.")
     parser.add_argument("--work", type=Path, default=None)
     parser.add_argument("--sections", default="reviews,ml100k,speed")
     parser.add_argument("--speed-reviews", type=int, default=48, help="Reviews extracted by each engine for speed.")
@@ -70,7 +73,8 @@ def main() -> None:
         kept["speed"] = {**speed(args.data, work, args.speed_reviews), **stamp}
         save(args.kept, kept)
     if "reviews" in sections:
-        kept["reviews"] = {**reviews_section(args.data, work, args.engine, args.steps_per_user, args.users), **stamp}
+        section = reviews_section(args.data, work, args.engine, args.rank_engine, args.steps_per_user, args.users)
+        kept["reviews"] = {**section, **stamp}
         save(args.kept, kept)
     if "ml100k" in sections:
         kept["ml100k"] = {**ml100k_section(work), **stamp}
@@ -199,7 +203,7 @@ def steps(dataset: Any, store: Any, per_user: int, users: set[str]) -> list[dict
             out.append({
                 "user": user, "split": split_of(user), "step": t,
                 "profile": render_profile(profile), "history": [r.item_id for r in earlier],
-                "reviews": [f"{r.title[:80]} ({r.rating:g} stars): {r.text}" for r in earlier],
+                "reviews": [f"{r.title[:TITLE]} ({r.rating:g} stars): {r.text}" for r in earlier],
                 "candidates": candidates, "target": candidates.index(target.item_id),
             })  # fmt: skip
     return out
@@ -216,11 +220,11 @@ def llm_row(engine: Any, dataset: Any, rows: list[dict[str, Any]], show: str) ->
     from llmrec.profiles.recommend import llm_scores, profile_prompt, prompt_tokens
     from llmrec.progress import progress_bar
 
-    titles = dataset.titles
+    titles = [str(t)[:TITLE] for t in dataset.titles]
     prompts, candidates = [], []
     for row in rows:
-        recent = [str(titles[i]) for i in row["history"][-RECENT:]]
-        options = [str(titles[i]) for i in row["candidates"]]
+        recent = [titles[i] for i in row["history"][-RECENT:]]
+        options = [titles[i] for i in row["candidates"]]
         if show == "titles":
             prompts.append(profile_prompt(options, history=recent))
         elif show == "whole":
@@ -253,7 +257,9 @@ def paired(rows: list[dict[str, Any]], ranks: np.ndarray, base: np.ndarray, metr
     return paired_bootstrap(ours / counts, theirs / counts).to_dict()
 
 
-def reviews_section(data: Path, work: Path, engine_name: str, per_user: int, limit: int) -> dict[str, Any]:
+def reviews_section(
+    data: Path, work: Path, engine_name: str, rank_engine: str, per_user: int, limit: int
+) -> dict[str, Any]:
     from llmrec.adapters.representations import load_embedder, text_item_vectors
     from llmrec.profiles.recommend import DenseProfiles
     from llmrec.ranking.metrics import ranking_metrics
@@ -265,9 +271,9 @@ def reviews_section(data: Path, work: Path, engine_name: str, per_user: int, lim
     store.close()
     vectors, _ = text_item_vectors(dataset)
     dense = DenseProfiles(load_embedder(), vectors)
-    engine = load_engine_for(engine_name)
+    engine = load_engine_for(rank_engine)
     tokenizer = engine.tokenizer
-    results: dict[str, Any] = {"build": build, "steps": {}, "rows": {}}
+    results: dict[str, Any] = {"build": build, "steps": {}, "rows": {}, "engines": [engine_name, rank_engine]}
     try:
         for split in ("valid", "test"):
             rows = [r for r in all_rows if r["split"] == split]

@@ -27,6 +27,15 @@ SYSTEM = (
     "You are a recommendation assistant. Answer in two or three friendly sentences. When items are listed under "
     "'Found', talk only about those items, by their titles. Never invent other items."
 )
+# The start of the reply for each tool: a small model continues a sentence that is already about the found items
+# far more often than it starts one.
+OPENINGS = {
+    "recommend": "Here are a few picks for you.",
+    "search": "Here is what I found.",
+    "profile": "Here is what I know about your taste:",
+    "remember": "Noted, I will remember that.",
+    "explain": "It fits you because",
+}
 MAX_MESSAGE = 2000
 WITHHELD = " [withheld]"
 
@@ -121,6 +130,8 @@ class ChatSession:
             messages.append(AIMessage(text) if past.get("role") == "assistant" else HumanMessage(text))
         question = clean_text(message, MAX_MESSAGE)
         messages.append(HumanMessage("\n\n".join([*data, f"User: {question}"]) if data else question))
+        if tool in OPENINGS:
+            messages.append(AIMessage(OPENINGS[tool]))  # continued by the model
         return messages
 
     def respond(self, messages: list[dict[str, str]]) -> Iterator[dict[str, Any]]:
@@ -136,6 +147,9 @@ class ChatSession:
             yield {"type": "cards", "items": turn.cards}
         if turn.profile is not None:
             yield {"type": "profile", "profile": turn.profile}
+        opening = OPENINGS.get(tool, "")
+        if opening:
+            yield {"type": "text", "delta": opening}
         written, shown, leaked = "", 0, False
         for chunk in self.model.stream(self._prompt(history, message, tool, result)):
             written += chunk.content if isinstance(chunk.content, str) else json.dumps(chunk.content)
@@ -148,7 +162,7 @@ class ChatSession:
         tail = WITHHELD if leaked else written[shown:]
         if tail:
             yield {"type": "text", "delta": tail}
-        turn.text = written[:shown] + tail
+        turn.text = opening + written[:shown] + tail
         yield {"type": "done", "turn": turn}
 
     def reply(self, messages: list[dict[str, str]]) -> Turn:

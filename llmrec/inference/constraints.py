@@ -63,8 +63,8 @@ class JsonGrammars:
     def compile(self, schema: dict[str, Any]) -> Any:
         """The compiled grammar of ``schema`` (compact JSON: no free whitespace for a model to wander in)."""
         key = json.dumps(schema, sort_keys=True)
-        if key not in self._compiled:
-            self._compiled[key] = self.compiler.compile_json_schema(key, any_whitespace=False)
+        if key not in self._compiled:  # compiled in the schema's own order: properties come in that order
+            self._compiled[key] = self.compiler.compile_json_schema(json.dumps(schema), any_whitespace=False)
         return self._compiled[key]
 
 

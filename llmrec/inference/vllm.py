@@ -147,7 +147,13 @@ class VLLMEngine:
             # A prompt prefilled in chunks has its first sampled tokens discarded, and vLLM then rewinds the
             # request's seeded generator, which CPU generators cannot do: the engine dies ("CPU Generator does not
             # use offset") once a batch of seeded requests outgrows one step. Whole prefills avoid it.
-            mode = {"logits_processors": [TrieLogitsProcessor], "enable_chunked_prefill": False}
+            # JSON answers without free whitespace (vLLM sets this for the engine, not per request): a small model
+            # left free to add whitespace can fill its whole token budget with it.
+            mode = {
+                "logits_processors": [TrieLogitsProcessor],
+                "enable_chunked_prefill": False,
+                "structured_outputs_config": {"backend": "xgrammar", "disable_any_whitespace": True},
+            }
         self.llm = LLM(
             self.model,
             dtype=dtype,

@@ -48,9 +48,9 @@ async function loadProfile() {
   showProfile(response.ok ? await response.json() : null);
 }
 
-async function send(text) {
-  addMessage("user", text);
-  history.push({ role: "user", content: text });
+async function send(message) {
+  addMessage("user", message);
+  history.push({ role: "user", content: message });
   const reply = addMessage("assistant", "");
   const body = { model: "llmrec", messages: history.slice(-12), stream: true, user: $("user").value.trim() || null };
   const response = await fetch("/v1/chat/completions", { method: "POST", headers: headers(), body: JSON.stringify(body) });
