@@ -109,3 +109,51 @@ def test_a_reply_that_repeats_the_system_message_is_cut_off(index, router) -> No
     polite = FakeListChatModel(responses=["You are welcome, enjoy a recommendation."])
     fine = ChatSession(polite, UserContext(index, None, None), router).reply([{"role": "user", "content": "thanks"}])
     assert fine.text == "You are welcome, enjoy a recommendation."  # words of the system message alone pass
+
+
+
+def test_native_tool_calling_goes_to_a_model_that_has_it(index) -> None:
+    """``bind_tools`` on the openai engine: the tools go to the server in OpenAI's format and its tool calls come
+    back as langchain tool calls (the server here answers as a tool-calling model does)."""
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+    from fastapi import FastAPI
+
+    from llmrec.inference.openai import OpenAIEngine
+
+    seen: list[dict] = []
+    app = FastAPI()
+
+    @app.get("/v1/models")
+    def models() -> dict:
+        return {"data": [{"id": "tool-model"}]}
+
+    @app.post("/v1/chat/completions")
+    def complete(body: dict) -> dict:
+        seen.append(body)
+        call = {"id": "call-1", "type": "function",
+                "function": {"name": "search_catalog", "arguments": '{"query": "space", "k": 3}'}}  # fmt: skip
+        message = {"role": "assistant", "content": "", "tool_calls": [call]}
+        return {"choices": [{"index": 0, "message": message, "finish_reason": "tool_calls"}]}
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
+    threading.Thread(target=server.run, daemon=True).start()
+    while not server.started:
+        time.sleep(0.05)
+    try:
+        engine = OpenAIEngine(base_url=f"http://127.0.0.1:{port}/v1", retries=0)
+        context = UserContext(index, None, None)
+        model = LlmrecChatModel(engine=engine).bind_tools(make_tools(context))
+        reply = model.invoke("find me something about space")
+        assert [t["function"]["name"] for t in seen[0]["tools"]][:2] == ["search_catalog", "recommend"]
+        assert reply.tool_calls[0]["name"] == "search_catalog" and reply.tool_calls[0]["args"]["query"] == "space"
+        found = {t.name: t for t in make_tools(context)}["search_catalog"].invoke(reply.tool_calls[0]["args"])
+        assert len(found["items"]) == 3 and all(index.titles[i["item_id"]] == i["title"] for i in found["items"])
+    finally:
+        server.should_exit = True
