@@ -20,7 +20,8 @@ from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever
 from pydantic import ConfigDict
 
-from llmrec.adapters.representations import encode_texts, item_texts, load_embedder, text_item_vectors
+from llmrec.adapters.representations import item_texts
+from llmrec.catalog.retrievers import DenseRetriever
 from llmrec.data.dataset import Dataset
 from llmrec.encoders.base import left_padded
 from llmrec.encoders.run import check_encoder_run, load_best
@@ -45,9 +46,8 @@ class CatalogIndex:
 
     def __init__(self, dataset: Dataset, encoder_run: Path | str | None = None, device: str = "auto") -> None:
         self.dataset = dataset
-        self.embedder = load_embedder(None, device)
-        vectors, _ = text_item_vectors(dataset, device=device)
-        self.vectors = torch.nn.functional.normalize(vectors.float(), dim=-1).numpy()  # (N+1, D), row 0 zeros
+        self.dense = DenseRetriever(dataset, device=device)
+        self.embedder = self.dense.embedder
         self.texts = ["", *item_texts(dataset)]
         items = dataset.items.sort_values("item_id")
         self.raw_ids = ["", *items["raw_id"].astype(str)]
@@ -75,10 +75,7 @@ class CatalogIndex:
 
     def text_scores(self, query: str) -> np.ndarray:
         """``[N+1]`` cosine of the query's embedding with every item's text (padding at ``-inf``)."""
-        embedded = encode_texts(self.embedder, [query])[0]
-        scores = self.vectors @ torch.nn.functional.normalize(embedded, dim=-1).numpy()
-        scores[0] = -np.inf
-        return scores
+        return self.dense.scores(query)
 
     def personal_scores(self, history: list[int]) -> np.ndarray | None:
         """``[N+1]`` the encoder's scores after ``history`` (None without an encoder or a history)."""
