@@ -40,7 +40,8 @@ class Bundle:
     """What serves an LLM run: its task, where its items come from, its LoRA adapter, projector and item vectors.
 
     ``facts`` is the config's ``run`` section; ``encoder`` is the encoder run the recipe named (the source of user
-    states for ``user_vector`` tasks and of candidates for ``llmrec recommend``).
+    states for ``user_vector`` tasks and of candidates for ``llmrec recommend``); ``retriever`` is the frozen
+    recommender a ``query`` run's queries search the catalog with.
     """
 
     run: Path
@@ -54,6 +55,7 @@ class Bundle:
     lora: Path
     projector: Projector | None
     items: ItemTable | None
+    retriever: str = "bm25"
 
     @property
     def base_model(self) -> str:
@@ -134,4 +136,5 @@ def load_bundle(run: Path | str) -> Bundle:
         lora=lora,
         projector=projector,
         items=items,
+        retriever=str(values.get("retriever") or "bm25"),
     )

@@ -9,6 +9,9 @@
 - ``explain``: the rank prompt asking for a short rationale, then the answer marker and a title; the answer is the
   target's title, what should follow the marker (there are no gold rationales: these rows feed RL rewards and
   reasoning evaluation, not SFT).
+- ``query`` (Rec-R1): the history alone, asking for a short rationale, then the answer marker and a search query
+  for a frozen retriever over the whole catalog; the answer is the target's title (there is no gold query: these
+  rows feed RL rewards and retrieval evaluation, not SFT).
 
 Training examples come only from each user's training prefix: the targets are its last ``examples_per_user``
 positions and their history is what precedes them, so nothing after the prefix (the valid and test targets)
@@ -35,14 +38,14 @@ from typing import Any
 
 import numpy as np
 
-from llmrec.adapters.templates import LETTERS, TEMPLATES, check_template
+from llmrec.adapters.templates import LETTERS, NO_CANDIDATES, TEMPLATES, check_template
 from llmrec.data.dataset import Dataset
 from llmrec.data.splits import Split
 from llmrec.errors import LlmrecError
 from llmrec.prompts import render
 from llmrec.ranking.protocols import c20_candidates
 
-TASKS = ("rank", "next", "explain")
+TASKS = ("rank", "next", "explain", "query")
 OUTPUTS = ("generative", "verbalizer", "item")
 ITEM_TEXTS = ("title", "hybrid", "vector")
 WHICH = ("train", "valid", "test")
@@ -53,14 +56,15 @@ UserStateFn = Callable[[list[np.ndarray]], Any]  # histories -> [E, D] user stat
 class TaskConfig:
     """What the examples ask and how they are built.
 
-    Task: ``task`` (``rank``, ``next`` or ``explain``), ``output`` (rank only: ``generative`` or ``verbalizer``),
-    ``item_text`` (``title``, ``hybrid`` or ``vector``). Prompt: ``template`` (a name in ``prompts/``; by default
-    the one that fits the three fields above), ``system`` (a system message; by default the chat template's own),
-    ``marker`` (explain), ``user_vector`` (a ``<user-emb>`` with the encoder's user state). Sizes:
-    ``max_history``, ``num_candidates`` (training only), ``examples_per_user``. Sampling: ``seed``.
+    Task: ``task`` (``rank``, ``next``, ``explain`` or ``query``), ``output`` (rank only: ``generative`` or
+    ``verbalizer``), ``item_text`` (``title``, ``hybrid`` or ``vector``). Prompt: ``template`` (a name in
+    ``prompts/``; by default the one that fits the three fields above), ``system`` (a system message; by default
+    the chat template's own), ``marker`` (explain and query), ``user_vector`` (a ``<user-emb>`` with the encoder's
+    user state). Sizes: ``max_history``, ``num_candidates`` (training only), ``examples_per_user``. Sampling:
+    ``seed``.
     """
 
-    task: str = field(default="rank", metadata={"help": "rank, next or explain."})
+    task: str = field(default="rank", metadata={"help": "rank, next, explain or query."})
     max_history: int = field(default=10, metadata={"help": "Most recent items shown as the user's history."})
     num_candidates: int = field(
         default=20,
@@ -93,7 +97,7 @@ class TaskConfig:
     template: str | None = field(
         default=None, metadata={"help": "Prompt template name; default: the shipped one for task, output, item_text."}
     )
-    marker: str = field(default="Answer:", metadata={"help": "explain: the line that ends the rationale."})
+    marker: str = field(default="Answer:", metadata={"help": "explain and query: the line that ends the rationale."})
     user_vector: bool = field(
         default=False,
         metadata={"help": "Also show the encoder's user state after the history as one <user-emb> vector."},
@@ -138,9 +142,10 @@ class TaskConfig:
 class TaskExample:
     """One prompt and its answer.
 
-    ``history`` (item ids, most recent last) and ``candidates`` (rank and explain; empty for next) are what the
-    prompt shows, in prompt order; ``item_ids`` are the items of the ``<item-emb>`` placeholders in placeholder
-    order (history then candidates; empty when item_text is title); ``answer`` is the target's title, or its
+    ``history`` (item ids, most recent last) and ``candidates`` (rank and explain; empty for next and query) are
+    what the prompt shows, in prompt order; ``position`` is the target's index in the user's whole sequence;
+    ``item_ids`` are the items of the ``<item-emb>`` placeholders in placeholder order (history then candidates;
+    empty when item_text is title); ``answer`` is the target's title, or its
     letter for the verbalizer, whose ``labels`` are the candidates' letters in candidate order;
     ``user_vectors`` holds the vector of the ``<user-emb>`` placeholder (user_vector tasks only).
     """
@@ -154,6 +159,7 @@ class TaskExample:
     answer: str
     labels: list[str]
     user_vectors: list[list[float]] = field(default_factory=list)
+    position: int = 0
 
     @property
     def target_index(self) -> int:
@@ -194,6 +200,8 @@ def build_examples(
         rows = _eval_rows(dataset, split, which, config)
     titles = dataset.titles.tolist()
     examples = [_example(titles, template, config, *row[:4]) for row in rows]
+    for example, row in zip(examples, rows, strict=True):
+        example.position = row[4]
     if config.user_vector and user_states is not None:
         states = user_states([split.sequences[row[0]][: row[4]] for row in rows])  # (E, D)
         for example, state in zip(examples, states, strict=True):
@@ -211,7 +219,7 @@ def _train_rows(split: Split, num_items: int, config: TaskConfig) -> list[_Row]:
         if not len(positions):
             continue
         targets = sequence[positions]
-        if config.task == "next":
+        if config.task in NO_CANDIDATES:
             candidates = [no_candidates] * len(positions)
         else:
             seen = np.zeros(num_items + 1, dtype=bool)
@@ -256,7 +264,7 @@ def _distinct_draws(rng: np.random.Generator, n: int, rows: int, count: int) -> 
 
 def _eval_rows(dataset: Dataset, split: Split, which: str, config: TaskConfig) -> list[_Row]:
     examples = split.eval_set(which)
-    if config.task == "next":
+    if config.task in NO_CANDIDATES:
         candidates = np.zeros((len(examples), 0), dtype=np.int64)
     else:
         candidates = c20_candidates(split, which, dataset.num_items, dataset.path / "splits")
@@ -313,13 +321,13 @@ def prompt_example(
     """An example to serve rather than train on: ``history`` (most recent last, cut to ``max_history`` in the
     prompt; all of it makes the user state of user_vector tasks) and ``candidates`` (rank and explain) of
     ``user``, with no known target (``target`` 0, ``answer`` empty)."""
-    if config.task != "next" and not candidates:
+    if config.task not in NO_CANDIDATES and not candidates:
         raise LlmrecError(f"task {config.task!r} needs candidates to choose from")
     if config.output != "generative" and len(candidates) > len(LETTERS):
         raise LlmrecError(f"the verbalizer labels at most {len(LETTERS)} candidates, got {len(candidates)}")
     _check_user_states(config, user_states)
     history_ids = np.asarray(history[-config.max_history :], dtype=np.int64)
-    rows = np.asarray(candidates if config.task != "next" else [], dtype=np.int64)
+    rows = np.asarray(candidates if config.task not in NO_CANDIDATES else [], dtype=np.int64)
     example = _example(dataset.titles.tolist(), check_template(config), config, user, history_ids, 0, rows)
     if config.user_vector and user_states is not None:
         example.user_vectors = [[float(x) for x in user_states([np.asarray(history, dtype=np.int64)])[0]]]

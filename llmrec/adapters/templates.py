@@ -13,7 +13,8 @@ from llmrec.errors import LlmrecError
 from llmrec.prompts import render
 
 LETTERS = string.ascii_uppercase
-# The shipped template of each (task, output, item_text); next and explain answer with a title.
+NO_CANDIDATES = ("next", "query")  # tasks whose prompt shows the history alone
+# The shipped template of each (task, output, item_text); next and explain answer with a title, query with a query.
 TEMPLATES = {
     ("rank", "generative", "title"): "rank_candidates",
     ("rank", "generative", "hybrid"): "rank_candidates_hybrid",
@@ -27,6 +28,7 @@ TEMPLATES = {
     ("next", "generative", "hybrid"): "next_item_hybrid",
     ("explain", "generative", "title"): "reason_candidates",
     ("explain", "generative", "hybrid"): "reason_candidates_hybrid",
+    ("query", "generative", "title"): "search_query",
 }
 
 
@@ -50,7 +52,7 @@ def check_template(config: TemplateSpec) -> str:
     verbalizer."""
     name = config.template_name
     history = [f"@@history-{i}@@" for i in range(2)]
-    candidates = [] if config.task == "next" else [f"@@candidate-{i}@@" for i in range(3)]
+    candidates = [] if config.task in NO_CANDIDATES else [f"@@candidate-{i}@@" for i in range(3)]
     labels = list(LETTERS[: len(candidates)])
     text = render(
         name, history=history, candidates=candidates, labels=labels, marker=config.marker, user=config.user_vector
@@ -65,7 +67,7 @@ def check_template(config: TemplateSpec) -> str:
     probes = [*history, *candidates]
     found = re.findall("|".join(re.escape(s) for s in [*probes, PLACEHOLDER]), text)
     titles = [s for s in found if s != PLACEHOLDER]
-    shown = "every history item" + ("" if config.task == "next" else " and every candidate")
+    shown = "every history item" + ("" if config.task in NO_CANDIDATES else " and every candidate")
     expected = {
         "title": probes,
         "hybrid": [part for probe in probes for part in (probe, PLACEHOLDER)],

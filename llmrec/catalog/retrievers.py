@@ -73,7 +73,13 @@ class BM25Retriever:
         return out
 
     def search(self, queries: list[str], k: int) -> list[list[int]]:
-        return [_top(self.scores(q), k) for q in queries]
+        """Each query's ``k`` best items among those sharing a word with it (fewer when fewer match)."""
+        out = []
+        for query in queries:
+            scores = self.scores(query)
+            scores[scores <= 0] = -np.inf  # no word in common: not retrieved (rather than ranked by item id)
+            out.append(_top(scores, k))
+        return out
 
 
 class DenseRetriever:

@@ -13,7 +13,7 @@ import sys
 
 import typer
 
-from llmrec.cli import agent, batch, data, demo, encoder, llm, models, profiles
+from llmrec.cli import agent, batch, data, demo, encoder, llm, models, profiles, rl
 from llmrec.errors import LlmrecError
 
 app = typer.Typer(
@@ -28,6 +28,7 @@ app.add_typer(encoder.app, name="encoder")
 app.add_typer(profiles.app, name="profiles")
 app.command("eval")(llm.eval_run)
 app.command("sft")(llm.sft)
+app.command("rl")(rl.rl)
 app.command("recommend")(llm.recommend_command)
 app.command("batch")(batch.batch)
 app.command("chat")(agent.chat)

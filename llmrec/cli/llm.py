@@ -16,14 +16,18 @@ SplitOption = Annotated[str, typer.Option(help="valid or test.")]
 
 def eval_run(
     run: Annotated[Path, typer.Argument(help="Run directory.")],
-    protocol: Annotated[str, typer.Option(help="full, c20, sampled-N or sampled-N-pop.")] = "full",
+    protocol: Annotated[
+        str | None,
+        typer.Option(help="Encoder runs: full (default), c20, sampled-N or sampled-N-pop. LLM runs: their own."),
+    ] = None,
     split: SplitOption = "test",
     mask_history: Annotated[bool, typer.Option(help="Full protocol: remove history items from the ranking.")] = False,
     engine: Annotated[str, typer.Option(help="LLM runs: the engine that serves them, hf or vllm.")] = "hf",
     limit: Annotated[int, typer.Option(help="LLM runs: evaluate the first N users only (0: all).")] = 0,
     as_json: JsonFlag = False,
 ) -> None:
-    """Evaluate a run on the leave-one-out split under a protocol (LLM runs: c20 only)."""
+    """Evaluate a run on the leave-one-out split under a protocol (LLM runs: rank and explain runs on c20, query
+    runs on the full catalog)."""
     from llmrec.adapters.bundle import is_llm_run
 
     if is_llm_run(run):
@@ -31,7 +35,7 @@ def eval_run(
         return
     from llmrec.eval.runner import evaluate_run
 
-    result = evaluate_run(run, protocol=protocol, which=split, mask_history=mask_history)
+    result = evaluate_run(run, protocol=protocol or "full", which=split, mask_history=mask_history)
     if as_json:
         emit_json(result)
         return
@@ -43,25 +47,27 @@ def eval_run(
         echo(f"  {key:<8} {result[key]:.4f}")
 
 
-def _print_llm_result(result: dict[str, Any]) -> None:
-    for key in ("hr@1", "ndcg@5", "ndcg@10", "valid_ratio"):
+def print_llm_result(result: dict[str, Any]) -> None:
+    for key in ("hr@1", "ndcg@5", "hr@10", "ndcg@10", "valid_ratio", "kept_ratio", "well_formed"):
         if key in result:
             echo(f"  {key:<12} {result[key]:.4f}")
     if "answers" in result:
         echo(f"  answers      {result['answers']}")
 
 
-def _eval_llm_run(run: Path, protocol: str, split: str, engine: str, limit: int, as_json: bool) -> None:
+def _eval_llm_run(run: Path, protocol: str | None, split: str, engine: str, limit: int, as_json: bool) -> None:
+    from llmrec.adapters.bundle import load_bundle
     from llmrec.eval.llm import evaluate_llm_run
 
-    if protocol != "c20":
-        raise LlmrecError(f"{run} is an LLM-recommender run: it ranks the c20 candidates; use --protocol c20")
+    own = "full" if load_bundle(run).task.task == "query" else "c20"
+    if protocol not in (None, own):
+        raise LlmrecError(f"{run} is an LLM-recommender run scored on the {own} protocol; use --protocol {own}")
     result = evaluate_llm_run(run, which=split, engine=engine, limit=limit)
     if as_json:
         emit_json(result)
         return
-    echo(f"{run} on c20 ({result['split']} split, {result['examples']} users, {engine} engine):")
-    _print_llm_result(result)
+    echo(f"{run} on {own} ({result['split']} split, {result['examples']} users, {engine} engine):")
+    print_llm_result(result)
 
 
 def sft(
@@ -114,7 +120,7 @@ def sft(
     )
     if f"c20_{split}" in metrics:
         echo(f"c20 {split}:")
-        _print_llm_result(metrics[f"c20_{split}"])
+        print_llm_result(metrics[f"c20_{split}"])
 
 
 def recommend_command(

@@ -30,7 +30,10 @@ def evaluate_llm(recommender: LLMRecommender, which: str = "test", limit: int = 
     """c20 metrics of ``recommender`` on the ``which`` examples of its dataset's leave-one-out split
     (the first ``limit`` users only, when ``limit`` > 0)."""
     if recommender.task.task != "rank":
-        raise LlmrecError(f"the c20 protocol ranks candidates: the run's task is {recommender.task.task!r}, not rank")
+        raise LlmrecError(
+            f"ranking by candidate scores is for rank runs; the run's task is {recommender.task.task!r} "
+            "(explain and query runs are scored by llmrec.eval.generated)"
+        )
     dataset = recommender.dataset
     split = leave_one_out_split(dataset, min_len=min_len)
     if recommender.bundle is not None and recommender.bundle.facts.get("split_fingerprint") != split.fingerprint():
@@ -63,15 +66,39 @@ def evaluate_llm(recommender: LLMRecommender, which: str = "test", limit: int = 
 def evaluate_llm_run(
     run: Path | str, which: str = "test", engine: str = "hf", limit: int = 0, **engine_options: Any
 ) -> dict[str, Any]:
-    """Evaluate an LLM run on c20 and record the figures in its ``metrics.json`` (under ``c20_<which>``)."""
+    """Evaluate an LLM run and record the figures in its ``metrics.json`` (under ``<protocol>_<which>``): ``rank``
+    runs on c20 by their candidate scores, ``explain`` runs on c20 by reasoning generation, ``query`` runs on the
+    full catalog through their retriever (:mod:`llmrec.eval.generated`)."""
     run = Path(run)
     recommender = LLMRecommender.from_run(run, engine=engine, **engine_options)
     try:
-        min_len = recommender.bundle.min_len if recommender.bundle is not None else 3
-        result = evaluate_llm(recommender, which, limit, min_len)
+        bundle = recommender.bundle
+        min_len = bundle.min_len if bundle is not None else 3
+        if recommender.task.task in ("explain", "query"):
+            result = _evaluate_generated(recommender, which, limit, min_len)
+        else:
+            result = evaluate_llm(recommender, which, limit, min_len)
     finally:
         recommender.close()
     result = {"run": str(run), "engine": engine, **result}
     if not limit:
-        update_metrics(run, {f"c20_{which}": result})
+        update_metrics(run, {f"{result['protocol']}_{which}": result})
+    return result
+
+
+def _evaluate_generated(recommender: LLMRecommender, which: str, limit: int, min_len: int) -> dict[str, Any]:
+    from llmrec.catalog.retrievers import make_retriever
+    from llmrec.eval.generated import evaluate_generated
+    from llmrec.inference.reasoning import ReasoningConfig
+
+    bundle, dataset = recommender.bundle, recommender.dataset
+    retriever = None
+    if recommender.task.task == "query" and bundle is not None:
+        retriever = make_retriever(bundle.retriever, dataset, bundle.encoder, "cpu")
+    reasoning = ReasoningConfig(marker=recommender.task.marker)
+    fingerprint = bundle.facts.get("split_fingerprint") if bundle is not None else None
+    result, _ = evaluate_generated(
+        recommender.engine, dataset, recommender.task, which, recommender.lora, limit, min_len, retriever, reasoning,
+        fingerprint,
+    )
     return result

@@ -40,6 +40,8 @@ from llmrec.inference.engine import Engine, Request, SamplingConfig, require
 from llmrec.inference.registry import engine_name, load_engine
 from llmrec.runs import best_checkpoint
 
+SERVED_TASKS = ("rank", "explain", "query")
+
 
 class LLMRecommender:
     """Ranks and answers task examples with an LLM on an engine (see the module docstring).
@@ -120,9 +122,14 @@ class LLMRecommender:
         """Whether the answer is the best-scored candidate (labels or item vectors) rather than a decoded title."""
         return self.task.output != "generative"
 
+    @property
+    def lora(self) -> str | None:
+        """The adapter each request applies (none for a base LLM, or when the engine's weights hold it)."""
+        return str(self.bundle.lora) if self.bundle is not None and not self.adapter_merged else None
+
     def request(self, example: TaskExample, grounded: bool = False) -> Request:
         """The engine request of one example: hybrid prompts as ``prompt_embeds``, others as messages."""
-        lora = str(self.bundle.lora) if self.bundle is not None and not self.adapter_merged else None
+        lora = self.lora
         grounding = None
         if grounded and example.candidates:
             grounding = Grounding(self.catalog, candidates=example.candidates, history=example.history)
@@ -223,29 +230,76 @@ def retrieve_candidates(
 def recommend_llm(
     recommender: LLMRecommender, user: str, k: int = 10, encoder_run: Path | str | None = None
 ) -> dict[str, Any]:
-    """The LLM's top-``k`` for ``user`` (raw id, or ``#N``) after their whole history: candidates retrieved
-    (:func:`retrieve_candidates`, as many as the task shows), ranked by the LLM, every one a catalog item."""
+    """The LLM's top-``k`` for ``user`` (raw id, or ``#N``) after their whole history, every one a catalog item.
+
+    ``rank`` and ``explain`` runs rerank retrieved candidates (:func:`retrieve_candidates`, as many as the task
+    shows): by each candidate's score, or (explain) by reasoning generation, whose supporting rationale comes
+    along; a ``query`` run writes a search query that its retriever runs over the catalog (items the user already
+    has left out), the query coming along."""
     dataset = recommender.dataset
-    if recommender.task.task != "rank":
-        raise LlmrecError(f"recommend ranks candidates; the run's task is {recommender.task.task!r}, not rank")
+    if recommender.task.task not in SERVED_TASKS:
+        raise LlmrecError(
+            f"recommend serves runs of task {', '.join(SERVED_TASKS)}; the run's task is {recommender.task.task!r}"
+        )
     uid = dataset.user_id(user)
     history = dataset.sequences[uid].tolist()
-    count = recommender.task.num_candidates
-    if encoder_run is None and recommender.bundle is not None and recommender.bundle.encoder:
-        run = Path(recommender.bundle.encoder)
-        encoder_run = run if best_checkpoint(run).exists() else None
-    candidates, retriever = retrieve_candidates(dataset, uid, count, encoder_run)
-    example = prompt_example(dataset, recommender.task, uid, history, candidates, recommender.user_states)
-    scores = recommender.rank([example])[0]
-    order = np.argsort(-scores, kind="stable")[:k]
-    rows = ranked_items(dataset, [candidates[i] for i in order], scores[order].tolist())
-    raw_id = raw_user_id(dataset, uid)
+    extra: dict[str, Any] = {}
+    if recommender.task.task == "query":
+        items, scores, retriever, extra = _by_query(recommender, uid, history, k)
+    else:
+        count = recommender.task.num_candidates
+        if encoder_run is None and recommender.bundle is not None and recommender.bundle.encoder:
+            run = Path(recommender.bundle.encoder)
+            encoder_run = run if best_checkpoint(run).exists() else None
+        candidates, retriever = retrieve_candidates(dataset, uid, count, encoder_run)
+        if recommender.task.task == "explain":
+            items, scores, extra = _by_reasoning(recommender, history, candidates, k)
+        else:
+            example = prompt_example(dataset, recommender.task, uid, history, candidates, recommender.user_states)
+            ranked = recommender.rank([example])[0]
+            order = np.argsort(-ranked, kind="stable")[:k]
+            items, scores = [candidates[i] for i in order], ranked[order].tolist()
     run = str(recommender.bundle.run) if recommender.bundle is not None else None
     return {
         "user_id": uid,
-        "raw_id": raw_id,
+        "raw_id": raw_user_id(dataset, uid),
         "history_length": len(history),
         "run": run,
         "candidates_from": retriever,
-        "recommendations": rows,
+        "recommendations": ranked_items(dataset, items, scores),
+        **extra,
     }
+
+
+def _by_reasoning(
+    recommender: LLMRecommender, history: list[int], candidates: list[int], k: int
+) -> tuple[list[int], list[float], dict[str, Any]]:
+    """An explain run's top-``k`` of ``candidates``: reasoning generation's ranking, and its rationale."""
+    from llmrec.inference.reasoning import ReasoningConfig, ReasoningTask, reason
+
+    task = ReasoningTask(recommender.catalog, history[-recommender.task.max_history :], candidates, recommender.lora)
+    config = ReasoningConfig(marker=recommender.task.marker)
+    result = reason(recommender.engine, [task], config)[0]
+    top = result.ranking[:k]
+    return [r.item_id for r in top], [r.score for r in top], {"rationale": result.rationale}
+
+
+def _by_query(
+    recommender: LLMRecommender, uid: int, history: list[int], k: int
+) -> tuple[list[int], list[float], str, dict[str, Any]]:
+    """A query run's top-``k``: the LLM's search query (greedy) run through the run's retriever."""
+    from llmrec.catalog.retrievers import make_retriever
+    from llmrec.inference.answers import parse_answer
+
+    bundle = recommender.bundle
+    name = bundle.retriever if bundle is not None else "bm25"
+    example = prompt_example(recommender.dataset, recommender.task, uid, history, [])
+    request = Request(messages=example.prompt, lora=recommender.lora)
+    text = recommender.engine.generate([request], SamplingConfig(max_new_tokens=96))[0].completions[0].text
+    answer = parse_answer(text, recommender.task.marker)
+    query = "; ".join(answer) if answer is not None else text
+    retriever = make_retriever(name, recommender.dataset, bundle.encoder if bundle is not None else None, "cpu")
+    seen = set(history)
+    found = [i for i in retriever.search([query], k + len(seen))[0] if i not in seen][:k]
+    scores = retriever.scores(query)
+    return found, [float(scores[i]) for i in found], f"{name} query", {"query": query}

@@ -2,17 +2,17 @@
 
 A recipe's ``trainer:`` section maps onto :class:`RecSFTConfig` (``SFTConfig`` and so ``TrainingArguments``) field
 by field, by name: any field can be set from the recipe (or ``--trainer KEY=VALUE``), and none is copied by hand.
-A few fields llmrec sets itself, because the run directory and the training order depend on them
-(:data:`MANAGED`). :func:`trainer_config` builds any such config class from a section, so the GRPO trainer uses the
-same path.
+A few fields llmrec sets itself, because the run directory and the training order depend on them (each config
+class's ``MANAGED``). :func:`trainer_config` builds any such config class from a section: :class:`RecGRPOConfig`
+(TRL's ``GRPOConfig``) for ``llmrec rl`` takes the same path.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
-from trl import SFTConfig
+from trl import GRPOConfig, SFTConfig
 
 from llmrec.errors import LlmrecError
 
@@ -66,6 +66,7 @@ class RecSFTConfig(SFTConfig):
         metadata={"help": "Weight of the KL term towards the encoder's catalog distribution (0: none)."},
     )
     distill_temperature: float = field(default=1.0, metadata={"help": "Softmax temperature of the distill term."})
+    MANAGED: ClassVar[dict[str, str]] = MANAGED
     max_examples: int = field(default=0, metadata={"help": "Use at most this many training examples (0: all)."})
     threads: int = field(
         default=0,
@@ -82,16 +83,56 @@ class RecSFTConfig(SFTConfig):
             raise ValueError("projector_learning_rate must be positive, max_examples and threads >= 0")
 
 
+GRPO_MANAGED = {
+    "output_dir": "the run directory's checkpoints/",
+    "use_cpu": "the recipe's device: setting",
+    "remove_unused_columns": "False (the rewards read the dataset's columns)",
+}
+
+
+@dataclass
+class RecGRPOConfig(GRPOConfig):
+    """``GRPOConfig`` for RL on recommendation rewards, with a LoRA adapter on CPU-sized defaults.
+
+    Added fields: ``max_examples`` (a cap on training prompts), ``threads`` (torch CPU threads). Defaults that
+    differ from ``GRPOConfig``'s: 4 completions per prompt and 2 prompts per step, completions of at most 96
+    tokens, a LoRA-sized learning rate with a constant schedule, no KL term (``beta`` 0: no reference model held
+    in memory), a checkpoint every 10 steps, logging every step, seed 0, float32 without gradient checkpointing.
+    """
+
+    learning_rate: float = field(default=2e-5, metadata={"help": "LoRA learning rate (AdamW)."})
+    lr_scheduler_type: str = field(default="constant", metadata={"help": "transformers scheduler name."})
+    per_device_train_batch_size: int = field(default=8, metadata={"help": "Completions per step and process."})
+    num_generations: int | None = field(default=4, metadata={"help": "Completions sampled per prompt (the group)."})
+    max_completion_length: int | None = field(default=96, metadata={"help": "Most tokens per completion."})
+    save_steps: float = field(default=10, metadata={"help": "Checkpoint every this many optimiser steps."})
+    save_total_limit: int | None = field(default=2, metadata={"help": "Checkpoints kept (the latest ones)."})
+    logging_steps: float = field(default=1, metadata={"help": "Log rewards and loss every this many steps."})
+    seed: int = field(default=0, metadata={"help": "Seed of the LoRA init, the prompt order and the sampling."})
+    gradient_checkpointing: bool = field(default=False, metadata={"help": "Recompute activations to save memory."})
+    bf16: bool | None = field(default=False, metadata={"help": "bf16 mixed precision (where the device runs it)."})
+    max_examples: int = field(default=0, metadata={"help": "Use at most this many training prompts (0: all)."})
+    threads: int = field(default=0, metadata={"help": "torch CPU threads (0: the cores this process may use)."})
+    MANAGED: ClassVar[dict[str, str]] = GRPO_MANAGED
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.max_examples < 0 or self.threads < 0:
+            raise ValueError("max_examples and threads must be >= 0")
+
+
 def field_names(cls: type) -> set[str]:
     """The settable fields of a config dataclass."""
     return {f.name for f in fields(cls) if f.init}
 
 
 def check_section(cls: type, values: dict[str, Any], where: str) -> None:
-    """Raise unless every key of ``values`` is a field of ``cls`` that llmrec does not manage itself."""
-    managed = sorted(set(values) & set(MANAGED))
+    """Raise unless every key of ``values`` is a field of ``cls`` that llmrec does not manage itself (the class's
+    ``MANAGED``)."""
+    managing: dict[str, str] = getattr(cls, "MANAGED", {})
+    managed = sorted(set(values) & set(managing))
     if managed:
-        why = "; ".join(f"{name} is {MANAGED[name]}" for name in managed)
+        why = "; ".join(f"{name} is {managing[name]}" for name in managed)
         raise LlmrecError(f"{where}: {', '.join(managed)} cannot be set: {why}")
     unknown = sorted(set(values) - field_names(cls))
     if unknown:

@@ -137,6 +137,16 @@ def _lora_fields() -> set[str]:
     return {f.name for f in fields(LoraConfig) if f.init} - set(LORA_MANAGED)
 
 
+def check_lora_section(lora: dict[str, Any], where: str) -> None:
+    """Raise unless every key of a recipe's ``lora`` section is a field of PEFT's ``LoraConfig``."""
+    unknown = sorted(set(lora) - _lora_fields())
+    if unknown:
+        raise LlmrecError(
+            f"{where}: lora: unknown field(s) {', '.join(unknown)}; the section takes the fields of PEFT's "
+            "LoraConfig (e.g. r, lora_alpha, lora_dropout, target_modules)"
+        )
+
+
 def recipe_from_dict(values: dict[str, Any], where: str = "recipe") -> Recipe:
     """A :class:`Recipe` from plain data; unknown keys (top level or in a section) are errors naming ``where``."""
     from llmrec.training.config import RecSFTConfig, check_section
@@ -144,6 +154,8 @@ def recipe_from_dict(values: dict[str, Any], where: str = "recipe") -> Recipe:
     if not isinstance(values, dict):
         raise LlmrecError(f"{where}: a recipe is a mapping of keys to values, got {type(values).__name__}")
     values = dict(values)
+    if "rewards" in values:
+        raise LlmrecError(f"{where}: an RL recipe (it names rewards); train it with `llmrec rl`, not `llmrec sft`")
     known = {f.name for f in fields(Recipe)}
     unknown = sorted(set(values) - known)
     if unknown:
@@ -158,12 +170,7 @@ def recipe_from_dict(values: dict[str, Any], where: str = "recipe") -> Recipe:
             values[name] = config_from_dict(cls, values[name], f"{where}: {name}")
         except TypeError as error:
             raise LlmrecError(f"{where}: {name}: {error}") from None
-    lora_unknown = sorted(set(values["lora"]) - _lora_fields())
-    if lora_unknown:
-        raise LlmrecError(
-            f"{where}: lora: unknown field(s) {', '.join(lora_unknown)}; the section takes the fields of PEFT's "
-            "LoraConfig (e.g. r, lora_alpha, lora_dropout, target_modules)"
-        )
+    check_lora_section(values["lora"], where)
     check_section(RecSFTConfig, values["trainer"], f"{where}: trainer")
     try:
         return Recipe(**values)
@@ -171,10 +178,10 @@ def recipe_from_dict(values: dict[str, Any], where: str = "recipe") -> Recipe:
         raise LlmrecError(f"{where}: {error}") from None
 
 
-def load_recipe(
+def read_recipe(
     path: Path | str, overrides: dict[str, Any] | None = None, trainer: dict[str, Any] | None = None
-) -> Recipe:
-    """Read a recipe YAML file, or a shipped recipe by name (``smollm2-sasrec-mlp``); ``overrides`` (top-level
+) -> tuple[Any, Path]:
+    """A recipe file's plain data (a file, or a shipped recipe by name) and its path; ``overrides`` (top-level
     keys, e.g. from command-line flags) replace its values, and ``trainer`` its trainer section's fields."""
     from llmrec.recipes import shipped_recipe, shipped_recipes
 
@@ -195,4 +202,13 @@ def load_recipe(
         if trainer:
             section = values.get("trainer")
             values["trainer"] = {**(section if isinstance(section, dict) else {}), **trainer}
+    return values, path
+
+
+def load_recipe(
+    path: Path | str, overrides: dict[str, Any] | None = None, trainer: dict[str, Any] | None = None
+) -> Recipe:
+    """Read a recipe YAML file, or a shipped recipe by name (``smollm2-sasrec-mlp``); ``overrides`` (top-level
+    keys, e.g. from command-line flags) replace its values, and ``trainer`` its trainer section's fields."""
+    values, path = read_recipe(path, overrides, trainer)
     return recipe_from_dict(values, str(path))

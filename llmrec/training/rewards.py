@@ -24,42 +24,10 @@ Each is a small picklable class with ``__name__`` set (TRL logs every reward by 
 from __future__ import annotations
 
 import math
-import re
 from typing import Any
 
 from llmrec.catalog.catalog import Catalog
-
-MARKER = "Answer:"
-
-
-def completion_text(completion: Any) -> str:
-    """The text of a completion: a string, or the last message of a conversational completion."""
-    if isinstance(completion, str):
-        return completion
-    if isinstance(completion, list) and completion and isinstance(completion[-1], dict):
-        return str(completion[-1].get("content", ""))
-    return str(completion)
-
-
-def parse_answer(text: str, marker: str = MARKER, min_rationale: int = 3) -> list[str] | None:
-    """The answer entries of a well-formed completion, else ``None``: a rationale of at least ``min_rationale``
-    words, then exactly one line starting with ``marker``, the answer after it (same line or the next; entries
-    split at ``;``).
-
-    >>> parse_answer("He likes space films, so Star Wars.\\nAnswer: Star Wars; Alien")
-    ['Star Wars', 'Alien']
-    >>> parse_answer("Answer: Star Wars") is None, parse_answer("Some reason here.\\nAnswer:") is None
-    (True, True)
-    """
-    starts = [m.start() for m in re.finditer(rf"(?m)^\s*{re.escape(marker)}", text)]
-    if len(starts) != 1:
-        return None
-    rationale, answer = text[: starts[0]], text[starts[0] :].split(marker, 1)[1]
-    if len(rationale.split()) < min_rationale:
-        return None
-    entries = [e.strip().strip("\"'.").strip() for e in re.split(r";|\n", answer)]
-    entries = [e for e in entries if e]
-    return entries or None
+from llmrec.inference.answers import MARKER, completion_text, parse_answer
 
 
 def _items(catalog: Catalog, entries: list[str]) -> list[int | None]:

@@ -15,7 +15,6 @@ from llmrec.training.rewards import (
     MSRAReward,
     RankReward,
     ValidityReward,
-    parse_answer,
 )
 
 TOY, GOLDENEYE, STAR_WARS, FARGO, CONTACT = 1, 2, 50, 100, 258
@@ -24,22 +23,6 @@ WELL = "The user likes science fiction, so a space film fits.\nAnswer: "
 
 def chat(text: str) -> list[dict[str, str]]:
     return [{"role": "assistant", "content": text}]
-
-
-@pytest.mark.parametrize(
-    ("text", "entries"),
-    [
-        (WELL + "Star Wars", ["Star Wars"]),
-        (WELL + "\nStar Wars; Fargo", ["Star Wars", "Fargo"]),
-        ("Answer: Star Wars", None),  # no rationale
-        (WELL, None),  # empty answer
-        (WELL + "Star Wars\nAnswer: Fargo", None),  # two answer lines
-        ("The user likes science fiction a lot.", None),  # no answer line
-        ("", None),
-    ],
-)
-def test_answers_parse_only_when_well_formed(text: str, entries) -> None:
-    assert parse_answer(text) == entries
 
 
 def test_format_gives_a_bonus_or_a_penalty() -> None:

@@ -1,0 +1,150 @@
+"""Evaluating LLMs whose answer is generated after a rationale: the ``explain`` and ``query`` tasks of RL runs.
+
+- ``explain`` (c20): each valid or test user's 20 protocol candidates are ranked by reasoning generation
+  (:func:`llmrec.inference.reasoning.reason`: several sampled rationales, each answer grounded to the candidates,
+  consistency pruning, a weighted vote), giving HR@K, NDCG@K and MRR@K on the very candidates the encoders and
+  the other LLM runs are scored on, the share of paths kept by pruning, and ``valid_ratio`` (paths whose answer
+  is a candidate: 1 when grounded).
+- ``query`` (full catalog, Rec-R1): the LLM writes a search query from the user's history (greedy), a frozen
+  retriever searches the whole catalog with it, and the target's rank in the top ``depth`` gives HR@K, NDCG@K and
+  MRR@K; a completion without a well-formed answer line searches with its whole text (``well_formed`` counts
+  those that had one).
+
+Both return the per-user 0-based ranks too (``depth`` for a target the retriever did not return within the
+depth), for paired comparisons (:mod:`llmrec.ranking.intervals`).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from llmrec.adapters.tasks import TaskConfig, TaskExample, build_examples
+from llmrec.catalog.catalog import Catalog
+from llmrec.data.dataset import Dataset
+from llmrec.data.splits import leave_one_out_split
+from llmrec.errors import LlmrecError
+from llmrec.inference.answers import completion_text, parse_answer
+from llmrec.inference.engine import Engine, Request, SamplingConfig
+from llmrec.inference.reasoning import ReasoningConfig, ReasoningTask, reason
+from llmrec.progress import progress_bar
+from llmrec.ranking.metrics import ranking_metrics
+
+CHUNK = 16
+DEPTH = 100  # the retrieved list a query is scored on: HR and NDCG up to @100
+
+
+def eval_examples(
+    dataset: Dataset, task: TaskConfig, which: str, limit: int = 0, min_len: int = 3, fingerprint: str | None = None
+) -> list[Any]:
+    """The ``which`` examples of ``task`` on ``dataset``'s leave-one-out split (the first ``limit`` users);
+    ``fingerprint`` (a run's) must match the split's."""
+    if which not in ("valid", "test"):
+        raise LlmrecError(f"split must be valid or test, got {which!r}")
+    split = leave_one_out_split(dataset, min_len=min_len)
+    if fingerprint is not None and fingerprint != split.fingerprint():
+        raise LlmrecError("the dataset changed since this run was trained (its split fingerprint differs)")
+    examples = build_examples(dataset, split, which, task)
+    return examples[:limit] if limit else examples
+
+
+def reasoning_ranks(
+    engine: Engine,
+    dataset: Dataset,
+    examples: list[TaskExample],
+    lora: str | Path | None = None,
+    config: ReasoningConfig | None = None,
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """Each example's target rank among its candidates under reasoning generation, and the paths' figures."""
+    config = config or ReasoningConfig()
+    catalog = Catalog.from_dataset(dataset)
+    ranks, kept, valid, paths, fallbacks = [], 0, 0, 0, 0
+    with progress_bar(len(examples), "reasoning", unit="user") as bar:
+        for start in range(0, len(examples), CHUNK):
+            chunk = examples[start : start + CHUNK]
+            tasks = [ReasoningTask(catalog, e.history, e.candidates, lora=lora) for e in chunk]
+            for example, result in zip(chunk, reason(engine, tasks, config), strict=True):
+                order = [r.item_id for r in result.ranking]
+                ranks.append(order.index(example.target))
+                paths += len(result.paths)
+                kept += sum(p.kept for p in result.paths)
+                valid += sum(p.item_id in example.candidates for p in result.paths)
+                fallbacks += result.fallback
+            bar.update(len(chunk))
+    report = {
+        "paths_per_user": config.paths,
+        "prune": config.prune,
+        "kept_ratio": kept / max(paths, 1),
+        "valid_ratio": valid / max(paths, 1),
+        "fallback_ratio": fallbacks / max(len(examples), 1),
+    }
+    return np.asarray(ranks), report
+
+
+def generate_queries(
+    engine: Engine, examples: list[TaskExample], lora: str | Path | None = None, max_new_tokens: int = 96
+) -> tuple[list[str], list[bool]]:
+    """Each example's search query (greedy), and whether its completion had a well-formed answer line (else the
+    query is the whole completion)."""
+    queries, formed = [], []
+    params = SamplingConfig(max_new_tokens=max_new_tokens)
+    with progress_bar(len(examples), "queries", unit="user") as bar:
+        for start in range(0, len(examples), CHUNK):
+            chunk = examples[start : start + CHUNK]
+            results = engine.generate([Request(messages=e.prompt, lora=lora) for e in chunk], params)
+            for result in results:
+                text = completion_text(result.completions[0].text)
+                answer = parse_answer(text)
+                formed.append(answer is not None)
+                queries.append("; ".join(answer) if answer is not None else text)
+            bar.update(len(chunk))
+    return queries, formed
+
+
+def query_ranks(retriever: Any, queries: list[str], targets: list[int], depth: int = DEPTH) -> np.ndarray:
+    """Each target's 0-based rank in its query's retrieved list (``depth`` when not within the first ``depth``)."""
+    found = retriever.search(queries, depth)
+    return np.asarray([ranked.index(t) if t in ranked else depth for ranked, t in zip(found, targets, strict=True)])
+
+
+def metrics_of(ranks: np.ndarray, ks: tuple[int, ...]) -> dict[str, float]:
+    """HR, NDCG and MRR at each ``k`` of 0-based ranks."""
+    return ranking_metrics(ranks, ks)
+
+
+def evaluate_generated(
+    engine: Engine,
+    dataset: Dataset,
+    task: TaskConfig,
+    which: str = "valid",
+    lora: str | Path | None = None,
+    limit: int = 0,
+    min_len: int = 3,
+    retriever: Any = None,
+    reasoning: ReasoningConfig | None = None,
+    fingerprint: str | None = None,
+) -> tuple[dict[str, Any], np.ndarray]:
+    """Metrics of an ``explain`` (c20, reasoning) or ``query`` (full catalog, ``retriever``) task, and the
+    per-user ranks; ``fingerprint`` is the evaluated run's split fingerprint."""
+    started = time.perf_counter()
+    examples = eval_examples(dataset, task, which, limit, min_len, fingerprint)
+    if task.task == "explain":
+        ranks, report = reasoning_ranks(engine, dataset, examples, lora, reasoning)
+        result: dict[str, Any] = {"protocol": "c20", "split": which, "examples": len(examples)}
+        result.update(metrics_of(ranks, (1, 5, 10, 20)))
+    elif task.task == "query":
+        if retriever is None:
+            raise LlmrecError("a query task is scored through a retriever: pass one (llmrec.catalog.retrievers)")
+        queries, formed = generate_queries(engine, examples, lora)
+        ranks = query_ranks(retriever, queries, [e.target for e in examples])
+        result = {"protocol": "full", "split": which, "examples": len(examples), "retriever": retriever.name}
+        result.update(metrics_of(ranks, (1, 10, 100)))
+        report = {"well_formed": float(np.mean(formed)) if formed else 0.0}
+    else:
+        raise LlmrecError(f"task {task.task!r} is scored by ranking (llmrec.eval.llm), not by generation")
+    result.update(report)
+    result["seconds"] = round(time.perf_counter() - started, 1)
+    return result, ranks

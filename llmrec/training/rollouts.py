@@ -1,0 +1,160 @@
+"""Grounded rollouts for GRPO: a rationale sampled freely, then an answer line that is always a real item.
+
+:class:`AnswerGrounding` is a logits processor over the rollout rows. Each row decodes its rationale freely (but
+may not end before answering); once its text ends with the answer marker, the row is held to a newline and then
+to its title trie (the prompt's candidates, or the whole catalog), whose end is the end of the completion. A
+rationale that runs so long that only the answer would still fit is closed by forcing the marker, so every
+rollout ends in one grounded item and none is ever sampled that the catalog (or the candidate list) lacks.
+
+:class:`GroundedRollout` is the ``rollout_func`` TRL's ``GRPOTrainer`` calls in place of its own generation:
+transformers' ``generate`` on the trainer's model with the trainer's generation config, plus the processor. (On a
+GPU, rollouts without grounding use TRL's vLLM integration, ``use_vllm: true``; grounded ones always decode here.)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from transformers import LogitsProcessor, LogitsProcessorList
+
+from llmrec.catalog.catalog import Catalog
+from llmrec.catalog.grounding import Grounding
+from llmrec.catalog.tries import TitleTrie
+
+FREE, FORCED, TITLE, DONE = range(4)
+
+
+class AnswerGrounding(LogitsProcessor):
+    """Per row: free rationale (its end-of-text tokens masked), the marker line, then the row's title trie.
+
+    transformers runs a ``generate`` call's own logits processors first, so sampling's top-k/top-p may already have
+    cut tokens away: a row left only its end of text closes its rationale there, and a forced or title step whose
+    allowed tokens were all cut samples among them uniformly.
+
+    ``tries`` holds one trie per row; ``max_new_tokens`` is the generation budget (the rationale is closed early
+    enough for the marker and the longest title to fit); ``eos_ids`` are the tokens that would end a row.
+    """
+
+    def __init__(
+        self, tokenizer: Any, tries: list[TitleTrie], marker: str, max_new_tokens: int, eos_ids: list[int]
+    ) -> None:
+        self.tokenizer, self.tries, self.marker = tokenizer, tries, marker
+        self.newline = tokenizer.encode("\n", add_special_tokens=False)
+        self.closing = tokenizer.encode(f"\n{marker}\n", add_special_tokens=False)
+        self.reserve = len(self.closing) + max(t.depth for t in tries) + 1
+        self.max_new_tokens, self.eos_ids = max_new_tokens, list(eos_ids)
+        self.phase = [FREE] * len(tries)
+        self.pending: list[list[int]] = [[] for _ in tries]
+        self.state: list[Any] = [None] * len(tries)
+        self.start: int | None = None
+
+    def _advance(self, row: int, ids: torch.Tensor) -> None:
+        """Move ``row`` past its last generated token."""
+        last = int(ids[-1])
+        phase = self.phase[row]
+        if phase == FORCED:
+            self.pending[row] = self.pending[row][1:]
+            if not self.pending[row]:
+                self.phase[row], self.state[row] = TITLE, self.tries[row].root
+        elif phase == TITLE:
+            self.state[row] = self.tries[row].advance(self.state[row], last)
+            if self.state[row] is None or last in self.eos_ids or not len(self.tries[row].allowed(self.state[row])):
+                self.phase[row] = DONE
+        elif phase == FREE:
+            tail = self.tokenizer.decode(ids[-8:].tolist(), skip_special_tokens=True)
+            if tail.endswith(f"{self.marker}\n"):
+                self.phase[row], self.state[row] = TITLE, self.tries[row].root
+            elif tail.rstrip(" ").endswith(self.marker):
+                self.phase[row], self.pending[row] = FORCED, list(self.newline)
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        if self.start is None:
+            self.start = input_ids.shape[1]
+        generated = input_ids.shape[1] - self.start
+        out = scores.clone()
+        for row in range(len(self.tries)):
+            if generated:
+                self._advance(row, input_ids[row, self.start :])
+            if self.phase[row] == FREE and self.max_new_tokens - generated <= self.reserve:
+                self.phase[row], self.pending[row] = FORCED, list(self.closing)
+            if self.phase[row] == FREE:
+                out[row, self.eos_ids] = float("-inf")
+                if torch.isinf(out[row]).all():  # the sampler kept only the end of text: the rationale is over
+                    self.phase[row], self.pending[row] = FORCED, list(self.closing)
+            if self.phase[row] in (FORCED, TITLE):
+                phase = self.phase[row]
+                allowed = self.pending[row][:1] if phase == FORCED else self.tries[row].allowed(self.state[row])
+                allowed = torch.as_tensor(allowed, dtype=torch.long)
+                keep = scores[row, allowed]
+                # The sampler's own top-k/top-p ran first and may have cut every allowed token: then all of them
+                # stay possible, equally likely, rather than none.
+                out[row] = float("-inf")
+                out[row, allowed] = keep if torch.isfinite(keep).any() else torch.zeros_like(keep)
+        return out
+
+
+def prompt_key(prompt: Any) -> str:
+    """The key of a prompt (chat messages or text): its last message's text."""
+    if isinstance(prompt, list) and prompt and isinstance(prompt[-1], dict):
+        return str(prompt[-1].get("content", ""))
+    return str(prompt)
+
+
+class GroundedRollout:
+    """TRL ``rollout_func``: generation with each row's answer grounded to its prompt's candidates
+    (``candidates``: ``candidates_of`` maps a :func:`prompt_key` to item ids) or to the whole ``catalog``."""
+
+    def __init__(
+        self, catalog: Catalog, grounding: str, marker: str, candidates_of: dict[str, list[int]] | None = None
+    ) -> None:
+        self.catalog, self.grounding, self.marker = catalog, grounding, marker
+        self.candidates_of = candidates_of or {}
+        self._tries: dict[str, TitleTrie] = {}
+
+    def trie(self, prompt: Any, tokenizer: Any) -> TitleTrie:
+        """The title trie a prompt's answer decodes through."""
+        key = prompt_key(prompt) if self.grounding == "candidates" else ""
+        if key not in self._tries:
+            candidates = self.candidates_of.get(key) if self.grounding == "candidates" else None
+            if self.grounding == "candidates" and not candidates:
+                raise KeyError("a rollout prompt that is not in the training data: no candidates to ground it to")
+            self._tries[key] = Grounding(self.catalog, candidates=candidates).trie(tokenizer)
+        return self._tries[key]
+
+    def __call__(self, prompts: list[Any], trainer: Any) -> dict[str, Any]:
+        from trl.models.utils import unwrap_model_for_generation
+
+        tokenizer = trainer.processing_class
+        encoded = tokenizer.apply_chat_template(
+            prompts, add_generation_prompt=True, tokenize=True, return_dict=True,
+            **(getattr(trainer, "chat_template_kwargs", None) or {}),
+        )  # fmt: skip
+        prompt_ids = [list(ids) for ids in encoded["input_ids"]]
+        width = max(len(ids) for ids in prompt_ids)
+        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        device = trainer.accelerator.device
+        input_ids = torch.tensor([[pad] * (width - len(ids)) + ids for ids in prompt_ids], device=device)
+        mask = torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids in prompt_ids], device=device)
+        config = trainer.generation_config
+        eos = set(trainer.eos_token_ids)
+        processor = AnswerGrounding(
+            tokenizer, [self.trie(p, tokenizer) for p in prompts], self.marker, config.max_new_tokens, sorted(eos)
+        )
+        with (
+            unwrap_model_for_generation(
+                trainer.model_wrapped, trainer.accelerator, generation_kwargs=trainer.generation_kwargs
+            ) as model,
+            torch.no_grad(),
+        ):
+            output = model.generate(
+                input_ids=input_ids,
+                attention_mask=mask,
+                generation_config=config,
+                logits_processor=LogitsProcessorList([processor]),
+            )
+        completion_ids = []
+        for row in output[:, width:].tolist():
+            end = next((n for n, token in enumerate(row) if token in eos), len(row) - 1)
+            completion_ids.append(row[: end + 1])
+        return {"prompt_ids": prompt_ids, "completion_ids": completion_ids, "logprobs": None}
