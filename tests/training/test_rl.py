@@ -196,6 +196,7 @@ def test_mistakes_stop_the_cli_before_training(tmp_path: Path, rl_run: Path) -> 
     assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "a").exists()
 
     other = tmp_path / "other-model-run"
+    other.mkdir()
     write_config(other, "llm-sft", {"representation": "none", "lora": {"r": 4}}, {"base_model": "/models/other"})
     recipe = write_recipe(tmp_path / "tiny.yaml", TINY)
     result = cli("rl", "--recipe", str(recipe), "--init", str(other), "--out", str(tmp_path / "b"), check=False)

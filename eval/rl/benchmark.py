@@ -1,0 +1,382 @@
+"""RL benchmark on ML-100K: the two shipped RL recipes, before and after GRPO, three seeds, paired over users.
+
+    .venv/bin/python eval/rl/benchmark.py                                # writes eval/rl/RESULTS.md and rewards.png
+    .venv/bin/python eval/rl/benchmark.py --recipes rec-r1 --seeds 0     # one recipe, one seed
+    .venv/bin/python eval/rl/benchmark.py --users 200 --max-steps 30     # a reduced budget, labelled as such
+
+**Rec-R1** (``adapters/smollm2-rl-rec-r1-bm25.yaml``): the LLM writes a search query from the user's history; BM25
+over the catalog retrieves with it; full-catalog NDCG@10 and HR@10 of the user's next item. Rows: the last
+history titles as the query (BM25, and MiniLM dense retrieval), the base LLM's own query (zero-shot: the RL
+starting point), SASRec ranking the whole catalog (trained here with the library's defaults, or ``--sasrec``),
+and the RL runs. **PARS** (``adapters/smollm2-rl-pars-c20.yaml``): reasoning over the c20 candidates (four
+sampled rationales per user, grounded answers, weighted vote), HR@1 and NDCG@5. Rows: the base LLM with and
+without consistency pruning, and the RL runs with pruning.
+
+Each RL run trains as its own ``llmrec rl`` process (``--trainer seed=S``: the LoRA init, the prompt order and
+the sampling), so its wall time and peak memory are its own; nothing is chosen after training (the shipped
+recipe's last adapter is the configuration, fixed before any score). Valid and test rows score the same users: a
+fixed random sample of ``--users`` (or all). RL rows are the per-user mean over seeds; differences are paired
+over users with 95% bootstrap intervals (:mod:`llmrec.ranking.intervals`); "beats" means the interval is above
+zero. Work (runs, SASRec, scored ranks) is kept in ``--work`` (default ``$LLMREC_HOME/bench-rl``) and reused.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+RECIPES = {"rec-r1": "smollm2-rl-rec-r1-bm25", "pars": "smollm2-rl-pars-c20"}
+METRICS = {"rec-r1": ("ndcg@10", "hr@10"), "pars": ("hr@1", "ndcg@5")}
+SAMPLE_SEED = 2026
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--recipes", default="rec-r1,pars", help="Comma-separated: rec-r1, pars.")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--users", type=int, default=300, help="Users scored per split (0: all).")
+    parser.add_argument("--max-steps", type=int, default=0, help="Override the recipes' max_steps (0: theirs).")
+    parser.add_argument("--engine", default="vllm", choices=["hf", "vllm"], help="The engine of every LLM row.")
+    parser.add_argument("--sasrec", type=Path, default=None, help="A trained SASRec run on ML-100K to reuse.")
+    parser.add_argument("--work", type=Path, default=None)
+    parser.add_argument("--out", type=Path, default=HERE / "RESULTS.md")
+    parser.add_argument("--kept", type=Path, default=HERE / "results.json")
+    args = parser.parse_args()
+    from llmrec.paths import llmrec_home
+
+    work = args.work or llmrec_home() / "bench-rl"
+    work.mkdir(parents=True, exist_ok=True)
+    kept = json.loads(args.kept.read_text()) if args.kept.exists() else {}
+    command = "python eval/rl/benchmark.py " + " ".join(sys.argv[1:])
+    stamp = {"date": datetime.now(UTC).strftime("%Y-%m-%d"), "command": command.strip(), "machine": machine()}
+    for name in args.recipes.split(","):
+        if name not in RECIPES:
+            raise SystemExit(f"unknown recipe {name!r}; choose from {', '.join(RECIPES)}")
+        runs = [train(name, seed, work, args.max_steps) for seed in args.seeds]
+        section = score(name, runs, work, args)
+        section["training"] = training_figures(runs)
+        kept[name] = {**section, **stamp, "seeds": args.seeds, "max_steps": args.max_steps or "the recipe's"}
+        save(args.kept, kept)
+    plot_rewards(kept, work, HERE / "rewards.png")
+    args.out.write_text(render(kept))
+    print(args.out.read_text())
+
+
+def machine() -> str:
+    return f"{len(os.sched_getaffinity(0))} CPU cores ({platform.machine()})"
+
+
+def save(path: Path, kept: dict[str, Any]) -> None:
+    path.write_text(json.dumps(kept, indent=1, default=float) + "\n")
+
+
+def llmrec(*args: str) -> None:
+    subprocess.run([sys.executable, "-m", "llmrec", *args], check=True)
+
+
+# -- training
+
+
+def train(name: str, seed: int, work: Path, max_steps: int) -> Path:
+    """The RL run of ``name`` with ``seed``: trained, resumed or reused."""
+    from llmrec.runs import config_file, read_metrics
+
+    run = work / (f"{name}-seed{seed}" + ("" if not max_steps else f"-steps{max_steps}"))
+    if read_metrics(run).get("finished"):
+        return run
+    command = ["rl", "--recipe", RECIPES[name], "--out", str(run), "--no-eval", "--trainer", f"seed={seed}"]
+    if max_steps:
+        command += ["--max-steps", str(max_steps)]
+    if config_file(run).exists():
+        command = ["rl", "--recipe", RECIPES[name], "--out", str(run), "--resume", "--no-eval"]
+    llmrec(*command)
+    return run
+
+
+def training_figures(runs: list[Path]) -> dict[str, Any]:
+    from llmrec.runs import read_metrics
+
+    metrics = [read_metrics(run) for run in runs]
+    return {
+        "steps": metrics[0]["steps"],
+        "prompts": metrics[0]["examples"],
+        "seconds_per_step": [m["seconds_per_step"] for m in metrics],
+        "train_minutes": [round(m["train_seconds"] / 60, 1) for m in metrics],
+        "peak_gib": [round(m["peak_rss_mib"] / 1024, 2) for m in metrics],
+        "rollout_validity": [validity_penalties(run) for run in runs],
+    }
+
+
+def validity_penalties(run: Path) -> float | None:
+    """The sum of the mean validity reward over the run's steps (0: no invalid answer was ever sampled)."""
+    log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    values = [e["rewards/validity/mean"] for e in log if "rewards/validity/mean" in e]
+    return float(sum(values)) if values else None
+
+
+# -- scoring
+
+
+def sampled_users(task: Any, dataset: Any, count: int) -> tuple[list[Any], list[Any]]:
+    """The valid and test examples of the same ``count`` users (a fixed random sample, or all)."""
+    from llmrec.eval.generated import eval_examples
+
+    valid, test = eval_examples(dataset, task, "valid"), eval_examples(dataset, task, "test")
+    users = sorted({e.user for e in valid} & {e.user for e in test})
+    if count and count < len(users):
+        users = sorted(np.random.default_rng(SAMPLE_SEED).choice(users, count, replace=False).tolist())
+    keep = set(users)
+    return [e for e in valid if e.user in keep], [e for e in test if e.user in keep]
+
+
+def cached(work: Path, key: str, compute: Any) -> np.ndarray:
+    """Per-user ranks kept in ``work/ranks/KEY.npy``, computed once (``compute`` may also return a report of the
+    answers, kept beside them as ``KEY.json``)."""
+    path = work / "ranks" / f"{key}.npy"
+    if path.exists():
+        return np.load(path)
+    found = compute()
+    ranks, report = found if isinstance(found, tuple) else (found, None)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.save(path, np.asarray(ranks))
+    if report is not None:
+        path.with_suffix(".json").write_text(json.dumps(report) + "\n")
+    return np.asarray(ranks)
+
+
+def answer_reports(work: Path, tag: str) -> dict[str, Any]:
+    """The answer reports kept for the rows of ``tag`` (valid_ratio of reasoning paths, ...)."""
+    return {p.stem.removeprefix(f"{tag}-"): json.loads(p.read_text()) for p in (work / "ranks").glob(f"{tag}-*.json")}
+
+
+def score(name: str, runs: list[Path], work: Path, args: argparse.Namespace) -> dict[str, Any]:
+    from llmrec.data.builtin import load_dataset
+    from llmrec.inference.registry import load_engine
+    from llmrec.training.rl_recipe import load_rl_recipe
+
+    recipe = load_rl_recipe(RECIPES[name])
+    dataset = load_dataset(recipe.dataset)
+    splits = dict(zip(("valid", "test"), sampled_users(recipe.task, dataset, args.users), strict=True))
+    options = {"enable_lora": True, "max_lora_rank": 16, "kv_cache_gib": 2.0} if args.engine == "vllm" else {}
+    engine = load_engine(args.engine, None, **options)
+    tag = f"{name}-u{args.users}"
+    rows: dict[str, dict[str, np.ndarray]] = {}
+    try:
+        for which, examples in splits.items():
+            if name == "rec-r1":
+                found = query_rows(engine, dataset, recipe, examples, runs, work, f"{tag}-{which}", args.sasrec)
+            else:
+                found = reasoning_rows(engine, dataset, examples, runs, work, f"{tag}-{which}")
+            for row, ranks in found.items():
+                rows.setdefault(row, {})[which] = ranks
+    finally:
+        engine.close()
+    section = summarise(name, rows, {which: len(e) for which, e in splits.items()})
+    section["answers"] = {which: answer_reports(work, f"{tag}-{which}") for which in splits}
+    return section
+
+
+def query_rows(engine, dataset, recipe, examples, runs, work, tag, sasrec) -> dict[str, np.ndarray]:
+    from llmrec.catalog.retrievers import make_retriever
+    from llmrec.eval.generated import generate_queries, query_ranks
+
+    bm25, dense = make_retriever("bm25", dataset), make_retriever("dense", dataset, device="cpu")
+    targets = [e.target for e in examples]
+    titles = ["; ".join(str(dataset.titles[i]) for i in e.history) for e in examples]
+    out = {
+        "titles-bm25": cached(work, f"{tag}-titles-bm25", lambda: query_ranks(bm25, titles, targets)),
+        "titles-dense": cached(work, f"{tag}-titles-dense", lambda: query_ranks(dense, titles, targets)),
+        "sasrec": cached(work, f"{tag}-sasrec", lambda: sasrec_ranks(dataset, examples, work, sasrec)),
+        "base": cached(work, f"{tag}-base", lambda: query_ranks(bm25, generate_queries(engine, examples)[0], targets)),
+    }
+    out["rl"] = np.stack([
+        cached(work, f"{tag}-{run.name}", lambda run=run: query_ranks(
+            bm25, generate_queries(engine, examples, run / "lora")[0], targets))
+        for run in runs
+    ])  # fmt: skip
+    return out
+
+
+def sasrec_ranks(dataset: Any, examples: list[Any], work: Path, given: Path | None) -> np.ndarray:
+    """SASRec's 0-based rank of each target in the whole catalog after the example's whole prefix."""
+    import torch
+
+    from llmrec.data.splits import leave_one_out_split
+    from llmrec.encoders.base import left_padded
+    from llmrec.encoders.run import load_best
+
+    run = given or work / "sasrec"
+    if not (run / "config.yaml").exists():
+        llmrec("encoder", "train", "--dataset", "ml-100k", "--model", "sasrec", "--out", str(run))
+    encoder = load_best(run).eval()
+    split = leave_one_out_split(dataset, min_len=3)
+    ranks = []
+    with torch.inference_mode():
+        for start in range(0, len(examples), 256):
+            chunk = examples[start : start + 256]
+            prefixes = [split.sequences[e.user][: e.position] for e in chunk]
+            scores = encoder.score(left_padded(prefixes, encoder.config.max_len)).double().numpy()
+            scores[:, 0] = -np.inf
+            for row, e in zip(scores, chunk, strict=True):
+                ranks.append(int((row >= row[e.target]).sum()) - 1)  # ties count against the target
+    return np.asarray(ranks)
+
+
+def reasoning_rows(engine, dataset, examples, runs, work, tag) -> dict[str, np.ndarray]:
+    from llmrec.eval.generated import reasoning_ranks
+    from llmrec.inference.reasoning import ReasoningConfig
+
+    pruned, unpruned = ReasoningConfig(prune="both"), ReasoningConfig(prune="none")
+    out = {
+        "base-unpruned": cached(work, f"{tag}-base-unpruned",
+                                lambda: reasoning_ranks(engine, dataset, examples, None, unpruned)),
+        "base": cached(work, f"{tag}-base", lambda: reasoning_ranks(engine, dataset, examples, None, pruned)),
+    }  # fmt: skip
+    out["rl"] = np.stack([
+        cached(work, f"{tag}-{run.name}",
+               lambda run=run: reasoning_ranks(engine, dataset, examples, run / "lora", pruned))
+        for run in runs
+    ])  # fmt: skip
+    return out
+
+
+def summarise(name: str, rows: dict[str, dict[str, np.ndarray]], users: dict[str, int]) -> dict[str, Any]:
+    from llmrec.ranking.intervals import paired_bootstrap, per_user
+
+    metrics = METRICS[name]
+    against = ["base", "titles-bm25"] if name == "rec-r1" else ["base"]
+    out: dict[str, Any] = {"users": users, "rows": {}}
+    for row, by_split in rows.items():
+        entry: dict[str, Any] = {}
+        for which, ranks in by_split.items():
+            values = {m: per_user(ranks, m) for m in metrics}  # [users] or [seeds, users]
+            figures: dict[str, Any] = {m: float(v.mean()) for m, v in values.items()}
+            if ranks.ndim == 2:
+                figures["per_seed"] = {m: v.mean(axis=1).round(4).tolist() for m, v in values.items()}
+                for other in against:
+                    base = rows[other][which]
+                    figures[f"vs_{other}"] = {
+                        m: paired_bootstrap(values[m], per_user(base, m)).to_dict() for m in metrics
+                    }
+            entry[which] = figures
+        out["rows"][row] = entry
+    return out
+
+
+# -- report
+
+
+def plot_rewards(kept: dict[str, Any], work: Path, path: Path) -> None:
+    """Each recipe's reward components over training steps (mean over seeds, 10-step moving average)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [n for n in RECIPES if n in kept]
+    if not names:
+        return
+    figure, axes = plt.subplots(1, len(names), figsize=(6 * len(names), 4), squeeze=False)
+    for axis, name in zip(axes[0], names, strict=True):
+        logs = []
+        for seed in kept[name]["seeds"]:
+            suffix = "" if kept[name]["max_steps"] == "the recipe's" else f"-steps{kept[name]['max_steps']}"
+            file = work / f"{name}-seed{seed}{suffix}" / "log.jsonl"
+            logs.append([json.loads(line) for line in file.read_text().splitlines()])
+        keys = {k for log in logs for e in log for k in e}
+        components = sorted(k for k in keys if k.startswith("rewards/") and k.endswith("/mean"))
+        for key in [*components, "reward"]:
+            curves = [np.array([e[key] for e in log if key in e]) for log in logs]
+            length = min(len(c) for c in curves)
+            mean = np.mean([c[:length] for c in curves], axis=0)
+            smooth = np.convolve(mean, np.ones(10) / 10, mode="valid") if length >= 10 else mean
+            axis.plot(np.arange(len(smooth)) + 1, smooth, label=key.removeprefix("rewards/").removesuffix("/mean"))
+        axis.set_title(f"{RECIPES[name]} (mean of {len(logs)} seeds)")
+        axis.set_xlabel("GRPO step")
+        axis.set_ylabel("reward (10-step moving average)")
+        axis.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+
+
+LABELS = {
+    "rec-r1": {
+        "titles-bm25": "last history titles as the query, BM25",
+        "titles-dense": "last history titles as the query, MiniLM dense",
+        "sasrec": "SASRec over the whole catalog (library defaults)",
+        "base": "base LLM's query (zero-shot), BM25: the RL starting point",
+        "rl": "after RL (Rec-R1 recipe), BM25",
+    },
+    "pars": {
+        "base-unpruned": "base LLM reasoning, no pruning",
+        "base": "base LLM reasoning, consistency pruning: the RL starting point",
+        "rl": "after RL (PARS recipe), consistency pruning",
+    },
+}
+
+
+def render(kept: dict[str, Any]) -> str:
+    lines = ["# RL benchmark", "", "Reward components over training: [rewards.png](rewards.png).", ""]
+    for name in RECIPES:
+        if name not in kept:
+            continue
+        section, metrics = kept[name], METRICS[name]
+        train_info = section["training"]
+        lines += [
+            f"## {RECIPES[name]}",
+            "",
+            f"Measured {section['date']} on {section['machine']} by `{section['command']}`: seeds "
+            f"{section['seeds']}, {train_info['steps']} GRPO steps each ({section['max_steps']} max_steps) over "
+            f"{train_info['prompts']} training prompts; {section['users']['valid']} users scored on each split "
+            "(the same users). Training per seed: "
+            f"{', '.join(f'{m} min' for m in train_info['train_minutes'])} "
+            f"({', '.join(f'{s:.1f}' for s in train_info['seconds_per_step'])} s per step), peak "
+            f"{max(train_info['peak_gib']):.2f} GiB.",
+            "",
+        ]
+        if name == "pars":
+            ratios = [r["valid_ratio"] for reports in section["answers"].values() for r in reports.values()]
+            penalties = train_info["rollout_validity"]
+            lines += [
+                f"Grounding: the validity reward summed over every training step of every seed is {penalties} (0: "
+                f"no invalid rollout answer); the reasoning paths' valid ratio over every scored row is "
+                f"{min(ratios):.3f} at the lowest.",
+                "",
+            ]
+        against = [c for c in ("base", "titles-bm25") if f"vs_{c}" in section["rows"]["rl"]["valid"]]
+        head = " | ".join(f"{m} vs {c}" for c in against for m in metrics)
+        lines += [
+            f"| row | split | {' | '.join(metrics)} | per seed | {head} |",
+            "| --- | --- |" + " ---: |" * len(metrics) + " --- |" + " --- |" * (len(against) * len(metrics)),
+        ]
+        for row, label in LABELS[name].items():
+            for which in ("valid", "test"):
+                e = section["rows"][row][which]
+                seeds = "; ".join(f"{m} {e['per_seed'][m]}" for m in metrics) if "per_seed" in e else ""
+                diffs = [interval(e[f"vs_{c}"][m]) if f"vs_{c}" in e else "" for c in against for m in metrics]
+                lines.append(
+                    f"| {label} | {which} | {' | '.join(f'{e[m]:.4f}' for m in metrics)} | {seeds} | "
+                    f"{' | '.join(diffs)} |"
+                )
+        lines.append("")
+    return "\n".join(lines)
+
+
+def interval(value: dict[str, Any]) -> str:
+    text = f"{value['diff']:+.4f} [{value['low']:+.4f}, {value['high']:+.4f}]"
+    return f"**{text}**" if value["beats"] else text
+
+
+if __name__ == "__main__":
+    main()
