@@ -282,7 +282,16 @@ def reviews_section(
             titles = dataset.titles
             scored: dict[str, tuple[np.ndarray, list[int]]] = {}
             for show in ("titles", "whole", "last-k", "profile"):
+                # each row takes minutes on CPU: kept in the work directory so a stopped run picks up where it was
+                cached = work / f"scores-{rank_engine}-{engine_name}-{split}-{show}-{per_user}-{limit}.npz"
+                if cached.exists():
+                    saved = np.load(cached)
+                    scored[f"llm-{show}"] = (saved["scores"], saved["tokens"].tolist())
+                    continue
                 scored[f"llm-{show}"] = llm_row(engine, dataset, rows, show)
+                partial = cached.with_suffix(".partial.npz")
+                np.savez(partial, scores=scored[f"llm-{show}"][0], tokens=np.array(scored[f"llm-{show}"][1]))
+                partial.replace(cached)
             recent_text = ["; ".join(str(titles[i]) for i in r["history"][-RECENT:]) for r in rows]
             profile_text = [r["profile"] for r in rows]
             both = [f"{p}\n{t}" for p, t in zip(profile_text, recent_text, strict=True)]

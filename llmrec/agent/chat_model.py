@@ -101,11 +101,15 @@ class LlmrecChatModel(BaseChatModel):
             yield ChatGenerationChunk(message=AIMessageChunk(content=message.content, tool_call_chunks=calls))
             return
         request = Request(messages=to_chat(messages))
+        streamed = False
         for delta in stream_text(self.engine, request, self._params(stop)):
             chunk = ChatGenerationChunk(message=AIMessageChunk(content=delta))
             if run_manager is not None:
                 run_manager.on_llm_new_token(delta, chunk=chunk)
+            streamed = True
             yield chunk
+        if not streamed:  # the model ended at once: an empty reply, where langchain-core would raise on no chunks
+            yield ChatGenerationChunk(message=AIMessageChunk(content=""))
 
     def bind_tools(
         self,

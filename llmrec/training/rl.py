@@ -230,6 +230,13 @@ def train_rl(
     ``init`` is a finished text-only LLM run of the same base model whose adapter training continues;
     ``callbacks`` are extra ``transformers.TrainerCallback`` objects.
     """
+    run = Path(out)
+    recipe, init_run = _start(recipe, run, resume, Path(init) if init else None)
+    prepared = prepare_rl(recipe, run, init_run)
+    config = prepared.config
+    if not config.use_vllm:  # TRL's trainer imports vLLM's client modules, whose import-time notices are noise here
+        os.environ.setdefault("VLLM_LOGGING_LEVEL", "ERROR")
+    # imported after the checks, so a mistaken command fails at once and quietly
     from datasets import Dataset as RowTable
     from transformers.utils import logging as hf_logging
     from trl import GRPOTrainer
@@ -237,10 +244,6 @@ def train_rl(
     from llmrec.training.callbacks import Clock, JsonLog, seconds_before
     from llmrec.training.rollouts import GroundedRollout, prompt_key
 
-    run = Path(out)
-    recipe, init_run = _start(recipe, run, resume, Path(init) if init else None)
-    prepared = prepare_rl(recipe, run, init_run)
-    config = prepared.config
     if resume and read_config(run, (KIND,))[1].get("split_fingerprint") != prepared.split.fingerprint():
         raise LlmrecError(f"{run}: the dataset changed since this run started (split fingerprint differs)")
     torch.set_num_threads(resolve_threads(config.threads, 1))

@@ -43,6 +43,7 @@ def position_in_training(split, example):
     """Where the target sits in its user's sequence, checked to be inside the training prefix."""
     position = int(np.flatnonzero(split.sequences[example.user] == example.target)[0])
     assert 1 <= position < split.train_len[example.user]
+    assert example.position == position
     return position
 
 
@@ -62,6 +63,7 @@ def test_train_examples_are_the_last_positions_of_each_training_prefix(ml100k, s
         shown = message["content"].split("\n")
         assert all(f"- {ml100k.titles[i]}" in shown for i in example.history + example.candidates)
     fields = {"user", "history", "candidates", "target", "prompt", "item_ids", "answer", "labels", "user_vectors"}
+    fields |= {"position"}
     assert set(rank_train[0].as_row()) == fields
 
 

@@ -171,8 +171,8 @@ def test_a_killed_run_resumes_to_the_end_and_changes_the_adapter(rl_run: Path) -
 
 
 def test_the_run_serves_through_eval_recommend_and_batch(rl_run: Path, tmp_path: Path) -> None:
-    out = json.loads(cli("eval", str(rl_run), "--split", "valid", "--limit", "2", "--json").stdout.splitlines()[-1])
-    assert out["protocol"] == "c20" and out["examples"] == 2 and out["valid_ratio"] == 1.0
+    out = json.loads(cli("eval", str(rl_run), "--split", "valid", "--limit", "1", "--json").stdout.splitlines()[-1])
+    assert out["protocol"] == "c20" and out["examples"] == 1 and out["valid_ratio"] == 1.0
     assert 0 <= out["hr@1"] <= out["hr@20"] == 1.0  # all 20 candidates ranked
     wrong = cli("eval", str(rl_run), "--protocol", "full", check=False)
     assert wrong.returncode == 1 and "use --protocol c20" in wrong.stderr
@@ -184,7 +184,7 @@ def test_the_run_serves_through_eval_recommend_and_batch(rl_run: Path, tmp_path:
     rows.write_text(json.dumps({"id": 1, "history": [1, 95, 50], "candidates": [100, 258, 288, 181]}) + "\n")
     answers = tmp_path / "out.jsonl"
     cli("batch", "--input", str(rows), "--out", str(answers), "--task", "reason", "--dataset", "ml-100k",
-        "--paths", "2", "--lora", str(rl_run / "lora"))  # fmt: skip
+        "--paths", "2", "--max-new-tokens", "32", "--lora", str(rl_run / "lora"))  # fmt: skip
     row = json.loads(answers.read_text())
     assert row["item_id"] in (100, 258, 288, 181) and len(row["paths"]) == 2
 
