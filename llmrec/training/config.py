@@ -17,6 +17,7 @@ from trl import GRPOConfig, SFTConfig
 from llmrec.errors import LlmrecError
 
 ITEM_LOSSES = ("candidates", "catalog")
+VALID_METRICS = ("hr@1", "hr@5", "hr@10", "ndcg@5", "ndcg@10", "mrr@10")
 # Fields llmrec sets: where checkpoints go, the device (from ``device:``), and what keeps the training order fixed
 # and the rows whole (llmrec's collator tokenizes them).
 MANAGED = {
@@ -37,9 +38,10 @@ class RecSFTConfig(SFTConfig):
 
     Added fields: ``projector_learning_rate`` (the projector's AdamW rate), ``item_loss`` and ``distill`` /
     ``distill_temperature`` (the item-scored objective), ``max_examples`` (a cap on training examples),
-    ``threads`` (torch CPU threads). Defaults that differ from ``SFTConfig``'s: the learning rate, batch size,
-    epochs, schedule, warm-up, checkpoint and logging interval, seed; no gradient checkpointing and float32
-    (``bf16: true`` turns mixed precision on where the device runs it).
+    ``threads`` (torch CPU threads), ``validate`` / ``valid_users`` / ``valid_metric`` (each checkpoint scored
+    on validation, the best one kept as the run's adapter). Defaults that differ from ``SFTConfig``'s: the
+    learning rate, batch size, epochs, schedule, warm-up, checkpoint and logging interval, seed; no gradient
+    checkpointing and float32 (``bf16: true`` turns mixed precision on where the device runs it).
     """
 
     learning_rate: float = field(default=5e-4, metadata={"help": "LoRA learning rate (AdamW)."})
@@ -73,8 +75,26 @@ class RecSFTConfig(SFTConfig):
         metadata={"help": "torch CPU threads per process (0: the cores it may use, shared by the processes)."},
     )
 
+    validate: bool = field(
+        default=True,
+        metadata={
+            "help": "Score each checkpoint on validation (c20) and keep the best as the run's adapter; false: "
+            "keep the last checkpoint."
+        },
+    )
+    valid_users: int = field(
+        default=200, metadata={"help": "Validation users scored at each checkpoint (the first N; 0: all)."}
+    )
+    valid_metric: str = field(
+        default="ndcg@10", metadata={"help": f"Validation figure the best checkpoint is chosen by: {VALID_METRICS}."}
+    )
+
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.valid_metric not in VALID_METRICS:
+            raise ValueError(f"valid_metric must be one of {', '.join(VALID_METRICS)}, got {self.valid_metric!r}")
+        if self.valid_users < 0:
+            raise ValueError(f"valid_users must be >= 0 (0: every validation user), got {self.valid_users}")
         if self.item_loss not in ITEM_LOSSES:
             raise ValueError(f"item_loss must be one of {', '.join(ITEM_LOSSES)}, got {self.item_loss!r}")
         if self.distill < 0 or self.distill_temperature <= 0:

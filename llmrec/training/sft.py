@@ -119,6 +119,8 @@ def prepare(recipe: Recipe, run: Path) -> Prepared:
             "task 'explain' has no gold rationales to fine-tune on; train rank or next, and use explain for "
             "reasoning evaluation and RL"
         )
+    if recipe.task.task == "query":
+        raise LlmrecError("task 'query' has no gold search queries to fine-tune on; train it with `llmrec rl`")
     base_model = resolve_model(recipe.base_model)
     hidden = llm_hidden_size(base_model)
     check_lora_targets(base_model, recipe.lora.get("target_modules"))
@@ -159,6 +161,12 @@ def training_examples(prepared: Prepared) -> tuple[list[TaskExample], list[TaskE
     return text, hybrid
 
 
+def validates(recipe: Recipe, config: RecSFTConfig) -> bool:
+    """Whether checkpoints are scored on validation: asked for, and the task ranks candidates (``next`` runs
+    have none to rank)."""
+    return bool(config.validate) and recipe.task.task == "rank"
+
+
 def _world_size() -> int:
     return max(1, int(os.environ.get("WORLD_SIZE", "1")))
 
@@ -190,6 +198,7 @@ def train_sft(
     from llmrec.training.callbacks import Clock, JsonLog, seconds_before
     from llmrec.training.curriculum import training_rows
     from llmrec.training.trainer import RecSFTTrainer
+    from llmrec.training.validation import Validation, choose_checkpoint
 
     run = Path(out)
     main = int(os.environ.get("RANK", "0")) == 0  # data parallel: only the first process writes the run directory
@@ -223,13 +232,15 @@ def train_sft(
 
     model, tokenizer = prepared.build_model()
     hf_logging.set_verbosity_error()
+    validating = validates(recipe, config)
+    watch = [Validation(run, config.valid_metric, config.valid_users, recipe.device)] if validating else []
     trainer = RecSFTTrainer(
         model=model,
         args=config,
         train_dataset=RowTable.from_list(rows),
         processing_class=tokenizer,
         data_collator=HybridCollator(model.prompter, padding_side="left"),
-        callbacks=[JsonLog(run), *(callbacks or [])],
+        callbacks=[JsonLog(run), *watch, *(callbacks or [])],
     )
     found = numbered_checkpoints(run) if resume else []
     checkpoint = str(found[-1]) if found else None
@@ -240,12 +251,18 @@ def train_sft(
     wall = time.perf_counter() - started
     if not main:
         return {}
+    chosen: dict[str, Any] = {"best_checkpoint": None}  # without validation the last checkpoint is the run's
+    if validating:
+        best, figures = choose_checkpoint(run, config.valid_metric, config.valid_users, recipe.device)
+        model.load_trainable(best)
+        chosen = {"best_checkpoint": best.name, "valid_metric": config.valid_metric, "valid_best": figures}
     model.save(run)
     previous = read_metrics(run)
     return update_metrics(
         run,
         {
             "finished": True,
+            **chosen,
             "train_loss": float(output.training_loss),
             "steps": int(trainer.state.global_step),
             "examples": len(text),

@@ -102,3 +102,33 @@ def test_conversion_killed_midway_leaves_no_entry(tmp_path):
         [sys.executable, "-m", "llmrec", "models", "list", "--json"], env=env, capture_output=True, text=True
     )
     assert json.loads(result.stdout.strip().splitlines()[-1])["llm"]["ready"] is False
+
+
+def test_a_process_of_rank_one_converts_a_whole_checkpoint(llm_path, tmp_path):
+    """Under ``accelerate launch`` any process may take the cache lock and convert: transformers' save_pretrained
+    writes nothing on ranks other than 0, so the conversion must not depend on it."""
+    from safetensors.torch import load_file
+
+    script = (
+        "import sys, torch.distributed as dist\n"
+        "rank = int(sys.argv[1])\n"
+        "dist.init_process_group('gloo', init_method='file://' + sys.argv[2], rank=rank, world_size=2)\n"
+        "if rank == 1:\n"
+        "    from llmrec.models import prepare_llm\n"
+        "    prepare_llm()\n"
+        "dist.barrier()\n"
+    )
+    env = {**os.environ, "LLMREC_HOME": str(tmp_path / "home")}
+    rendezvous = str(tmp_path / "rendezvous")
+    procs = [
+        subprocess.Popen([sys.executable, "-c", script, str(rank), rendezvous], env=env, stderr=subprocess.PIPE)
+        for rank in (0, 1)
+    ]
+    for proc in procs:
+        assert proc.wait(timeout=300) == 0, proc.stderr.read().decode()[-2000:]
+    converted = tmp_path / "home" / "models" / llm_path.name
+    assert check_entry(converted) is None
+    for name in ("config.json", "generation_config.json", "tokenizer.json", "chat_template.jinja"):
+        assert (converted / name).read_bytes() == (llm_path / name).read_bytes(), name
+    ours, theirs = load_file(str(converted / "model.safetensors")), load_file(str(llm_path / "model.safetensors"))
+    assert ours.keys() == theirs.keys() and all((ours[k] == theirs[k]).all() for k in ours)
