@@ -5,7 +5,8 @@
 :mod:`llmrec.adapters.bundle`): :func:`prepare` checks the recipe against its data, encoder run and LLM before
 anything trains; the examples come from :mod:`llmrec.adapters.tasks`, their order from
 :mod:`llmrec.training.curriculum`, the model from :mod:`llmrec.training.model`, the trainer from
-:mod:`llmrec.training.trainer`. ``accelerate launch --multi_gpu --num_processes 2 -m llmrec sft ...`` trains the
+:mod:`llmrec.training.trainer`; each checkpoint is scored on validation and the best one kept
+(:mod:`llmrec.training.validation`). ``accelerate launch --multi_gpu --num_processes 2 -m llmrec sft ...`` trains the
 same run with DDP (on CPU as well).
 """
 

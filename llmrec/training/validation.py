@@ -7,6 +7,7 @@ Choices are made on validation only (``../shared/DESIGN.md``, evaluation discipl
 from __future__ import annotations
 
 import random
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -37,14 +38,16 @@ def kept_rng() -> Iterator[None]:
 
 def score_checkpoint(run: Path, checkpoint: Path, users: int, device: str = "auto") -> dict[str, float]:
     """c20 figures of ``checkpoint`` (a checkpoint directory of ``run``) on the first ``users`` validation users
-    (0: all), served by the hf engine like a finished run."""
+    (0: all), served by the hf engine like a finished run, with the seconds the scoring took."""
+    started = time.perf_counter()
     recommender = LLMRecommender.from_run(run, "hf", checkpoint=checkpoint, device=device)
     try:
         examples, scores = recommender.rank_split("valid", users, int(recommender.bundle.min_len))
     finally:
         recommender.close()
     ranks = target_ranks(scores, np.array([e.target_index for e in examples]))
-    return {**ranking_metrics(ranks, (1, 5, 10)), "users": len(examples)}
+    seconds = round(time.perf_counter() - started, 1)  # part of the run's train_seconds
+    return {**ranking_metrics(ranks, (1, 5, 10)), "users": len(examples), "seconds": seconds}
 
 
 def record_score(run: Path, checkpoint: Path, step: int, figures: dict[str, float]) -> None:
