@@ -62,13 +62,6 @@ def write_recipe(path: Path, values: dict) -> Path:
     return path
 
 
-@pytest.fixture(autouse=True)
-def restore_threads():
-    threads = torch.get_num_threads()  # training sets the process's thread count
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.mark.parametrize("path", RL_RECIPES, ids=[p.name for p in RL_RECIPES])
 def test_shipped_rl_recipes_load(path: Path) -> None:
     recipe = load_rl_recipe(path, {"dataset": "ml-100k"}, {"max_steps": 3})

@@ -32,13 +32,6 @@ def recipe_of(run: Path) -> tuple[Recipe, dict]:
     return recipe_from_dict(values), facts
 
 
-@pytest.fixture(autouse=True)
-def restore_threads():
-    threads = torch.get_num_threads()  # training sets the process's thread count
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.mark.parametrize("path", RECIPES, ids=[p.name for p in RECIPES])
 def test_shipped_recipes_load(path: Path) -> None:
     recipe = load_recipe(path, {"encoder": "runs/other"})
