@@ -71,7 +71,7 @@ def encoder_run(work: Path) -> Path:
     return run
 
 
-def one_turn(url: str, user: str, history: list[dict[str, str]]) -> dict[str, Any]:
+def one_turn(client: httpx.Client, user: str, history: list[dict[str, str]]) -> dict[str, Any]:
     """One streamed turn; its timings, tokens and status."""
     from llmrec.agent.session import OPENINGS
 
@@ -79,7 +79,7 @@ def one_turn(url: str, user: str, history: list[dict[str, str]]) -> dict[str, An
     started = time.perf_counter()
     out: dict[str, Any] = {"status": 0, "first_text": None, "first_token": None, "deltas": 0, "text": ""}
     try:
-        with httpx.stream("POST", f"{url}/v1/chat/completions", json=body, timeout=300) as response:
+        with client.stream("POST", "/v1/chat/completions", json=body, timeout=300) as response:
             out["status"] = response.status_code
             if response.status_code != 200:
                 response.read()
@@ -103,12 +103,19 @@ def one_turn(url: str, user: str, history: list[dict[str, str]]) -> dict[str, An
     return out
 
 
-def session(url: str, user: str, turns: int) -> list[dict[str, Any]]:
+def connect(url: str, connections: int) -> httpx.Client:
+    """One client for a scenario's threads: pooled keep-alive connections, as a real client keeps them (a client
+    per request would spend the 2 cores on its own set-up and time that instead of the server)."""
+    limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
+    return httpx.Client(base_url=url, limits=limits, timeout=300)
+
+
+def session(client: httpx.Client, user: str, turns: int) -> list[dict[str, Any]]:
     history: list[dict[str, str]] = []
     results = []
     for message in MESSAGES[:turns]:
         history.append({"role": "user", "content": message})
-        result = one_turn(url, user, history)
+        result = one_turn(client, user, history)
         results.append(result)
         history.append({"role": "assistant", "content": result["text"]})
     return results
@@ -116,8 +123,8 @@ def session(url: str, user: str, turns: int) -> list[dict[str, Any]]:
 
 def scenario(url: str, sessions: int, turns: int) -> dict[str, Any]:
     started = time.perf_counter()
-    with concurrent.futures.ThreadPoolExecutor(sessions) as pool:
-        runs = list(pool.map(lambda n: session(url, str(1 + n), turns), range(sessions)))
+    with connect(url, sessions) as client, concurrent.futures.ThreadPoolExecutor(sessions) as pool:
+        runs = list(pool.map(lambda n: session(client, str(1 + n), turns), range(sessions)))
     turns_done = [t for run in runs for t in run]
     ok = [t for t in turns_done if t["status"] == 200]
     first = [t["first_token"] for t in ok if t["first_token"] is not None]
@@ -134,13 +141,13 @@ def scenario(url: str, sessions: int, turns: int) -> dict[str, Any]:
 
 
 def recommend_burst(url: str, requests: int, concurrency: int) -> dict[str, Any]:
-    def one(n: int) -> tuple[int, float]:
+    def one(client: httpx.Client, n: int) -> tuple[int, float]:
         started = time.perf_counter()
-        answer = httpx.post(f"{url}/v1/recommend", json={"user": str(1 + n % 943), "k": 10}, timeout=60)
+        answer = client.post("/v1/recommend", json={"user": str(1 + n % 943), "k": 10}, timeout=60)
         return answer.status_code, time.perf_counter() - started
 
-    with concurrent.futures.ThreadPoolExecutor(concurrency) as pool:
-        results = list(pool.map(one, range(requests)))
+    with connect(url, concurrency) as client, concurrent.futures.ThreadPoolExecutor(concurrency) as pool:
+        results = list(pool.map(lambda n: one(client, n), range(requests)))
     latency = [s for code, s in results if code == 200]
     return {"requests": requests, "concurrency": concurrency, "ok": len(latency),
             "p50_ms": pct(latency, 50) * 1000, "p95_ms": pct(latency, 95) * 1000}  # fmt: skip
@@ -163,7 +170,8 @@ def main() -> None:
     run = encoder_run(work)
     process, url = start_server(work, run)
     try:
-        session(url, "warm-up", 1)  # the first request pays for lazy set-up (the catalog trie, kernels)
+        with connect(url, 1) as client:
+            session(client, "warm-up", 1)  # the first request pays for lazy set-up (the catalog trie, kernels)
         results = {"scenarios": [scenario(url, n, args.turns if n < 32 else 1) for n in SESSIONS]}
         results["recommend"] = recommend_burst(url, 400, 16)
     finally:

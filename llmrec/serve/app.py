@@ -14,6 +14,7 @@ request that takes too long 504. CORS is closed unless origins are given. Models
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import time
 import uuid
@@ -130,7 +131,9 @@ def create_app(config: ServeConfig, state: ServerState | None = None) -> FastAPI
     async def recommend(body: RecommendRequest, state: State) -> dict[str, Any]:
         history = None if body.history is None else _item_ids(state, body.history)
         profile = ""
-        if state.store is not None and body.user is not None and history is None:
+        # The profile is read only where it can decide: without an encoder answer for this user.
+        personal = state.index.encoder is not None and bool(history or state.index.history(body.user))
+        if state.store is not None and body.user is not None and history is None and not personal:
             from llmrec.profiles.schema import render_profile
 
             profile = render_profile(await run_in_threadpool(state.store.get, body.user))
@@ -226,7 +229,7 @@ def _chunk(ident: str, delta: dict[str, Any], finish: str | None = None, extra: 
 def _sse(first: list[dict[str, Any]], rest: Iterator[dict[str, Any]]) -> Iterator[str]:
     ident = f"chatcmpl-{uuid.uuid4().hex}"
     yield _chunk(ident, {"role": "assistant", "content": ""})
-    for event in [*first, *rest]:
+    for event in itertools.chain(first, rest):  # lazily: each event is sent as the session yields it
         kind = event["type"]
         if kind == "route":
             yield _chunk(ident, {}, extra={"tool": event["tool"]})

@@ -46,6 +46,27 @@ def test_the_openai_client_chats_streamed_and_whole(client, server, ml100k) -> N
     assert streamed_cards and streamed_cards[0][0]["item_id"] == cards[0]["item_id"]
 
 
+def test_a_streamed_reply_starts_while_the_model_still_generates(server) -> None:
+    """The reply's opening reaches the client before the model has finished: right after it, the engine queue
+    holds the generation (a server that buffered the whole reply would show an empty queue by then)."""
+    body = {"model": "llmrec", "messages": [{"role": "user", "content": "recommend something for me"}]}
+    body |= {"user": "196", "stream": True}
+    seen_busy, texts = False, []
+    with httpx.stream("POST", f"{server.url}/v1/chat/completions", json=body, headers=auth(), timeout=120) as reply:
+        for line in reply.iter_lines():
+            if not line.startswith("data: {"):
+                continue
+            delta = json.loads(line[len("data: ") :])["choices"][0]["delta"].get("content")
+            if delta:
+                texts.append(delta)
+            if len(texts) == 1 and not seen_busy:  # the opening sentence: poll while the model runs
+                for _ in range(200):
+                    if httpx.get(f"{server.url}/healthz").json()["queue"] > 0:
+                        seen_busy = True
+                        break
+    assert seen_busy and len(texts) > 1
+
+
 def test_recommend_gives_grounded_items(server, ml100k) -> None:
     known = httpx.post(f"{server.url}/v1/recommend", json={"user": "196", "k": 5}).json()
     assert known["source"].startswith("encoder") and len(known["items"]) == 5
