@@ -81,6 +81,11 @@ RECBOLE_DEPS = [
 STAMP = ".llmrec-peer-stamp"
 STATE = "resume.pth"  # written after every finished epoch: what --resume continues from
 MAX_LEN = 50
+DROPOUTS = {  # the dropout settings of each model's yaml in RecBole 1.2.1 (properties/model/)
+    "SASRec": ("hidden_dropout_prob", "attn_dropout_prob"),
+    "BERT4Rec": ("hidden_dropout_prob", "attn_dropout_prob"),
+    "GRU4Rec": ("dropout_prob",),
+}
 # Settings beyond the model's own yaml that the JSON reports as RecBole resolved them.
 TRAINING_KEYS = (
     "learner",
@@ -176,10 +181,13 @@ def export_dataset(data_dir: Path) -> Any:
     return dataset
 
 
-def recbole_config(model: str, epochs: int, seed: int = 2020) -> dict[str, Any]:
-    """Our overrides of RecBole's defaults: same sizes, split and protocol as llmrec's encoder benchmark. Paths
-    are relative to ``--out`` (the child's working directory), so a resume state holds no absolute path and a run
-    moved to another checkout still continues."""
+def recbole_config(
+    model: str, epochs: int, seed: int = 2020, batch: int | None = None, dropout: float | None = None
+) -> dict[str, Any]:
+    """Our overrides of RecBole's defaults: same sizes, split and protocol as llmrec's encoder benchmark, and
+    ``batch`` (``train_batch_size``) and ``dropout`` (every dropout of the model) when given, else RecBole's
+    defaults (2048; the model's yaml). Paths are relative to ``--out`` (the child's working directory), so a
+    resume state holds no absolute path and a run moved to another checkout still continues."""
     config: dict[str, Any] = {
         "data_path": "data",
         "checkpoint_dir": "checkpoints",
@@ -208,6 +216,10 @@ def recbole_config(model: str, epochs: int, seed: int = 2020) -> dict[str, Any]:
         config.update({"embedding_size": 64, "num_layers": 1})
     else:
         config["n_layers"] = 2
+    if batch is not None:
+        config["train_batch_size"] = batch
+    if dropout is not None:
+        config.update(dict.fromkeys(DROPOUTS[model], dropout))
     return config
 
 
@@ -260,6 +272,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=300, help="at most this many epochs (default 300)")
     parser.add_argument("--seed", type=int, default=2020, help="RecBole's seed (default 2020, its own default)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
+    parser.add_argument("--batch", type=int, default=None, help="train_batch_size (default: RecBole's, 2048)")
+    parser.add_argument("--dropout", type=float, default=None, help="every dropout of the model (default: its yaml)")
     parser.add_argument("--venv", type=Path, default=None, help=f"peer venv (default {default_venv()})")
     parser.add_argument(
         "--resume",
@@ -273,8 +287,10 @@ def main() -> None:
         return
     if not args.model or not args.out:
         parser.error("--model and --out are required")
-    if args.epochs < 1 or args.threads < 1:
-        parser.error("--epochs and --threads must be at least 1")
+    if args.epochs < 1 or args.threads < 1 or (args.batch is not None and args.batch < 1):
+        parser.error("--epochs, --threads and --batch must be at least 1")
+    if args.dropout is not None and not 0 <= args.dropout < 1:
+        parser.error("--dropout must be in [0, 1)")
     venv = (args.venv or default_venv()).expanduser()
     python = ensure_venv(venv)
     out = args.out.expanduser().resolve()
@@ -285,7 +301,7 @@ def main() -> None:
         "model": args.model,
         "dataset": DATASET,
         "threads": args.threads,
-        "config": recbole_config(args.model, args.epochs, args.seed),
+        "config": recbole_config(args.model, args.epochs, args.seed, args.batch, args.dropout),
         # What else the training depends on: the exported interactions and the venv's RecBole and torch.
         "inputs": {"data": hashlib.sha256(inter.read_bytes()).hexdigest(), "venv": (venv / STAMP).read_text()},
         "dump": "recbole-split.json",  # paths relative to --out, the child's working directory
@@ -352,6 +368,23 @@ def _examples(data: Any, built: Any) -> list[list[Any]]:
         [int(u), int(t), [int(i) for i in built.id2token(built.iid_field, row[:n])]]
         for u, t, row, n in zip(users, targets, lists, lengths, strict=True)
     ]
+
+
+def _target_ranks(model: Any, data: Any, built: Any) -> dict[str, int]:
+    """Each evaluated user's 0-based rank of the target among every item, ties counted against the target (as
+    llmrec ranks), keyed by user token: the per-user values of a paired comparison."""
+    import torch
+
+    model.eval()
+    ranks: dict[str, int] = {}
+    with torch.no_grad():
+        for interaction, _history, _rows, targets in data:
+            scores = model.full_sort_predict(interaction).view(len(targets), -1)[:, 1:]  # drop padding id 0
+            rows = torch.arange(len(targets))
+            above = (scores >= scores[rows, targets - 1][:, None]).sum(1) - 1
+            users = built.id2token(built.uid_field, interaction[built.uid_field].numpy())
+            ranks.update({str(u): int(r) for u, r in zip(users, above.tolist(), strict=True)})
+    return ranks
 
 
 def _save_state(path: Path, epoch: int, trainer: Any, train_data: Any, done: dict[str, Any]) -> None:
@@ -485,6 +518,7 @@ def child(spec_file: Path) -> None:
         valid_result, totals = fit[1], elapsed()
     wall, cpu, peak_mib = totals["wall"], totals["cpu"], totals["peak_mib"]
     test_result = trainer.evaluate(test_data, load_best_model=True, show_progress=False)
+    test_ranks = _target_ranks(trainer.model, test_data, built)
 
     # After training, so that drawing a batch cannot shift any random stream: a sequential model's full-sort
     # batch carries no history index, so nothing but padding is masked.
@@ -511,6 +545,7 @@ def child(spec_file: Path) -> None:
             {
                 "model": spec["model"],
                 "test": _ours(test_result),
+                "test_ranks": test_ranks,
                 "valid": _ours(valid_result),
                 "epochs": epochs,
                 "best_epoch": best_epoch,

@@ -9,7 +9,8 @@ run for personal recommendations, a SQLite profile store), started by this scrip
 session streams its turns (a recommendation, a search, a stated preference) with the OpenAI wire format. Reported:
 time to the first token the model generated (the reply's fixed opening sentence, sent before the model runs, is
 not counted) and to the first text shown, p50 and p95; generated tokens per second per session; 429s; errors
-(5xx and failed connections); and ``/v1/recommend`` latency p50 and p95 on the encoder path.
+(5xx, failed connections and streams that carried an error event); and ``/v1/recommend`` latency p50 and p95
+on the encoder path.
 """
 
 from __future__ import annotations
@@ -88,6 +89,9 @@ def one_turn(client: httpx.Client, user: str, history: list[dict[str, str]]) -> 
                 if not line.startswith("data: ") or line == "data: [DONE]":
                     continue
                 chunk = json.loads(line[len("data: ") :])
+                if "error" in chunk:  # the stream broke after it started: an error, whatever the status
+                    out["status"] = -2
+                    break
                 delta = (chunk.get("choices") or [{}])[0].get("delta", {}).get("content")
                 if not delta:
                     continue
@@ -136,7 +140,7 @@ def scenario(url: str, sessions: int, turns: int) -> dict[str, Any]:
         "ttft_p50": pct(first, 50), "ttft_p95": pct(first, 95), "shown_p50": pct(shown, 50),
         "shown_p95": pct(shown, 95), "tokens_per_second": float(np.mean(speed)) if speed else 0.0,
         "status_429": sum(t["status"] == 429 for t in turns_done),
-        "errors": sum(t["status"] >= 500 or t["status"] == -1 for t in turns_done),
+        "errors": sum(t["status"] >= 500 or t["status"] < 0 for t in turns_done),
     }  # fmt: skip
 
 

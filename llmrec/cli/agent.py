@@ -90,7 +90,7 @@ def serve(
     base_url: Annotated[str | None, typer.Option(help="openai engine: the server's URL.")] = None,
     device: DeviceOption = None,
     max_batch: Annotated[int, typer.Option(help="Generation requests batched together.")] = 8,
-    max_queue: Annotated[int, typer.Option(help="Engine calls waiting before new ones get 429.")] = 16,
+    max_queue: Annotated[int, typer.Option(help="Engine calls or chat turns in progress before 429.")] = 16,
     max_tokens: Annotated[int, typer.Option(help="Most tokens of a reply.")] = 96,
     cors_origin: Annotated[list[str] | None, typer.Option(help="Allow this browser origin (CORS; repeat).")] = None,
 ) -> None:

@@ -143,9 +143,10 @@ def evaluate_encoder(
     protocol: str = "full",
     mask_history: bool = False,
     batch_size: int = 512,
+    keep_ranks: bool = False,
 ) -> dict[str, Any]:
     """Evaluate ``model`` on the ``valid`` or ``test`` examples of ``split`` under ``protocol`` (on the device its
-    weights are on)."""
+    weights are on); ``keep_ranks`` adds each user's target rank (see :func:`llmrec.ranking.protocols.evaluate`)."""
     import torch
 
     tensors = [*model.parameters(), *model.buffers()]
@@ -167,6 +168,7 @@ def evaluate_encoder(
             mask_history=mask_history,
             batch_size=batch_size,
             cache_dir=dataset.path / "splits",
+            keep_ranks=keep_ranks,
         )
     finally:
         model.train(was_training)

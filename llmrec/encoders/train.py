@@ -108,7 +108,7 @@ class Trainer:
             self.accelerator.wait_for_everyone()
             if state.finished:
                 break
-        return self._finish(state, time.perf_counter() - started)
+        return self._finish(state, time.perf_counter() - started, windows)
 
     def _windows(self) -> Windows:
         stride, window = training_layout(self.model, self.train_config.stride)
@@ -231,7 +231,7 @@ class Trainer:
             self._save_best()
         return self._finish(TrainState(finished=True), 0.0)
 
-    def _finish(self, state: TrainState, wall: float) -> dict[str, Any]:
+    def _finish(self, state: TrainState, wall: float, windows: Windows | None = None) -> dict[str, Any]:
         best = load_best(self.run).to(self.accelerator.device)
         metrics: dict[str, Any] = {
             "model": self.config.model,
@@ -245,6 +245,12 @@ class Trainer:
             "valid": self._evaluate(best, "valid"),
             "test": self._evaluate(best, "test"),
         }
+        if windows is not None:  # what one epoch trains on: windows, the targets with a loss, batches
+            metrics["train_examples"] = {
+                "windows": len(windows.targets),
+                "targets": int((windows.targets > 0).sum()),
+                "batches": windows.num_batches,
+            }
         if self.is_main:
             update_metrics(self.run, metrics)
         return metrics

@@ -189,11 +189,14 @@ def evaluate(
     seed: int = 0,
     cache_dir: Path | None = None,
     ks: tuple[int, ...] = (1, 5, 10, 20),
+    keep_ranks: bool = False,
 ) -> dict[str, Any]:
     """Rank each target of ``split``'s ``which`` examples under ``protocol`` and report the metrics.
 
     The result names the protocol, the split, the masking and the number of examples beside the metrics
-    (lowercase keys such as ``ndcg@10``).
+    (lowercase keys such as ``ndcg@10``). With ``keep_ranks``, it also holds ``users`` and each one's 0-based
+    target ``ranks`` (in the split's example order), for paired comparisons over users
+    (:mod:`llmrec.ranking.intervals`).
     """
     parsed = parse_protocol(protocol)
     examples = split.eval_set(which)
@@ -223,4 +226,6 @@ def evaluate(
             "seed": seed,
         }
     result.update(ranking_metrics(ranks, ks))
+    if keep_ranks:
+        result.update(users=examples.users.tolist(), ranks=ranks.tolist())
     return result

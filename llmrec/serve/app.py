@@ -7,8 +7,9 @@ profiles, a health check, and the web page at ``/``.
 - ``GET /v1/profiles/{user}``, ``POST /v1/profiles/{user}/reviews``, ``GET /healthz``, ``GET /openapi.json``.
 
 Writes (chat, reviews) need the API key when one is set (``Authorization: Bearer KEY``; 401 otherwise). Input is
-validated (422 names the field), bodies are capped (413), a full engine queue answers 429 with ``Retry-After``, a
-request that takes too long 504. CORS is closed unless origins are given. Models load once, at start.
+validated (422 names the field), bodies are capped (413), a full engine queue or ``max_queue`` chat turns in
+progress answer 429 with ``Retry-After``, a request that takes too long 504; an error after a stream has started
+arrives as an ``error`` event in the stream. CORS is closed unless origins are given. Models load once, at start.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import logging
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -26,6 +29,7 @@ from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
+from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
 from llmrec.errors import LlmrecError
@@ -33,6 +37,7 @@ from llmrec.inference.streaming import Overloaded
 from llmrec.serve.state import ServeConfig, ServerState, static_dir
 
 MODEL_NAME = "llmrec"
+logger = logging.getLogger(__name__)
 
 
 class ChatMessage(BaseModel):
@@ -155,22 +160,36 @@ def create_app(config: ServeConfig, state: ServerState | None = None) -> FastAPI
             raise HTTPException(404, "this server keeps no profiles (start it with --db)")
         return await within_time(_apply_review, state, user, body)
 
+    # A chat turn holds a ticket from its admission to its last event, so that the turns in progress never make
+    # more engine calls than the queue takes: excess load is refused with 429 before a stream starts, not cut
+    # off in the middle of one.
+    turns = threading.BoundedSemaphore(config.max_queue)
+
     @app.post("/v1/chat/completions", dependencies=[Depends(authorised)])
     async def chat(body: ChatRequest, state: State) -> Any:
-        if state.engine.waiting >= config.max_queue:
-            raise Overloaded(f"the engine queue is full ({config.max_queue} calls waiting); retry shortly")
         messages = [m.model_dump() for m in body.messages]
         if messages[-1]["role"] != "user":
             raise HTTPException(422, "the last message must be the user's")
-        session = state.session(body.user)
-        if body.max_tokens:
-            session.model = session.model.model_copy(update={"max_tokens": min(body.max_tokens, config.max_tokens)})
-        events = session.respond(messages)
-        if not body.stream:
-            turn = (await within_time(lambda: list(events)))[-1]["turn"]
-            return _completion(turn)
-        first = await within_time(_until_text, events)  # errors (429, 400) before the stream starts
-        return StreamingResponse(_sse(first, events), media_type="text/event-stream")
+        if not turns.acquire(blocking=False):
+            raise Overloaded(f"{config.max_queue} chat turns are in progress; retry shortly")
+        streaming = False
+        try:
+            session = state.session(body.user)
+            if body.max_tokens:
+                capped = min(body.max_tokens, config.max_tokens)
+                session.model = session.model.model_copy(update={"max_tokens": capped})
+            events = session.respond(messages)
+            if not body.stream:
+                turn = (await within_time(lambda: list(events)))[-1]["turn"]
+                return _completion(turn)
+            first = await within_time(_until_text, events)  # errors (429, 400) before the stream starts
+            streaming = True
+            return StreamingResponse(
+                _sse(first, events), media_type="text/event-stream", background=BackgroundTask(turns.release)
+            )
+        finally:
+            if not streaming:
+                turns.release()
 
     @app.get("/", include_in_schema=False)
     async def page() -> FileResponse:
@@ -229,7 +248,17 @@ def _chunk(ident: str, delta: dict[str, Any], finish: str | None = None, extra: 
 def _sse(first: list[dict[str, Any]], rest: Iterator[dict[str, Any]]) -> Iterator[str]:
     ident = f"chatcmpl-{uuid.uuid4().hex}"
     yield _chunk(ident, {"role": "assistant", "content": ""})
-    for event in itertools.chain(first, rest):  # lazily: each event is sent as the session yields it
+    try:
+        yield from _sse_events(ident, itertools.chain(first, rest))  # lazily: each event sent as it comes
+    except Exception as error:  # noqa: BLE001 - the response has started: the client gets the error in the stream
+        logger.exception("chat stream failed")
+        kind = "overloaded" if isinstance(error, Overloaded) else "server_error"
+        yield f"data: {json.dumps({'error': {'message': str(error), 'type': kind}})}\n\n"
+    yield "data: [DONE]\n\n"
+
+
+def _sse_events(ident: str, events: Iterator[dict[str, Any]]) -> Iterator[str]:
+    for event in events:
         kind = event["type"]
         if kind == "route":
             yield _chunk(ident, {}, extra={"tool": event["tool"]})
@@ -241,7 +270,6 @@ def _sse(first: list[dict[str, Any]], rest: Iterator[dict[str, Any]]) -> Iterato
             yield _chunk(ident, {"content": event["delta"]})
         else:
             yield _chunk(ident, {}, finish="stop")
-    yield "data: [DONE]\n\n"
 
 
 def _completion(turn: Any) -> dict[str, Any]:

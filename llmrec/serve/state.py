@@ -19,9 +19,10 @@ class ServeConfig:
 
     Data: ``dataset``, ``run`` (an encoder run for personal recommendations), ``db`` (the profile store URL).
     Model: ``engine`` (``hf``, or ``openai`` for a ``vllm serve`` behind it), ``model``, ``base_url``,
-    ``device``. Limits: ``max_batch`` (generation requests batched together), ``max_queue`` (waiting calls before
-    429), ``max_body`` (bytes), ``max_tokens`` (per reply), ``timeout`` (seconds per request). Access:
-    ``api_key`` (required by the routes that write, when set), ``cors_origins`` (none: closed).
+    ``device``. Limits: ``max_batch`` (generation requests batched together), ``max_queue`` (engine calls
+    waiting or running, and chat turns in progress, before 429), ``max_body`` (bytes), ``max_tokens`` (per
+    reply), ``timeout`` (seconds per request). Access: ``api_key`` (required by the routes that write, when set),
+    ``cors_origins`` (none: closed).
     """
 
     dataset: str = "ml-100k"

@@ -44,6 +44,9 @@ def test_training_learns_the_walk_pattern(model, walk_dataset, tmp_path):
     assert metrics["test"]["hr@10"] > 0.6, metrics["test"]
     log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
     assert len(log) == metrics["epochs"] and metrics["best_epoch"] <= metrics["epochs"]
+    examples = metrics["train_examples"]  # what one epoch trains on, kept beside the scores
+    assert examples == json.loads((run / "metrics.json").read_text())["train_examples"]
+    assert 0 < examples["batches"] <= examples["windows"] <= examples["targets"]
 
 
 def test_pop_baseline(walk_dataset, tmp_path):

@@ -70,6 +70,7 @@ def test_default_work_commits_what_going_on_needs_and_no_data() -> None:
     run continues on a fresh clone) and ignores the rest, the exported ML-100K interactions above all."""
     runs = SCRIPT.parent / "runs"
     kept = ["ours-sasrec-42/row.json", "recbole-sasrec-2020/row.json", "recbole-sasrec-2020/spec.json"]
+    kept += ["recbole-sasrec-2020-b256-d0.2/row.json", "recbole-sasrec-2020-b256-d0.2/resume.pth"]
     kept += ["recbole-sasrec-2020/resume.pth", "recbole-sasrec-2020/checkpoints/SASRec-Nov-25-2026_11-03-41.pth"]
     ignored = ["recbole-sasrec-2020/data/llmrec-ml-100k/llmrec-ml-100k.inter"]
     ignored += ["recbole-sasrec-2020/recbole-split.json"]
@@ -108,10 +109,11 @@ def test_a_finished_recbole_run_is_reused_from_its_row(tmp_path: Path, monkeypat
     benchmark = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(benchmark)
 
-    out = tmp_path / "recbole-gru4rec-2020"
+    out = tmp_path / "recbole-gru4rec-2020-b256-d0.5"
     out.mkdir()
-    made = {"model": "GRU4Rec", "threads": 2, "config": recbole_config("GRU4Rec", 300, 2020)}
+    made = {"model": "GRU4Rec", "threads": 2, "config": recbole_config("GRU4Rec", 300, 2020, 256, 0.5)}
     made["packages"] = [RECBOLE, *PINS]
+    assert made["config"]["train_batch_size"] == 256 and made["config"]["dropout_prob"] == 0.5
     row = {"name": "RecBole GRU4Rec", "ndcg@10": 0.06, "measured": "2026-11-25"}
     (out / "row.json").write_text(json.dumps({"made": made, "row": row}))
 
@@ -119,7 +121,77 @@ def test_a_finished_recbole_run_is_reused_from_its_row(tmp_path: Path, monkeypat
         pytest.fail("ran RecBole")
 
     monkeypatch.setattr(benchmark.subprocess, "run", no_recbole)
-    assert benchmark.run_peer("gru4rec", tmp_path, 300, {"measured": "today"}, seed=2020) == row
+    run = benchmark.run_peer
+    assert run("gru4rec", tmp_path, 300, {"measured": "today"}, seed=2020, batch=256, dropout=0.5) == row
     (out / "row.json").write_text(json.dumps({"made": made | {"threads": 1}, "row": row}))
     with pytest.raises(pytest.fail.Exception, match="ran RecBole"):
-        benchmark.run_peer("gru4rec", tmp_path, 300, {"measured": "today"}, seed=2020)
+        run("gru4rec", tmp_path, 300, {"measured": "today"}, seed=2020, batch=256, dropout=0.5)
+    with pytest.raises(pytest.fail.Exception, match="ran RecBole"):  # another setting is another run
+        run("gru4rec", tmp_path, 300, {"measured": "today"}, seed=2020, batch=2048, dropout=0.5)
+
+
+def test_the_peer_is_its_best_setting_on_validation(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ml100k) -> None:
+    """Every (batch, dropout) of the grid is a RecBole run; the peer row is the one with the best validation NDCG@10,
+    whatever its test score; RESULTS lists every setting tried, how each side trains, and the paired interval."""
+    import importlib.util
+
+    import numpy as np
+
+    from llmrec.data.splits import leave_one_out_split
+
+    monkeypatch.syspath_prepend(str(SCRIPT.parent))
+    from recbole_peer import PINS, RECBOLE, recbole_config
+
+    spec = importlib.util.spec_from_file_location("encoder_benchmark", SCRIPT)
+    benchmark = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(benchmark)
+    users = leave_one_out_split(ml100k).test.users.tolist()
+    assert benchmark.test_users() == users
+    grid = benchmark.peer_grid("gru4rec")
+    assert grid == [(256, 0.2), (256, 0.3), (256, 0.5), (2048, 0.2), (2048, 0.3), (2048, 0.5)]  # with its default
+    rng = np.random.default_rng(0)
+    for seed in (2020, 2021):
+        for n, (batch, dropout) in enumerate(grid):
+            if seed == 2021 and (batch, dropout) != (256, 0.3):
+                continue
+            ranks = rng.integers(0, 40, size=len(users)).tolist()
+            row = {"name": "RecBole GRU4Rec", "seed": seed, "batch": batch, "dropout": dropout, "c20_hr@1": None}
+            row |= {"valid_ndcg@10": 0.05 + (0.01 if (batch, dropout) == (256, 0.3) else 0.001 * n)}
+            row |= {"hr@10": 0.1, "ndcg@10": 0.2 if n == 5 else 0.05, "mrr@10": 0.03, "test_ranks": ranks}
+            row |= {"train_examples": {"prefixes": 97_000}, "seconds_per_epoch": 1.0, "epochs": 3 + n}
+            row |= {"best_epoch": 2, "wall_seconds": 60.0 * (n + 1), "cpu_seconds": 60.0, "peak_mib": 900.0}
+            row |= {"resumed_after": [], "measured": "2026-11-28", "command": "c", "cpus": "2 CPU cores"}
+            config = recbole_config("GRU4Rec", 300, seed, batch, dropout)
+            made = {"model": "GRU4Rec", "threads": 2 if seed == 2020 else 1, "config": config}
+            out = tmp_path / "work" / f"recbole-gru4rec-{seed}-b{batch}-d{dropout}"
+            out.mkdir(parents=True)
+            (out / "row.json").write_text(json.dumps({"made": made | {"packages": [RECBOLE, *PINS]}, "row": row}))
+
+    def ours(model, workdir, epochs, stamp, seed=42, cpu=None):  # our side is tested above, on real training
+        ranks = (np.arange(len(users)) % 30).tolist()
+        return {"name": "llmrec gru4rec", "seed": seed, "valid_ndcg@10": 0.06, "hr@10": 0.12, "ndcg@10": 0.06,
+                "mrr@10": 0.04, "c20_hr@1": 0.4, "test_ranks": ranks, "c20_ranks": ranks, "seconds_per_epoch": 1.0,
+                "train_examples": {"windows": 5000, "targets": 90_000, "batches": 40}, "epochs": 4, "best_epoch": 2,
+                "wall_seconds": 30.0, "cpu_seconds": 30.0, "peak_mib": 600.0} | stamp  # fmt: skip
+
+    real_run = subprocess.run
+
+    def no_recbole(command, *args, **kwargs):  # other commands (platform's uname) run as usual
+        if any("recbole_peer" in str(part) for part in command):
+            pytest.fail("ran RecBole")
+        return real_run(command, *args, **kwargs)
+
+    monkeypatch.setattr(benchmark, "run_ours", ours)
+    monkeypatch.setattr(benchmark.subprocess, "run", no_recbole)
+    monkeypatch.setattr(benchmark, "on_free_cores", lambda jobs: [job(0) for job in jobs])
+    out, kept = tmp_path / "RESULTS.md", tmp_path / "results.json"
+    argv = ["benchmark.py", "--models", "gru4rec", "--seeds", "2", "--memory", "no", "--out", str(out)]
+    monkeypatch.setattr(sys, "argv", [*argv, "--kept", str(kept), "--work", str(tmp_path / "work")])
+    benchmark.main()
+    peer = json.loads(kept.read_text())["rows"]["RecBole GRU4Rec"]
+    assert (peer["batch"], peer["dropout"], peer["seeds"]) == (256, 0.3, 2)  # chosen on validation, not on test
+    assert [s["seed"] for s in peer["per_seed"]] == [2020, 2021] and len(peer["test_ranks_per_seed"]) == 2
+    text = out.read_text()
+    assert "| **256** | **0.3** | **0.0600** |" in text and text.count("| 2048 |") == 3
+    assert "train batch 256 prefixes" in text and "97,000 training examples" in text and "90,000 targets" in text
+    assert "paired difference" in text and "over 943 users" in text

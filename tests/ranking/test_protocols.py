@@ -44,6 +44,9 @@ def test_full_protocol_ranks_and_masking(ml100k):
     user, cutoff, target = split.test.users[0], split.test.cutoffs[0], split.test.targets[0]
     seen = set(split.sequences[user][:cutoff].tolist()) - {target}
     assert masked["examples"] == 943 and len(seen) > 0
+    kept = evaluate(popularity_scorer(n, order), split, "test", num_items=n, max_len=50, keep_ranks=True)
+    assert kept["users"] == split.test.users.tolist() and kept["ranks"] == (split.test.targets - 1).tolist()
+    assert "ranks" not in result
 
 
 def test_nan_scores_are_an_error_not_a_hit(ml100k):

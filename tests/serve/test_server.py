@@ -112,6 +112,17 @@ def test_a_burst_meets_429_and_no_server_error(server) -> None:
     codes = [a.status_code for a in answers]
     assert set(codes) <= {200, 429} and 200 in codes and 429 in codes
     assert all(a.headers.get("retry-after") for a in answers if a.status_code == 429)
+    # Streamed, excess load is refused before a stream starts: every admitted stream runs to its end.
+    streamed = body | {"stream": True}
+
+    def stream(_: int) -> httpx.Response:
+        return httpx.post(f"{server.url}/v1/chat/completions", json=streamed, headers=auth(), timeout=300)
+
+    with concurrent.futures.ThreadPoolExecutor(12) as pool:
+        answers = list(pool.map(stream, range(12)))
+    assert {a.status_code for a in answers} == {200, 429}
+    for answer in (a for a in answers if a.status_code == 200):
+        assert '"error"' not in answer.text and answer.text.rstrip().endswith("data: [DONE]")
 
 
 def test_hostile_chat_neither_reveals_the_system_message_nor_edits_another_user(client, server) -> None:
