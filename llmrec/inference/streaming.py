@@ -102,9 +102,12 @@ class _Call:
 class BatchedEngine:
     """``engine`` behind a queue (see the module docstring): thread-safe ``generate`` (with ``on_text``),
     ``score``, and ``stream`` (an iterator of one request's text deltas). Calls of the same kind and sampling that
-    wait together run as one engine call of at most ``max_batch`` requests."""
+    wait together run as one engine call of at most ``max_batch`` requests, on one of ``workers`` threads: one for
+    a local model (a batch uses every core), several for an engine whose server batches by itself (``openai``
+    over ``vllm serve``, with ``max_batch`` 1: each call goes out at once and the server schedules them
+    together)."""
 
-    def __init__(self, engine: Any, max_batch: int = 16, max_queue: int = 32) -> None:
+    def __init__(self, engine: Any, max_batch: int = 16, max_queue: int = 32, workers: int = 1) -> None:
         self.engine = engine
         self.name = engine.name
         self.model = engine.model
@@ -112,11 +115,16 @@ class BatchedEngine:
         self.tokenizer = getattr(engine, "tokenizer", None)
         self.max_batch = max_batch
         self.max_queue = max_queue
+        if min(max_batch, max_queue, workers) < 1:
+            raise LlmrecError("max_batch, max_queue and workers must be at least 1")
         self._queue: queue.Queue[_Call | None] = queue.Queue()
         self._waiting = 0
         self._lock = threading.Lock()
-        self._worker = threading.Thread(target=self._run, name="llmrec-engine", daemon=True)
-        self._worker.start()
+        self._workers = [
+            threading.Thread(target=self._run, name=f"llmrec-engine-{n}", daemon=True) for n in range(workers)
+        ]
+        for worker in self._workers:
+            worker.start()
 
     @property
     def waiting(self) -> int:
@@ -155,9 +163,11 @@ class BatchedEngine:
         return self.engine.input_embedding()
 
     def close(self) -> None:
-        """Stop the worker (after the calls already queued) and close the engine."""
-        self._queue.put(None)
-        self._worker.join(timeout=60)
+        """Stop the workers (after the calls already queued) and close the engine."""
+        for _ in self._workers:
+            self._queue.put(None)
+        for worker in self._workers:
+            worker.join(timeout=60)
         self.engine.close()
 
     def _take(self, first: _Call) -> list[_Call]:

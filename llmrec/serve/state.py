@@ -70,7 +70,10 @@ class ServerState:
         if config.engine == "hf":
             options["device"] = config.device
         raw = load_engine(config.engine, config.model, **options)
-        self.engine = BatchedEngine(raw, max_batch=config.max_batch, max_queue=config.max_queue)
+        if config.engine == "openai":  # the server behind batches by itself: up to max_batch calls go out at once
+            self.engine = BatchedEngine(raw, max_batch=1, max_queue=config.max_queue, workers=config.max_batch)
+        else:
+            self.engine = BatchedEngine(raw, max_batch=config.max_batch, max_queue=config.max_queue)
         self.chat = LlmrecChatModel(engine=self.engine, max_tokens=config.max_tokens)
         self.store = None
         self.extractor = None

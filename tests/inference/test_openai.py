@@ -140,3 +140,33 @@ def test_rank_without_scoring_keeps_the_answer_and_says_why(engine, tmp_path) ->
     row = json.loads(config.out.read_text())
     assert row["item_id"] in (50, 100, 181) and row["ranking"] is None
     assert "cannot score candidates" in row["warnings"][0]
+
+
+def test_a_queue_of_several_workers_sends_calls_at_once(server) -> None:
+    """Behind ``llmrec serve --engine openai`` the queue has several workers of one request each: concurrent
+    streams go to the server together (every one has its first text before any has finished), where one worker
+    would answer them one after another."""
+    import threading
+
+    from llmrec.inference.openai import OpenAIEngine
+    from llmrec.inference.streaming import BatchedEngine
+
+    queued = BatchedEngine(OpenAIEngine(base_url=server), max_batch=1, max_queue=8, workers=4)
+    params = SamplingConfig(max_new_tokens=48)
+    request = Request(messages=[{"role": "user", "content": "Count from one to one hundred in words."}])
+    started = time.perf_counter()
+    first: dict[int, float] = {}
+    finished: dict[int, float] = {}
+
+    def stream(n: int) -> None:
+        for _ in queued.stream(request, params):
+            first.setdefault(n, time.perf_counter() - started)
+        finished[n] = time.perf_counter() - started
+
+    threads = [threading.Thread(target=stream, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=300)
+    queued.close()
+    assert len(finished) == 4 and max(first.values()) < min(finished.values()), (first, finished)
