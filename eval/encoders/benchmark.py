@@ -27,10 +27,15 @@ kept rows.
 A timed run must have the machine to itself in every invocation it spans.
 
 One seed's test NDCG@10 on 943 users moves by a few thousandths from seed to seed, about the size of the gaps being
-compared. ``--seeds N`` trains each side N times (ours with seeds 42, 43, ..., RecBole with 2020, 2021, ...) and
-reports the quality columns as the mean and standard deviation over seeds. Only the first seed is timed: it runs
-alone, as without ``--seeds``; the other seeds train two at a time, each process on one core of its own
-(``sched_setaffinity``, one thread), and contribute their metrics, not their times.
+compared. ``--seeds N`` (default 3) trains each side N times (ours with seeds 42, 43, ..., RecBole with 2020, 2021,
+...) and reports the quality columns as the mean and standard deviation over seeds, and the difference of a pair as
+a paired 95% bootstrap interval over the test users (each side's per-user ranks kept, seeds averaged per user).
+Only the first seed is timed: it runs alone; the other seeds train two at a time, each process on one core of its
+own (``sched_setaffinity``, one thread), and contribute their metrics, not their times.
+
+RecBole's peers are tuned on validation: each setting of ``PEER_BATCHES`` x ``PEER_DROPOUTS`` (and the model's own
+default dropout) trains with seed 2020, alone and timed; the best validation NDCG@10 is the peer, its run the
+first seed, and its other seeds train at that setting (``--peer-grid no``: RecBole's defaults only).
 """
 
 from __future__ import annotations
