@@ -450,6 +450,9 @@ def render_grids(grids: dict) -> list[str]:
 
 def render_setups(rows: list[dict]) -> list[str]:
     """How each side trains: optimiser, batch, normalisation, examples per epoch, dropout."""
+    from llmrec.encoders.run import TrainConfig
+
+    defaults = TrainConfig()  # our runs train at its lr, clipping and batch (settings() overrides none of them)
     lines = []
     for row in rows:
         model, examples = row["model"], row.get("train_examples")
@@ -467,7 +470,8 @@ def render_setups(rows: list[dict]) -> list[str]:
             training = TRAIN.get(model, {})
             stride = f"stride {training['stride']}" if "stride" in training else "the default stride"
             lines.append(
-                f"- {row['name']}: AdamW (lr 1e-3, gradient norm clipped at 5), batches of 128 windows, "
+                f"- {row['name']}: AdamW (lr {defaults.lr:g}, gradient norm clipped at "
+                f"{defaults.grad_clip:g}), batches of {defaults.batch_size} windows, "
                 f"{norm.get(model, 'no normalisation')}, dropout {OURS[model]['dropout']}; {examples['windows']:,} "
                 f"windows ({stride}) holding {examples['targets']:,} targets per epoch, "
                 f"{examples['batches']:,} batches."

@@ -25,6 +25,17 @@ def run_benchmark(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
     return result
 
 
+def load_benchmark(monkeypatch: pytest.MonkeyPatch):
+    """The benchmark script as a module (and recbole_peer, which it imports from beside itself, importable)."""
+    import importlib.util
+
+    monkeypatch.syspath_prepend(str(SCRIPT.parent))
+    spec = importlib.util.spec_from_file_location("encoder_benchmark", SCRIPT)
+    benchmark = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(benchmark)
+    return benchmark
+
+
 def kept_rows(tmp_path: Path) -> dict:
     return json.loads((tmp_path / "results.json").read_text())["rows"]
 
@@ -100,14 +111,8 @@ def test_default_work_commits_what_going_on_needs_and_no_data() -> None:
 def test_a_finished_recbole_run_is_reused_from_its_row(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A finished peer's row.json (with what made it) is returned without starting RecBole; a row made otherwise
     (here: another seed's settings) is not."""
-    import importlib.util
-
-    monkeypatch.syspath_prepend(str(SCRIPT.parent))  # the script imports recbole_peer from beside itself
+    benchmark = load_benchmark(monkeypatch)
     from recbole_peer import PINS, RECBOLE, recbole_config
-
-    spec = importlib.util.spec_from_file_location("encoder_benchmark", SCRIPT)
-    benchmark = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(benchmark)
 
     out = tmp_path / "recbole-gru4rec-2020-b256-d0.5"
     out.mkdir()
@@ -133,18 +138,12 @@ def test_a_finished_recbole_run_is_reused_from_its_row(tmp_path: Path, monkeypat
 def test_the_peer_is_its_best_setting_on_validation(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ml100k) -> None:
     """Every (batch, dropout) of the grid is a RecBole run; the peer row is the one with the best validation NDCG@10,
     whatever its test score; RESULTS lists every setting tried, how each side trains, and the paired interval."""
-    import importlib.util
-
     import numpy as np
 
     from llmrec.data.splits import leave_one_out_split
 
-    monkeypatch.syspath_prepend(str(SCRIPT.parent))
+    benchmark = load_benchmark(monkeypatch)
     from recbole_peer import PINS, RECBOLE, recbole_config
-
-    spec = importlib.util.spec_from_file_location("encoder_benchmark", SCRIPT)
-    benchmark = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(benchmark)
     users = leave_one_out_split(ml100k).test.users.tolist()
     assert benchmark.test_users() == users
     grid = benchmark.peer_grid("gru4rec")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import json
+import time
 from pathlib import Path
 
 import httpx
@@ -60,10 +61,11 @@ def test_a_streamed_reply_starts_while_the_model_still_generates(server) -> None
             if delta:
                 texts.append(delta)
             if len(texts) == 1 and not seen_busy:  # the opening sentence: poll while the model runs
-                for _ in range(200):
+                for _ in range(200):  # up to 10 s: the generation may start a moment after the opening
                     if httpx.get(f"{server.url}/healthz").json()["queue"] > 0:
                         seen_busy = True
                         break
+                    time.sleep(0.05)
     assert seen_busy and len(texts) > 1
 
 
