@@ -2,15 +2,18 @@
 
 :class:`RowStreamer` is a transformers streamer over a whole batch: each generation step it decodes every row's
 new token and hands the row's new text to ``on_text(index, delta)``. :class:`BatchedEngine` puts a queue in front
-of an engine for servers: calls from many threads wait in the queue, and one worker thread answers the waiting
-calls of each kind together, in one engine call (one ``generate`` batch for many chat streams); past ``max_queue``
-waiting calls, a new one is refused at once with :class:`Overloaded`.
+of an engine for servers: calls from many threads wait in the queue, and a worker thread answers the waiting
+calls of each kind together, in one engine call; past ``max_queue`` waiting calls, a new one is refused at once
+with :class:`Overloaded`. Over an engine with a running batch (``decoding_batch``: the hf engine, see
+:mod:`llmrec.inference.continuous`), plain generation requests join and leave that batch between decoding steps,
+so a chat stream that arrives while others decode starts after one step, not after their whole answers.
 """
 
 from __future__ import annotations
 
 import queue
 import threading
+from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,6 +21,7 @@ from typing import Any
 from transformers.generation.streamers import BaseStreamer
 
 from llmrec.errors import LlmrecError
+from llmrec.inference.continuous import accepts
 from llmrec.inference.engine import Request, Result, SamplingConfig
 
 TextSink = Callable[[int, str], None]
@@ -97,6 +101,7 @@ class _Call:
     done: threading.Event = field(default_factory=threading.Event)
     result: Any = None
     error: BaseException | None = None
+    left: int = 0  # rows still decoding in a running batch
 
 
 class BatchedEngine:
@@ -105,7 +110,8 @@ class BatchedEngine:
     wait together run as one engine call of at most ``max_batch`` requests, on one of ``workers`` threads: one for
     a local model (a batch uses every core), several for an engine whose server batches by itself (``openai``
     over ``vllm serve``, with ``max_batch`` 1: each call goes out at once and the server schedules them
-    together)."""
+    together). Over an engine with ``decoding_batch`` (and one worker), plain generation runs as iteration-level
+    batching of at most ``max_batch`` rows, and other calls run between its steps."""
 
     def __init__(self, engine: Any, max_batch: int = 16, max_queue: int = 32, workers: int = 1) -> None:
         self.engine = engine
@@ -120,9 +126,8 @@ class BatchedEngine:
         self._queue: queue.Queue[_Call | None] = queue.Queue()
         self._waiting = 0
         self._lock = threading.Lock()
-        self._workers = [
-            threading.Thread(target=self._run, name=f"llmrec-engine-{n}", daemon=True) for n in range(workers)
-        ]
+        run = self._run_decoding if workers == 1 and hasattr(engine, "decoding_batch") else self._run
+        self._workers = [threading.Thread(target=run, name=f"llmrec-engine-{n}", daemon=True) for n in range(workers)]
         for worker in self._workers:
             worker.start()
 
@@ -190,16 +195,89 @@ class BatchedEngine:
 
     def _run(self) -> None:
         while (first := self._queue.get()) is not None:
-            calls = self._take(first)
-            try:
-                self._answer(calls)
-            except BaseException as error:  # noqa: BLE001 - each caller gets the error
-                for call in calls:
-                    call.error = error
+            self._complete(self._take(first))
+
+    def _complete(self, calls: list[_Call]) -> None:
+        """Answer ``calls`` in one engine call and hand each caller its part (or the error)."""
+        try:
+            self._answer(calls)
+        except BaseException as error:  # noqa: BLE001 - each caller gets the error
             for call in calls:
-                with self._lock:
-                    self._waiting -= 1
-                call.done.set()
+                call.error = error
+        for call in calls:
+            self._settle(call)
+
+    def _settle(self, call: _Call) -> None:
+        with self._lock:
+            self._waiting -= 1
+        call.done.set()
+
+    def _run_decoding(self) -> None:
+        """The worker over a running batch: between decoding steps, take the calls that arrived, join the plain
+        generation ones to the batch while it has room, and answer the others (the batch pauses meanwhile)."""
+        batch = self.engine.decoding_batch()
+        waiting: deque[_Call] = deque()
+        open_ = True
+        while open_ or waiting or batch.active:
+            while open_:  # block only when there is nothing to decode or admit
+                try:
+                    call = self._queue.get(block=not (waiting or batch.active))
+                except queue.Empty:
+                    break
+                if call is None:
+                    open_ = False
+                else:
+                    waiting.append(call)
+            self._admit(batch, waiting)
+            try:
+                batch.step()
+            except BaseException as error:  # noqa: BLE001 - every row's caller gets the error
+                batch.fail(error)
+
+    def _admit(self, batch: Any, waiting: deque[_Call]) -> None:
+        """Join waiting plain generation calls to ``batch`` in arrival order while it has room; answer other calls
+        at once, together with the waiting calls that can share their engine call."""
+        while waiting:
+            first = waiting[0]
+            if first.kind != "generate" or not all(accepts(r, first.params) for r in first.requests):
+                calls, size = [waiting.popleft()], len(first.requests)
+                for call in list(waiting):
+                    if size < self.max_batch and call.kind == first.kind and call.params == first.params:
+                        waiting.remove(call)
+                        calls.append(call)
+                        size += len(call.requests)
+                self._complete(calls)
+            elif batch.active and batch.active + len(first.requests) > self.max_batch:
+                return  # the batch is full: the call waits for rows to end
+            else:
+                self._join(batch, waiting.popleft())
+
+    def _join(self, batch: Any, call: _Call) -> None:
+        """Prefill ``call``'s requests into the running batch; the call settles when its last row ends."""
+        call.result = [None] * len(call.requests)
+        call.left = len(call.requests)
+
+        def sink(index: int) -> Callable[[str], None] | None:
+            on_text = call.on_text
+            return None if on_text is None else lambda delta: on_text(index, delta)
+
+        def row_done(index: int) -> Callable[[Result | None, BaseException | None], None]:
+            def done(result: Result | None, error: BaseException | None) -> None:
+                if error is not None:
+                    call.error = error
+                call.result[index] = result
+                call.left -= 1
+                if not call.left:
+                    self._settle(call)
+
+            return done
+
+        rows = range(len(call.requests))
+        try:
+            batch.add(call.requests, call.params, [sink(i) for i in rows], [row_done(i) for i in rows])
+        except BaseException as error:  # noqa: BLE001 - the caller gets it; the batch is unchanged
+            call.error = error
+            self._settle(call)
 
     def _answer(self, calls: list[_Call]) -> None:
         requests = [r for call in calls for r in call.requests]
