@@ -428,7 +428,9 @@ def render(kept: dict[str, Any]) -> str:
             "compared with the same ranker without a profile (LLM rows with the LLM's recent-titles row, dense rows "
             "with the dense recent-titles row), paired over users, with 95% bootstrap intervals. The blend "
             f"standardises both dense scores per step, weight {section.get('blend_weight', '–')} on the profile, "
-            "chosen on validation NDCG@10.",
+            "chosen on validation NDCG@10. Disclosure: the blend row (and its weight grid) was added after the "
+            "test figures of the other rows had been read; its weight was chosen on validation, but its test "
+            "figure is not a held-out one.",
             "",
             f"Profiles: {build['applied']} reviews applied, {build['failed']} extractions failed "
             f"({build['failed_now']} still failed), {build['extract_seconds_per_review']:.2f} s of extraction per "

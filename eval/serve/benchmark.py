@@ -7,8 +7,8 @@
 
 The server runs as users run it (ML-100K, a SASRec run for personal recommendations, a SQLite profile store), on
 each engine in turn: the bundled model on the hf engine behind llmrec's batching queue (the default), and the
-``openai`` engine over a ``vllm serve`` of the same model on the same machine, which batches continuously (new
-requests join the running batch at the next step). Servers are started by this script and stopped at the end. Each
+``openai`` engine over a ``vllm serve`` of the same model on the same machine. Both batch continuously: a new
+request joins the running batch at the next decoding step. Servers are started by this script and stopped at the end. Each
 session streams its turns (a recommendation, a search, a stated preference) with the OpenAI wire format. Reported:
 time to the first token the model generated (the reply's fixed opening sentence, sent before the model runs, is
 not counted) and to the first text shown, p50 and p95; generated tokens per second per session; 429s; errors
@@ -39,8 +39,8 @@ HERE = Path(__file__).resolve().parent
 MESSAGES = ["recommend something for me", "find films about space", "I love westerns and film noir"]
 SESSIONS = (1, 8, 32)
 ENGINES = {
-    "hf": "the bundled SmolLM2-135M-Instruct on the hf engine (transformers) behind llmrec's batching queue, 8 "
-    "requests a batch",
+    "hf": "the bundled SmolLM2-135M-Instruct on the hf engine (transformers) behind llmrec's batching queue: "
+    "iteration-level batching of up to 8 rows (a request joins the running batch at the next step)",
     "openai": "`--engine openai` over a `vllm serve` of the bundled SmolLM2-135M-Instruct on the same machine "
     "(bfloat16, 1 GiB of KV cache), up to 8 calls sent at once and batched by vLLM",
 }

@@ -208,9 +208,12 @@ class BatchedEngine:
             self._settle(call)
 
     def _settle(self, call: _Call) -> None:
+        """Wake the caller, once (a call that failed while joining may still have rows that end later)."""
         with self._lock:
+            if call.done.is_set():
+                return
             self._waiting -= 1
-        call.done.set()
+            call.done.set()
 
     def _run_decoding(self) -> None:
         """The worker over a running batch: between decoding steps, take the calls that arrived, join the plain
