@@ -8,12 +8,12 @@
 The server runs as users run it (ML-100K, a SASRec run for personal recommendations, a SQLite profile store), on
 each engine in turn: the bundled model on the hf engine behind llmrec's batching queue (the default), and the
 ``openai`` engine over a ``vllm serve`` of the same model on the same machine. Both batch continuously: a new
-request joins the running batch at the next decoding step. Servers are started by this script and stopped at the end. Each
-session streams its turns (a recommendation, a search, a stated preference) with the OpenAI wire format. Reported:
-time to the first token the model generated (the reply's fixed opening sentence, sent before the model runs, is
-not counted) and to the first text shown, p50 and p95; generated tokens per second per session; 429s; errors
-(5xx, failed connections and streams that carried an error event); and ``/v1/recommend`` latency p50 and p95
-on the encoder path.
+request joins the running batch at the next decoding step. Servers are started by this script and stopped at the
+end. Each session streams its turns (a recommendation, a search, a stated preference) with the OpenAI wire format.
+Reported: time to the first token the model generated (the reply's fixed opening sentence, sent before the model
+runs, is not counted) and to the first text shown, p50 and p95; generated tokens per second per session; 429s;
+errors (5xx, failed connections and streams that carried an error event); and ``/v1/recommend`` latency p50 and
+p95 on the encoder path.
 """
 
 from __future__ import annotations

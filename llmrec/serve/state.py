@@ -13,6 +13,7 @@ from llmrec.errors import LlmrecError
 
 LAST_ITEMS = 10_000  # users whose last recommended items the server remembers
 
+
 @dataclass
 class ServeConfig:
     """How ``llmrec serve`` runs.

@@ -146,7 +146,7 @@ def test_a_queue_over_the_hf_engine_starts_newcomers_mid_batch(fp32_engine, cata
     assert queued.waiting == 0
 
 
-def test_a_rejected_newcomer_fails_alone(catalog) -> None:
+def test_a_rejected_newcomer_fails_alone() -> None:
     from llmrec.inference.hf import HFEngine
 
     queued = BatchedEngine(HFEngine(max_model_len=64, overflow="reject"), max_batch=4)

@@ -96,6 +96,13 @@ def test_writes_need_the_key_and_reviews_build_the_profile(server) -> None:
 def test_limits_and_closed_cors(server) -> None:
     huge = {"messages": [{"role": "user", "content": "x" * 2_000_000}]}
     assert httpx.post(f"{server.url}/v1/chat/completions", json=huge, headers=auth()).status_code == 413
+    body = json.dumps(huge).encode()
+    chunked = httpx.post(  # no Content-Length: the server counts the bytes as they arrive
+        f"{server.url}/v1/chat/completions",
+        content=(body[i : i + 65536] for i in range(0, len(body), 65536)),
+        headers={**auth(), "content-type": "application/json"},
+    )
+    assert chunked.status_code == 413 and "request body over" in chunked.json()["detail"]
     empty = httpx.post(f"{server.url}/v1/chat/completions", json={"messages": []}, headers=auth())
     assert empty.status_code == 422 and empty.json()["detail"][0]["loc"] == ["body", "messages"]
     preflight = httpx.options(f"{server.url}/v1/recommend", headers={
