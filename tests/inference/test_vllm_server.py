@@ -1,0 +1,40 @@
+"""Child servers: a server that dies before it answers fails with its own log; one that answers is waited for and
+stopped gracefully. (`vllm serve` itself is started through the same helper by the openai engine's tests.)"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from llmrec.errors import LlmrecError
+from llmrec.inference.vllm_server import free_port, stop_process, wait_until_ready
+
+
+def launch(code: str, log) -> subprocess.Popen:
+    with log.open("w") as out:
+        return subprocess.Popen(
+            [sys.executable, "-c", code], stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+
+def test_a_server_that_exits_fails_with_its_log(tmp_path) -> None:
+    log = tmp_path / "server.log"
+    process = launch("print('no such model', flush=True); raise SystemExit(3)", log)
+    with pytest.raises(LlmrecError, match=r"exited with 3:\n(.|\n)*no such model"):
+        wait_until_ready(process, f"http://127.0.0.1:{free_port()}/v1/models", log, timeout=60)
+
+
+def test_a_server_is_waited_for_and_stopped(tmp_path) -> None:
+    log, port = tmp_path / "server.log", free_port()
+    process = launch(f"import time; time.sleep(1); import http.server as h; h.test(h.SimpleHTTPRequestHandler, "
+                     f"port={port}, bind='127.0.0.1')", log)  # fmt: skip
+    wait_until_ready(process, f"http://127.0.0.1:{port}/", log, timeout=60)
+    assert process.poll() is None
+    stop_process(process, grace=10)
+    assert process.poll() is not None
+    silent = launch("import time; time.sleep(60)", log)
+    with pytest.raises(LlmrecError, match="did not answer"):
+        wait_until_ready(silent, f"http://127.0.0.1:{free_port()}/", log, timeout=2)
+    assert silent.poll() is not None  # stopped when it timed out
