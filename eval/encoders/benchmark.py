@@ -65,7 +65,7 @@ import numpy as np
 from llmrec.ranking.intervals import PairedInterval, paired_bootstrap, per_user
 
 HERE = Path(__file__).resolve().parent
-PACKAGE = HERE.parents[1] / "llmrec"
+PACKAGE = (HERE.parents[1] / "llmrec").resolve()
 # Regularisation as in RecBole's defaults for each model (properties/model/*.yaml), sizes as in SHARED.
 OURS = {
     "sasrec": {"num_layers": 2, "num_heads": 2, "dropout": 0.5, "attn_dropout": 0.5},
@@ -127,7 +127,8 @@ def train_child(model: str, run: Path, epochs: int, seed: int, threads: int) -> 
     c20 = evaluate_run(run, protocol="c20", keep_ranks=True)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     ranks = {"test_ranks": test["ranks"], "c20_ranks": c20["ranks"], "users": test["users"]}
-    print(json.dumps({"metrics": metrics, "c20_hr@1": c20["hr@1"], "peak_mib": peak, "cpu_seconds": cpu} | ranks))
+    figures = {"metrics": metrics, "c20_hr@1": c20["hr@1"], "peak_mib": peak, "cpu_seconds": cpu}
+    print(json.dumps(figures | ranks | {"source_files": loaded_sources()}))
 
 
 def memory_child(workdir: Path) -> None:
@@ -173,12 +174,22 @@ def _pinned(cpu: int | None) -> Callable[[], None] | None:
     return lambda: os.sched_setaffinity(0, {cpu})
 
 
-@cache
-def source_digest() -> str:
-    """SHA-256 of llmrec's Python sources: a kept run of ours is reused only by the code that trained it."""
+def loaded_sources() -> list[str]:
+    """The llmrec source files this process has loaded (relative to the package), for :func:`source_digest`."""
+    modules = [module for name, module in list(sys.modules.items()) if name.split(".")[0] == "llmrec"]
+    files = {getattr(module, "__file__", None) for module in modules}
+    paths = [Path(f).resolve() for f in files if f]
+    return sorted(str(path.relative_to(PACKAGE)) for path in paths if path.is_relative_to(PACKAGE))
+
+
+def source_digest(files: list[str]) -> str:
+    """SHA-256 of llmrec source ``files`` as they are now: a kept run of ours is reused only while the code that
+    trained and scored it (the files its child process loaded) is unchanged; changes elsewhere in the package keep
+    it."""
     digest = hashlib.sha256()
-    for path in sorted(PACKAGE.rglob("*.py")):
-        digest.update(str(path.relative_to(PACKAGE)).encode() + b"\0" + path.read_bytes() + b"\0")
+    for name in files:
+        path = PACKAGE / name
+        digest.update(name.encode() + b"\0" + (path.read_bytes() if path.exists() else b"(gone)") + b"\0")
     return digest.hexdigest()
 
 
@@ -191,6 +202,14 @@ def _read_row(path: Path, made: dict | None = None) -> dict | None:
     if made is not None and kept.get("made") != made:
         return None
     return kept.get("row")
+
+
+def _read_made(path: Path) -> dict:
+    """What made the row kept in ``path`` (empty when there is none)."""
+    try:
+        return json.loads(path.read_text()).get("made") or {}
+    except (OSError, ValueError):
+        return {}
 
 
 def _write_row(path: Path, row: dict, made: dict | None = None) -> None:
@@ -209,9 +228,10 @@ def run_ours(
     run = workdir / f"ours-{model}-{seed}"
     threads = 0 if cpu is None else 1
     encoder, training = settings(model, epochs, seed, threads)
-    made = {"model": model, "encoder": encoder, "train": training, "sources": source_digest()}
-    made["torch"] = version("torch")
-    kept = _read_row(run / ROW_FILE, made)
+    made = {"model": model, "encoder": encoder, "train": training, "torch": version("torch")}
+    files = _read_made(run / ROW_FILE).get("source_files", [])
+    made |= {"source_files": files, "sources": source_digest(files)}
+    kept = _read_row(run / ROW_FILE, made) if files else None
     if kept is not None:
         print(f"reused: {run} (finished {kept['measured']} with the same settings and code)", file=sys.stderr)
         return kept
@@ -250,7 +270,8 @@ def run_ours(
         "peak_mib": child["peak_mib"],
         **stamp,
     }
-    _write_row(run / ROW_FILE, row, made)
+    files = child["source_files"]
+    _write_row(run / ROW_FILE, row, made | {"source_files": files, "sources": source_digest(files)})
     return row
 
 

@@ -55,6 +55,10 @@ def test_benchmark_seeds_and_kept_rows(tmp_path: Path) -> None:
 
     logs = {path: path.stat().st_mtime_ns for path in (tmp_path / "work").glob("ours-gru4rec-*/log.jsonl")}
     assert len(logs) == 2
+    # A kept run is tied to the sources its training loaded, not to the whole package: the server is not among them.
+    made = json.loads((tmp_path / "work" / "ours-gru4rec-42" / "row.json").read_text())["made"]
+    assert "encoders/gru4rec.py" in made["source_files"] and "eval/runner.py" in made["source_files"]
+    assert not any(name.startswith(("serve/", "agent/", "inference/")) for name in made["source_files"])
     again = run_benchmark(tmp_path, "--models", "gru4rec", "--seeds", "2")  # same settings and code: no training
     assert again.stderr.count("reused:") == 2
     assert {path: path.stat().st_mtime_ns for path in logs} == logs
