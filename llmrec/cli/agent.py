@@ -92,6 +92,7 @@ def serve(
     max_batch: Annotated[int, typer.Option(help="Generation requests batched together.")] = 8,
     max_queue: Annotated[int, typer.Option(help="Engine calls or chat turns in progress before 429.")] = 16,
     max_tokens: Annotated[int, typer.Option(help="Most tokens of a reply.")] = 96,
+    timeout: Annotated[float, typer.Option(help="Seconds a request may take before 504.")] = 120.0,
     cors_origin: Annotated[list[str] | None, typer.Option(help="Allow this browser origin (CORS; repeat).")] = None,
 ) -> None:
     """Serve the agent over HTTP: OpenAI-compatible chat, recommendations, profiles and a web page at /."""
@@ -102,7 +103,7 @@ def serve(
 
     config = ServeConfig(
         dataset=dataset, run=run, db=db, engine=engine, model=model, base_url=base_url, device=device or "auto",
-        max_batch=max_batch, max_queue=max_queue, max_tokens=max_tokens, api_key=api_key,
+        max_batch=max_batch, max_queue=max_queue, max_tokens=max_tokens, timeout=timeout, api_key=api_key,
         cors_origins=list(cors_origin or []),
     )  # fmt: skip
     print(f"llmrec serve: loading the models; then http://{host}:{port}/", file=sys.stderr)

@@ -50,14 +50,20 @@ def wait_until_ready(process: subprocess.Popen, ready: str, log: Path, timeout: 
 
 
 def stop_process(process: subprocess.Popen, grace: float = 60.0) -> None:
-    """SIGTERM to the process's group (a graceful stop, as a user's Ctrl-C), SIGKILL after ``grace`` seconds."""
+    """SIGTERM (a graceful stop, as a user's Ctrl-C) to the process, or to its group when it leads one (started
+    with ``start_new_session``: its own children stop too); SIGKILL after ``grace`` seconds."""
     if process.poll() is not None:
         return
-    os.killpg(process.pid, signal.SIGTERM)
+    leads = os.getpgid(process.pid) == process.pid
+
+    def signal_it(sig: int) -> None:
+        os.killpg(process.pid, sig) if leads else process.send_signal(sig)
+
+    signal_it(signal.SIGTERM)
     try:
         process.wait(timeout=grace)
     except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
+        signal_it(signal.SIGKILL)
         process.wait()
 
 

@@ -21,7 +21,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any, Literal
 
@@ -195,9 +195,7 @@ def create_app(config: ServeConfig, state: ServerState | None = None) -> FastAPI
         messages = [m.model_dump() for m in body.messages]
         if messages[-1]["role"] != "user":
             raise HTTPException(422, "the last message must be the user's")
-        if not turns.acquire(blocking=False):
-            raise Overloaded(f"{config.max_queue} chat turns are in progress; retry shortly")
-        streaming = False
+        ticket = _Ticket(turns, config.max_queue)
         try:
             session = state.session(body.user)
             if body.max_tokens:
@@ -205,16 +203,16 @@ def create_app(config: ServeConfig, state: ServerState | None = None) -> FastAPI
                 session.model = session.model.model_copy(update={"max_tokens": capped})
             events = session.respond(messages)
             if not body.stream:
-                turn = (await within_time(lambda: list(events)))[-1]["turn"]
+                turn = (await within_time(ticket.run(lambda: list(events))))[-1]["turn"]
                 return _completion(turn)
-            first = await within_time(_until_text, events)  # errors (429, 400) before the stream starts
-            streaming = True
+            # errors (429, 400) arrive before the stream starts; the stream keeps the ticket until its end
+            first = await within_time(ticket.run(lambda: _until_text(events), keep=True))
             return StreamingResponse(
-                _sse(first, events), media_type="text/event-stream", background=BackgroundTask(turns.release)
+                _sse(first, events), media_type="text/event-stream", background=BackgroundTask(ticket.give_back)
             )
-        finally:
-            if not streaming:
-                turns.release()
+        except BaseException:
+            ticket.abandon()
+            raise
 
     @app.get("/", include_in_schema=False)
     async def page() -> FileResponse:
@@ -222,6 +220,60 @@ def create_app(config: ServeConfig, state: ServerState | None = None) -> FastAPI
 
     app.mount("/static", StaticFiles(directory=static_dir()), name="static")
     return app
+
+
+class _Ticket:
+    """One chat turn's place among the ``max_queue`` turns in progress, given back exactly once: by the thread
+    that runs the turn's work when that work ends (a request that timed out does not wait for it), or, when the
+    work opened a stream, at the stream's end."""
+
+    def __init__(self, slots: threading.BoundedSemaphore, size: int) -> None:
+        if not slots.acquire(blocking=False):
+            raise Overloaded(f"{size} chat turns are in progress; retry shortly")
+        self.slots = slots
+        self.lock = threading.Lock()
+        self.working = False  # a thread runs the turn's work
+        self.abandoned = False
+        self.returned = False
+
+    def run(self, work: Callable[[], Any], keep: bool = False) -> Callable[[], Any]:
+        """``work`` wrapped to give the ticket back when it ends, unless ``keep`` and it succeeded for a request
+        that still waits. Work whose request gave up before a thread took it does not run."""
+
+        def wrapped() -> Any:
+            with self.lock:
+                if self.abandoned:
+                    return None
+                self.working = True
+            ok = False
+            try:
+                result = work()
+                ok = True
+                return result
+            finally:
+                with self.lock:
+                    self.working = False
+                    if not (ok and keep and not self.abandoned):  # else the stream takes the ticket over
+                        self._give_back()
+
+        return wrapped
+
+    def abandon(self) -> None:
+        """The request failed or stopped waiting: give the ticket back now, or let the running work do it."""
+        with self.lock:
+            self.abandoned = True
+            if not self.working:
+                self._give_back()
+
+    def give_back(self) -> None:
+        """At the end of the stream that took the ticket over."""
+        with self.lock:
+            self._give_back()
+
+    def _give_back(self) -> None:
+        if not self.returned:
+            self.returned = True
+            self.slots.release()
 
 
 def _item_ids(state: ServerState, history: list[int | str]) -> list[int]:

@@ -34,6 +34,9 @@ def test_a_server_is_waited_for_and_stopped(tmp_path) -> None:
     assert process.poll() is None
     stop_process(process, grace=10)
     assert process.poll() is not None
+    alone = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])  # in the test's group
+    stop_process(alone, grace=10)
+    assert alone.poll() is not None
     silent = launch("import time; time.sleep(60)", log)
     with pytest.raises(LlmrecError, match="did not answer"):
         wait_until_ready(silent, f"http://127.0.0.1:{free_port()}/", log, timeout=2)

@@ -6,14 +6,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
-from llmrec.inference.vllm_server import free_port
+from llmrec.inference.vllm_server import free_port, wait_until_ready
 
 API_KEY = "test-key"
 
@@ -32,17 +30,8 @@ class Server:
         with self.log.open("a") as sink:
             command = [sys.executable, "-m", "llmrec", "serve", *self.args]
             self.process = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT)
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"the server exited: {self.log.read_text()[-3000:]}")
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=2).status_code == 200:
-                    return self
-            except httpx.TransportError:
-                pass
-            time.sleep(1)
-        raise RuntimeError(f"the server did not start in {timeout} s: {self.log.read_text()[-3000:]}")
+        wait_until_ready(self.process, f"{self.url}/healthz", self.log, timeout)
+        return self
 
     def kill(self) -> None:
         if self.process is not None:

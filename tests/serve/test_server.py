@@ -175,3 +175,24 @@ def test_a_killed_server_keeps_every_acknowledged_update(start_server, tmp_path:
         assert profile["version"] == acknowledged[-1] + 1 and "film noir" in json.dumps(profile["facts"])
     finally:
         again.stop()
+
+
+def test_a_timed_out_turn_keeps_its_place_until_its_work_ends(start_server, sasrec_run: Path, tmp_path: Path) -> None:
+    args = ["--dataset", "ml-100k", "--run", str(sasrec_run), "--max-queue", "1", "--max-tokens", "200"]
+    server = start_server([*args, "--timeout", "0.3", "--device", "cpu"], tmp_path / "server.log").start()
+    try:
+        body = {"messages": [{"role": "user", "content": "Tell me a long story about the movies you know."}]}
+        url = f"{server.url}/v1/chat/completions"
+        slow = httpx.post(url, json=body | {"max_tokens": 200}, timeout=60)
+        assert slow.status_code == 504
+        # The turn still runs after its 504 (the model is generating): the one place is taken.
+        busy = httpx.post(url, json=body, timeout=60)
+        assert busy.status_code == 429 and busy.headers.get("retry-after")
+        assert "chat turns are in progress" in busy.json()["detail"]  # refused for the turn, not its engine call
+        deadline = time.monotonic() + 120
+        while httpx.get(f"{server.url}/healthz").json()["queue"] and time.monotonic() < deadline:
+            time.sleep(0.2)
+        time.sleep(0.5)  # the turn's last step after its engine call
+        assert httpx.post(url, json=body, timeout=60).status_code in (200, 504)  # its place was given back
+    finally:
+        server.stop()
