@@ -12,8 +12,11 @@ given), the base LLM zero-shot (text prompts), and LoRA fine-tunings of the ship
 and ``<item-emb>`` alone with SASRec + MiniLM vectors. (Titled prompts, ``Title <item-emb>``, are about four
 times longer: on 2 cores a titled row trains for over an hour, which is why only the titles-only row has them.)
 Each fine-tuning runs as its own ``llmrec sft`` process on the recipe written to ``WORK/recipe-NAME.yaml`` (its
-wall time and peak memory are its own). Every row ranks the c20 test candidates of the same users (the first
-``--users`` of the test split, or all): HR@1, NDCG@5, NDCG@10, and how each row answers.
+wall time and peak memory are its own). Every row ranks the c20 candidates of the same users of the valid and
+the test split (the first ``--users`` of each, or all): HR@1, NDCG@5, NDCG@10, and how each row answers. SASRec
+and the recipe run ``--seeds`` seeds (seed i of the recipe distils seed i of SASRec), and the recipe is compared
+with its teacher by paired bootstrap intervals over users, overall and by the target's popularity and the length
+of the user's history. Nothing is chosen here: each row says what was chosen on which split before.
 """
 
 from __future__ import annotations
@@ -67,16 +70,68 @@ LLM_ROWS = {
 }
 
 
-def metrics_of(scores: np.ndarray, examples: list) -> dict[str, Any]:
-    """HR@1, NDCG@5/10 of ``scores [E, 20]``; the answer is the top-scored candidate (always a candidate)."""
-    from llmrec.eval.llm import SCORED
-    from llmrec.ranking.metrics import ranking_metrics, target_ranks
+SPLITS = ("valid", "test")
+METRICS = ("hr@1", "ndcg@5", "ndcg@10")
+SEED_BASE = {"encoder": 42, "sft": 0}  # each side's default seed (TrainConfig's, the recipe trainer's); then +1, +2
+# What was chosen while looking at which split, per row (issue: choices on validation only).
+TUNING = {
+    "random": "nothing to tune",
+    "pop": "nothing to tune",
+    "sasrec": "the library's defaults (early stopping on valid NDCG@10); nothing chosen here",
+    "gru4rec": "the library's defaults (early stopping on valid NDCG@10); its defaults were changed while looking "
+    "at test NDCG in an earlier version (see eval/encoders/RESULTS.md)",
+    "zero-shot": "nothing to tune",
+    "recipe": "the recipe's `item_loss: catalog` and later steps were adopted on test HR@1 before validation was "
+    "used; nothing chosen since",
+    "other": "the recipe with one change named by the row; nothing chosen here",
+}
 
-    ranks = target_ranks(scores, np.array([e.target_index for e in examples]))
-    return {**ranking_metrics(ranks, (1, 5, 10)), "answers": SCORED}
+
+def seeded(name: str, index: int) -> str:
+    """The work-directory name of seed ``index`` of ``name`` (seed 0 keeps the plain name: runs kept from before
+    seeds were added are reused)."""
+    return name if index == 0 else f"{name}-s{index}"
 
 
-def encoder_scores(run: Path, split: Any, examples: list) -> np.ndarray:
+def metrics_of(ranks: np.ndarray) -> dict[str, float]:
+    """HR@1, NDCG@5/10 from 0-based target ranks (the answer is the top-scored candidate: always a candidate)."""
+    from llmrec.ranking.metrics import ranking_metrics
+
+    return ranking_metrics(ranks, (1, 5, 10))
+
+
+def ranks_of(scores: np.ndarray, examples: list) -> np.ndarray:
+    """0-based rank of each example's target among its candidates (ties count against it)."""
+    from llmrec.ranking.metrics import target_ranks
+
+    return target_ranks(scores, np.array([e.target_index for e in examples]))
+
+
+def groups_of(examples: list, counts: np.ndarray) -> dict[str, np.ndarray]:
+    """Which examples fall in each group: the target's popularity (head, torso, tail: items ordered by training
+    interactions, most first, cut where the items before them hold a third and two thirds of all interactions)
+    and short histories (the quarter of examples with the fewest earlier items).
+
+    >>> from types import SimpleNamespace as E
+    >>> counts = np.array([0, 50, 30, 10, 6, 4])  # item 0 is padding
+    >>> found = groups_of([E(target=1, position=30), E(target=3, position=5), E(target=5, position=90)], counts)
+    >>> [name for name, members in found.items() if members[1]]  # the second example: target 3, 5 earlier items
+    ['tail target', 'short history']
+    >>> found["head target"].tolist(), found["torso target"].tolist()
+    ([True, False, False], [False, False, False])
+    """
+    order = np.argsort(-counts[1:], kind="stable") + 1  # items, most interacted first
+    share = (np.cumsum(counts[order]) - counts[order]) / counts[1:].sum()  # of the interactions before each item
+    bucket = np.empty(len(counts), dtype=object)
+    bucket[order] = np.where(share <= 1 / 3, "head", np.where(share <= 2 / 3, "torso", "tail"))
+    targets = np.array([bucket[e.target] for e in examples])
+    earlier = np.array([e.position for e in examples])
+    out = {f"{name} target": targets == name for name in ("head", "torso", "tail")}
+    out["short history"] = earlier <= np.percentile(earlier, 25)
+    return out
+
+
+def encoder_scores(run: Path, split: Any, examples: list, which: str = "test") -> np.ndarray:
     """An encoder run's scores of each example's candidates after the user's history (as its c20 eval)."""
     import torch
 
@@ -85,7 +140,7 @@ def encoder_scores(run: Path, split: Any, examples: list) -> np.ndarray:
     from llmrec.ranking.protocols import history_matrix
 
     model = load_best(run).eval()
-    evals = split.eval_set("test")
+    evals = split.eval_set(which)
     first = EvalSet(evals.users[: len(examples)], evals.cutoffs[: len(examples)], evals.targets[: len(examples)])
     seqs = history_matrix(split, first, model.config.max_len)
     candidates = torch.tensor([e.candidates for e in examples])
@@ -93,20 +148,23 @@ def encoder_scores(run: Path, split: Any, examples: list) -> np.ndarray:
         return model.score(torch.from_numpy(seqs), candidates).float().numpy()
 
 
-def train_encoder_run(name: str, work: Path) -> tuple[Path, float]:
-    """Train encoder ``name`` with its default config (skipped when already trained); wall seconds."""
-    run = work / name
+def train_encoder_run(name: str, work: Path, index: int = 0) -> tuple[Path, float]:
+    """Train encoder ``name`` with its default config at seed ``index`` (skipped when already trained); wall
+    seconds."""
+    run = work / seeded(name, index)
     if (run / "metrics.json").exists():
         return run, json.loads((run / "metrics.json").read_text()).get("wall_seconds", 0.0)
     started = time.perf_counter()
     command = [sys.executable, "-m", "llmrec", "encoder", "train", "--dataset", "ml-100k", "--model", name]
+    command += ["--seed", str(SEED_BASE["encoder"] + index)]
     resume = ["--resume"] if (run / "config.yaml").exists() else []
     subprocess.run([*command, "--out", str(run), *resume], check=True)
     return run, time.perf_counter() - started
 
 
-def row_recipe(name: str, sasrec: Path, work: Path) -> Path:
-    """The shipped recipe with row ``name``'s changes and SASRec run ``sasrec``, as ``work/recipe-NAME.yaml``."""
+def row_recipe(name: str, sasrec: Path, work: Path, index: int = 0) -> Path:
+    """The shipped recipe with row ``name``'s changes, SASRec run ``sasrec`` and seed ``index``, as
+    ``work/recipe-NAME.yaml``."""
     import yaml
 
     from llmrec.training.recipe import load_recipe, recipe_from_dict
@@ -115,8 +173,10 @@ def row_recipe(name: str, sasrec: Path, work: Path) -> Path:
     for key, change in LLM_ROWS[name][1].items():
         values[key] = {**values[key], **change} if isinstance(change, dict) else change
     values["encoder"] = str(sasrec)
+    if index:  # seed 0 is the recipe's own: its recipe text, and so its kept run, stays as it was
+        values["trainer"] = {**values["trainer"], "seed": SEED_BASE["sft"] + index}
     recipe_from_dict(values)  # a bad combination fails here, before any training
-    path = work / f"recipe-{name}.yaml"
+    path = work / f"recipe-{seeded(name, index)}.yaml"
     path.write_text(yaml.safe_dump(values, sort_keys=False))
     return path
 
@@ -148,15 +208,16 @@ def budget_of(recipe_text: str, steps: int, encoder: str = "") -> str:
     return json.dumps(values, sort_keys=True)
 
 
-def train_llm_run(name: str, sasrec: Path, work: Path, steps: int) -> tuple[dict[str, Any], str]:
-    """One ``llmrec sft`` process for row ``name``'s recipe; its metrics.json and its budget (``budget_of``).
+def train_llm_run(name: str, sasrec: Path, work: Path, steps: int, index: int = 0) -> tuple[dict[str, Any], str]:
+    """One ``llmrec sft`` process for row ``name``'s recipe at seed ``index``; its metrics.json and its budget
+    (``budget_of``).
 
     A run of the same recipe and budget left in ``work`` by an earlier invocation is reused when finished and
     resumed when interrupted; a run of another recipe, budget or encoder (``BUDGET_FILE`` differs) is deleted and
     retrained.
     """
-    run = work / f"sft-{name}"
-    recipe = row_recipe(name, sasrec, work)
+    run = work / f"sft-{seeded(name, index)}"
+    recipe = row_recipe(name, sasrec, work, index)
     wanted = budget_of(recipe.read_text(), steps, encoder_digest(sasrec))
     budget = run / BUDGET_FILE
     if run.exists() and (not budget.exists() or budget_of(**json.loads(budget.read_text())) != wanted):
@@ -176,39 +237,111 @@ def train_llm_run(name: str, sasrec: Path, work: Path, steps: int) -> tuple[dict
     return json.loads((run / "metrics.json").read_text()), wanted
 
 
-def llm_row(name: str, key: str, work: Path, make: Any, users: int) -> dict[str, float]:
-    """c20 metrics of the LLM recommender ``make()`` on the first ``users`` test users, and its s/user.
+def llm_ranks(name: str, key: str, work: Path, make: Any, examples: dict[str, list]) -> dict[str, Any]:
+    """The LLM recommender ``make()``'s target ranks on the c20 ``examples`` of each split, and its s/user.
 
     Kept in ``work/eval-NAME.json`` under ``key`` (what was scored: the run's recipe, budget and final loss, or
     the zero-shot task) so that an invocation that only adds rows does not score the others again; delete the
     file to score anew.
     """
-    from llmrec.eval.llm import evaluate_llm
-
     kept = work / f"eval-{name}.json"
-    key = f"{key}\n# users {users}"
+    key = f"{key}\n# users {len(examples['test'])}, splits {' '.join(examples)}"
     if kept.exists() and json.loads(kept.read_text())["key"] == key:
         return json.loads(kept.read_text())["row"]
     recommender = make()
+    row: dict[str, Any] = {}
     try:
-        result = evaluate_llm(recommender, "test", limit=users)
+        for which, wanted in examples.items():
+            started = time.perf_counter()
+            scored, scores = recommender.rank_split(which, limit=len(wanted))
+            if [e.target for e in scored] != [e.target for e in wanted]:
+                raise SystemExit(f"{name}: its {which} examples are not the benchmark's")
+            row[f"{which}_ranks"] = ranks_of(scores, scored).tolist()
+            if which == "test":
+                row["seconds_per_user"] = (time.perf_counter() - started) / max(1, len(scored))
     finally:
         recommender.close()
-    row = {k: result[k] for k in ("hr@1", "ndcg@5", "ndcg@10", "answers")}
-    row["seconds_per_user"] = result["seconds"] / max(1, result["examples"])
     kept.write_text(json.dumps({"key": key, "row": row, "measured": f"{datetime.now(UTC):%Y-%m-%d}"}) + "\n")
     return row
 
 
-def answer_cell(row: dict[str, Any]) -> str:
-    """How a row answers (rows kept from before this column carry none: they were all scored)."""
+def summarise(model: str, tuning: str, seeds: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
+    """One table row from each seed's ranks (``valid_ranks``, ``test_ranks``): the test metrics (mean over seeds,
+    with their standard deviation), the valid ones under ``valid``, and the ranks kept for the paired sections."""
     from llmrec.eval.llm import SCORED
 
-    return row.get("answers", SCORED)
+    row: dict[str, Any] = {"model": model, "seeds": len(seeds), "answers": SCORED, "tuned": tuning}
+    for which in SPLITS:
+        per_seed = [metrics_of(np.array(seed[f"{which}_ranks"])) for seed in seeds]
+        means = {m: float(np.mean([s[m] for s in per_seed])) for m in METRICS}
+        if len(seeds) > 1:
+            means |= {f"{m}_sd": float(np.std([s[m] for s in per_seed], ddof=1)) for m in METRICS}
+        if which == "test":
+            row |= means
+        else:
+            row[which] = means
+    row["ranks"] = {which: [seed[f"{which}_ranks"] for seed in seeds] for which in SPLITS}
+    return row | extra
 
 
-def write_results(out: Path, rows: list[dict[str, Any]], args: argparse.Namespace, wall: float, users: int) -> None:
-    """RESULTS.md: the table and how it was measured."""
+def cell(row: dict[str, Any], metric: str) -> str:
+    """A metric, with its standard deviation over seeds when there are several."""
+    sd = row.get(f"{metric}_sd")
+    return f"{row[metric]:.4f}" + (f" ± {sd:.4f}" if sd is not None else "")
+
+
+def teacher_section(rows: list[dict[str, Any]], groups: dict[str, dict[str, np.ndarray]]) -> list[str]:
+    """The recipe against its SASRec teacher, paired over users (each user's metric averaged over seeds), overall
+    and per group, on both splits."""
+    from llmrec.ranking.intervals import paired_bootstrap, per_user
+
+    recipe = next((r for r in rows if r.get("key") == "recipe"), None)
+    teacher = next((r for r in rows if r.get("key") == "sasrec"), None)
+    if recipe is None or teacher is None:
+        return []
+    lines = [
+        "## The recipe against its SASRec teacher",
+        "",
+        f"Seed i of the recipe is trained from seed i of SASRec ({recipe['seeds']} and {teacher['seeds']} seeds); "
+        "each user's metric is averaged over each side's seeds, and the difference (recipe minus SASRec) has a "
+        "95% bootstrap interval over users (10,000 resamples). The recipe beats its teacher only where the whole "
+        "interval is above zero. Groups: the target's popularity (head, torso, tail: items ordered by training "
+        "interactions, cut where the items before them hold a third and two thirds of them) and the quarter of "
+        "users with the shortest histories.",
+        "",
+        "| split | users | recipe HR@1 | SASRec HR@1 | HR@1 difference | NDCG@10 difference | beats |",
+        "| --- | --- | ---: | ---: | --- | --- | --- |",
+    ]
+    for which in SPLITS:
+        for name, members in {"all": None, **groups[which]}.items():
+            if members is not None and not members.any():
+                continue  # no user of this split in the group (a reduced --users)
+            pairs = {}
+            for metric in ("hr@1", "ndcg@10"):
+                sides = [
+                    np.array([per_user(np.array(ranks), metric) for ranks in row["ranks"][which]])  # (seeds, users)
+                    for row in (recipe, teacher)
+                ]
+                if members is not None:
+                    sides = [side[:, members] for side in sides]
+                pairs[metric] = paired_bootstrap(*sides)
+            hr = pairs["hr@1"]
+            lines.append(
+                f"| {which} | {name} ({hr.users}) | {hr.mean_a:.4f} | {hr.mean_b:.4f} | {hr.describe()} | "
+                f"{pairs['ndcg@10'].describe()} | {'yes' if hr.beats else 'no'} |"
+            )
+    return [*lines, ""]
+
+
+def write_results(
+    out: Path,
+    rows: list[dict[str, Any]],
+    args: argparse.Namespace,
+    wall: float,
+    users: int,
+    groups: dict[str, dict[str, np.ndarray]],
+) -> None:
+    """RESULTS.md: the table, the recipe against its teacher, and how it was measured."""
     budget = f"{args.steps} optimiser steps each (a reduced budget)" if args.steps else "the recipe's budget"
     lines = [
         "# LLM-recommender benchmark: ML-100K, c20 (LLaRA's 20-candidate protocol)",
@@ -217,20 +350,24 @@ def write_results(out: Path, rows: list[dict[str, Any]], args: argparse.Namespac
         f"`{' '.join(['python', 'eval/llm/benchmark.py', *sys.argv[1:]])}` ({wall / 60:.0f} min; fine-tunings and "
         "scores kept from earlier invocations are reused, each row's train time is its own run's).",
         "",
-        f"Every row ranks the same candidates of the same {users} test users (the c20 protocol's target + 19 "
-        "unseen items, saved with the split). LLM rows: the bundled SmolLM2-135M-Instruct, the shipped recipe "
+        f"Every row ranks the same candidates of the same {users} users of each split (the c20 protocol's target + "
+        "19 unseen items, saved with the split). LLM rows: the bundled SmolLM2-135M-Instruct, the shipped recipe "
         f"`adapters/smollm2-sasrec-mlp.yaml` (rank task, 10 history items) trained for {budget}; "
         "only how items reach the LLM differs (`LLM_ROWS` in the script). Scores: each candidate's projected "
         "vector dotted with the LLM's last hidden state (the recipe's `output: item`); for the titles-only row and "
         "the zero-shot LLM, each label's log-probability as the complete answer; "
         "ties count against the target. answer = how the row's served answer is chosen (every row here serves its "
         "best-scored candidate, so its answer is a candidate by construction: no valid ratio is claimed). "
-        "Train = wall time of the training process (with the torch threads it ran on); peak = its peak resident "
-        "memory. Fine-tunings and their scores are kept in the work directory and reused by later invocations "
-        "(see the script), so a row may come from an earlier invocation of the same recipe and budget.",
+        f"SASRec and the recipe run {args.seeds} seed(s) each (test figures: mean ± standard deviation over "
+        "seeds); the other rows one. Test metrics in the first columns; valid ones, where choices are made, after "
+        "them. Train = wall time of the (first seed's) training process (with the torch threads it ran on); "
+        "peak = its peak resident memory. Fine-tunings and their scores are kept in the work directory and reused "
+        "by later invocations (see the script), so a row may come from an earlier invocation of the same recipe "
+        "and budget.",
         "",
-        "| model | HR@1 | NDCG@5 | NDCG@10 | answer | train | peak MiB | s/user (eval) |",
-        "| --- | ---: | ---: | ---: | --- | ---: | ---: | ---: |",
+        "| model | seeds | HR@1 | NDCG@5 | NDCG@10 | valid HR@1 | valid NDCG@10 | answer | train | peak MiB | "
+        "s/user (eval) |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: |",
     ]
     for row in rows:
         train = f"{row['train_seconds'] / 60:.1f} min" if row.get("train_seconds") else "-"
@@ -238,12 +375,16 @@ def write_results(out: Path, rows: list[dict[str, Any]], args: argparse.Namespac
             train += f" ({row['threads']} thread{'s' if row['threads'] > 1 else ''})"
         peak = f"{row['peak_rss_mib']:.0f}" if row.get("peak_rss_mib") else "-"
         speed = f"{row['seconds_per_user']:.2f}" if row.get("seconds_per_user") else "-"
+        valid = row["valid"]
         lines.append(
-            f"| {row['model']} | {row['hr@1']:.4f} | {row['ndcg@5']:.4f} | {row['ndcg@10']:.4f} | "
-            f"{answer_cell(row)} | {train} | {peak} | {speed} |"
+            f"| {row['model']} | {row['seeds']} | {cell(row, 'hr@1')} | {cell(row, 'ndcg@5')} | "
+            f"{cell(row, 'ndcg@10')} | {valid['hr@1']:.4f} | {valid['ndcg@10']:.4f} | {row['answers']} | {train} | "
+            f"{peak} | {speed} |"
         )
+    lines += ["", "What was chosen while looking at which split, per row:", ""]
+    lines += [f"- {row['model']}: {row['tuned']}." for row in rows]
+    lines += ["", *teacher_section(rows, groups)]
     lines += [
-        "",
         "## Published, other setups",
         "",
         "Figures from papers, for orientation only: their models, splits and candidate draws differ from the rows "
@@ -256,14 +397,16 @@ def write_results(out: Path, rows: list[dict[str, Any]], args: argparse.Namespac
         "",
     ]
     out.write_text("\n".join(lines))
-    (out.parent / "results.json").write_text(json.dumps(rows, indent=2) + "\n")
+    kept = [{k: v for k, v in row.items() if k not in ("ranks", "key")} for row in rows]
+    (out.parent / "results.json").write_text(json.dumps(kept, indent=2) + "\n")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=0, help="Optimiser steps per fine-tuning (0: the recipe's).")
-    parser.add_argument("--users", type=int, default=0, help="Evaluate the first N test users (0: all 943).")
-    parser.add_argument("--sasrec", type=Path, help="A trained SASRec run to use (default: train one).")
+    parser.add_argument("--users", type=int, default=0, help="Evaluate the first N users of each split (0: all).")
+    parser.add_argument("--seeds", type=int, default=3, help="Seeds of SASRec and the recipe (pairs).")
+    parser.add_argument("--sasrec", type=Path, help="A trained SASRec run to use as its first seed (default: train).")
     parser.add_argument("--gru4rec", type=Path, help="A trained GRU4Rec run to use (default: train one).")
     parser.add_argument(
         "--skip", default="", help=f"Comma-separated rows to leave out: gru4rec, zero-shot, {', '.join(LLM_ROWS)}."
@@ -281,6 +424,8 @@ def main() -> None:
     unknown = skip - {"gru4rec", "zero-shot", *LLM_ROWS}
     if unknown:
         parser.error(f"--skip: unknown rows {', '.join(sorted(unknown))}")
+    if args.seeds < 1:
+        parser.error("--seeds must be at least 1")
 
     from llmrec.adapters.tasks import build_examples
     from llmrec.data.builtin import load_dataset
@@ -294,50 +439,64 @@ def main() -> None:
     split = leave_one_out_split(dataset)
     # the candidates every row ranks, and the zero-shot row's task: titles, answered by the candidate's letter
     task = replace(load_recipe(RECIPE).task, item_text="title", template=None, user_vector=False, output="verbalizer")
-    examples = build_examples(dataset, split, "test", task)
+    examples = {which: build_examples(dataset, split, which, task) for which in SPLITS}
     if args.users:
-        examples = examples[: args.users]
+        examples = {which: found[: args.users] for which, found in examples.items()}
+    counts = np.bincount(np.concatenate(split.train_sequences()), minlength=dataset.num_items + 1)
+    groups = {which: groups_of(found, counts) for which, found in examples.items()}
     rows: list[dict[str, Any]] = []
 
     def add(row: dict[str, Any]) -> None:
         rows.append(row)
-        print(json.dumps(row), file=sys.stderr)
-        write_results(args.out, rows, args, time.perf_counter() - started, len(examples))
+        print(json.dumps({k: v for k, v in row.items() if k != "ranks"}), file=sys.stderr)
+        write_results(args.out, rows, args, time.perf_counter() - started, len(examples["test"]), groups)
+
+    def scored(scores_of: Any) -> dict[str, list[int]]:
+        return {f"{w}_ranks": ranks_of(scores_of(w, found), found).tolist() for w, found in examples.items()}
 
     rng = np.random.default_rng(0)
-    add({"model": "random", **metrics_of(rng.random((len(examples), 20)), examples)})
-    counts = np.bincount(np.concatenate(split.train_sequences()), minlength=dataset.num_items + 1)
-    pop = np.array([[counts[c] for c in e.candidates] for e in examples], dtype=np.float64)
-    add({"model": "pop", **metrics_of(pop, examples)})
-    encoders = {"sasrec": args.sasrec, "gru4rec": None if "gru4rec" in skip else args.gru4rec}
-    sasrec = None
-    for name, given in encoders.items():
+    add(summarise("random", TUNING["random"], [scored(lambda w, found: rng.random((len(found), 20)))]))
+    popularity = [scored(lambda w, found: np.array([[counts[c] for c in e.candidates] for e in found], dtype=float))]
+    add(summarise("pop", TUNING["pop"], popularity))
+    teachers: list[Path] = []
+    for name, given in {"sasrec": args.sasrec, "gru4rec": None if "gru4rec" in skip else args.gru4rec}.items():
         if name in skip:
             continue
-        run, wall = (given, 0.0) if given else train_encoder_run(name, args.work)
-        sasrec = run if name == "sasrec" else sasrec
-        add({"model": name, **metrics_of(encoder_scores(run, split, examples), examples), "train_seconds": wall})
-    assert sasrec is not None
+        seeds, walls = [], []
+        for index in range(args.seeds if name == "sasrec" else 1):
+            run, wall = (given, 0.0) if given and index == 0 else train_encoder_run(name, args.work, index)
+            teachers += [run] if name == "sasrec" else []
+            seeds.append(scored(lambda w, found, run=run: encoder_scores(run, split, found, w)))
+            walls.append(wall)
+        add(summarise(name, TUNING[name], seeds, train_seconds=walls[0], key=name))
 
     if "zero-shot" not in skip:
-        row = llm_row("zero-shot", repr(task), args.work, lambda: LLMRecommender.zero_shot(task), len(examples))
-        add({"model": "base LLM zero-shot", **row})
+        ranks = llm_ranks("zero-shot", repr(task), args.work, lambda: LLMRecommender.zero_shot(task), examples)
+        add(summarise("base LLM zero-shot", TUNING["zero-shot"], [ranks], seconds_per_user=ranks["seconds_per_user"]))
     for name, (label, _) in LLM_ROWS.items():
         if name in skip:
             continue
-        trained, budget = train_llm_run(name, sasrec, args.work, args.steps)
-        run = args.work / f"sft-{name}"
-        key = f"{budget}\n# train_loss {trained['train_loss']}"
-        row = llm_row(name, key, args.work, lambda run=run: LLMRecommender.from_run(run), len(examples))
+        seeds, runs = [], []
+        for index in range(args.seeds if name == "recipe" else 1):
+            trained, budget = train_llm_run(name, teachers[index], args.work, args.steps, index)
+            run = args.work / f"sft-{seeded(name, index)}"
+            key = f"{budget}\n# train_loss {trained['train_loss']}"
+            make = lambda run=run: LLMRecommender.from_run(run)  # noqa: E731 - one recommender per seed's run
+            seeds.append(llm_ranks(seeded(name, index), key, args.work, make, examples))
+            runs.append(trained)
+        first = runs[0]
         add(
-            {
-                "model": label,
-                **row,
-                "train_seconds": trained["train_seconds"],
-                "threads": trained.get("threads"),
-                "peak_rss_mib": trained["peak_rss_mib"],
-                "steps": trained["steps"],
-            }
+            summarise(
+                label,
+                TUNING["recipe" if name == "recipe" else "other"],
+                seeds,
+                key=name,
+                train_seconds=first["train_seconds"],
+                threads=first.get("threads"),
+                peak_rss_mib=first["peak_rss_mib"],
+                steps=first["steps"],
+                seconds_per_user=seeds[0]["seconds_per_user"],
+            )
         )
     print(args.out.read_text())
 

@@ -15,7 +15,7 @@ SCRIPT = Path(__file__).resolve().parents[2] / "eval" / "llm" / "benchmark.py"
 def run_benchmark(sasrec: Path, work: Path, out: Path) -> subprocess.CompletedProcess:
     # zero-shot and the recipe row: the text, id-vector and hybrid rows train the same way at other costs
     command = [sys.executable, str(SCRIPT), "--sasrec", str(sasrec), "--skip", "gru4rec,text,id-vector,hybrid"]
-    command += ["--steps", "2", "--users", "3", "--work", str(work), "--out", str(out)]
+    command += ["--steps", "2", "--users", "6", "--seeds", "1", "--work", str(work), "--out", str(out)]
     return subprocess.run(command, capture_output=True, text=True, env=os.environ.copy(), timeout=900)
 
 
@@ -28,7 +28,12 @@ def test_benchmark_rows_and_reuse(sasrec_run: Path, tmp_path: Path) -> None:
     (recipe,) = (row for name, row in rows.items() if name.endswith("(the recipe)"))
     assert recipe["steps"] == 2 and recipe["peak_rss_mib"] > 0 and recipe["train_seconds"] > 0
     for row in rows.values():
-        assert 0.0 <= row["hr@1"] <= row["ndcg@5"] <= row["ndcg@10"] <= 1.0
+        for figures in (row, row["valid"]):  # test, and valid where choices are made
+            assert 0.0 <= figures["hr@1"] <= figures["ndcg@5"] <= figures["ndcg@10"] <= 1.0
+        assert row["seeds"] == 1 and row["tuned"]
+    text = out.read_text()
+    assert "## The recipe against its SASRec teacher" in text and "| test | all (6) |" in text
+    assert "| valid | all (6) |" in text and "What was chosen while looking at which split" in text
     assert rows["base LLM zero-shot"]["answers"] == recipe["answers"] == "scored: always a candidate"
     assert not any("valid_ratio" in row for row in rows.values())  # valid by construction: no ratio claimed
     assert "| base LLM zero-shot |" in out.read_text() and "2 optimiser steps each" in out.read_text()
@@ -41,3 +46,22 @@ def test_benchmark_rows_and_reuse(sasrec_run: Path, tmp_path: Path) -> None:
     assert (work / "sft-recipe" / "metrics.json").stat().st_mtime_ns == trained  # the fine-tuning reused
     assert {path.name: path.stat().st_mtime_ns for path in work.glob("eval-*.json")} == kept  # scores reused
     assert json.loads((tmp_path / "results.json").read_text()) == list(rows.values())
+
+
+def test_groups_split_targets_by_popularity_and_histories_by_length() -> None:
+    import importlib.util
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    spec = importlib.util.spec_from_file_location("llm_benchmark", SCRIPT)
+    benchmark = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(benchmark)
+    counts = np.array([0, 40, 25, 15, 10, 6, 4])  # item 0 is padding; 100 interactions
+    examples = [SimpleNamespace(target=t, position=p) for t, p in ((1, 50), (2, 8), (3, 30), (6, 12), (4, 90))]
+    groups = benchmark.groups_of(examples, counts)
+    # interactions before item 1: 0% (head); item 2: 40%, item 3: 65% (torso: under two thirds); items 4-6: 80%+
+    assert groups["head target"].tolist() == [True, False, False, False, False]
+    assert groups["torso target"].tolist() == [False, True, True, False, False]
+    assert groups["tail target"].tolist() == [False, False, False, True, True]
+    assert groups["short history"].tolist() == [False, True, False, True, False]  # 8 and 12: at most the 25th pct, 12
