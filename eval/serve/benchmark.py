@@ -59,10 +59,10 @@ def llmrec_server(work: Path, run: Path, engine: list[str]) -> Iterator[str]:
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_until_ready(process, f"{url}/healthz", log)
+        wait_until_ready(process, f"{url}/healthz", log, group=True)
         yield url
     finally:
-        stop_process(process, grace=120)
+        stop_process(process, grace=120, group=True)
 
 
 def encoder_run(work: Path) -> Path:

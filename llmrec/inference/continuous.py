@@ -27,6 +27,16 @@ from llmrec.inference.engine import Request, Result, SamplingConfig
 RowDone = Callable[[Result | None, BaseException | None], None]
 
 
+class StreamClosed(Exception):
+    """Raised by a text sink whose reader has gone: its row stops decoding (the other rows go on)."""
+
+
+def supports(model: Any) -> bool:
+    """Whether ``model``'s key/value cache can be joined and trimmed row by row: every layer a plain dynamic one
+    (a sliding-window layer counts the positions it has seen, which joining would not update)."""
+    return all(type(layer) is DynamicLayer for layer in DynamicCache(config=model.config).layers)
+
+
 def accepts(request: Request, params: SamplingConfig) -> bool:
     """Whether a :class:`DecodingBatch` can answer ``request`` (see the module docstring)."""
     return (
@@ -46,6 +56,7 @@ class _Row:
     on_text: Callable[[str], None] | None
     done: RowDone
     generator: torch.Generator | None
+    error: BaseException | None = None  # its sink raised: the row ends with this error
     tokens: list[int] = field(default_factory=list)
     chosen: list[float] = field(default_factory=list)  # raw log-prob of each token, as the engine reports it
     shown: int = 0  # characters of text handed to on_text
@@ -80,11 +91,12 @@ class DecodingBatch:
         done: list[RowDone],
     ) -> None:
         """Prefill ``requests`` (all :func:`accepts`-ed) and join them to the batch; their first tokens are
-        sampled (and streamed) here. A request the engine rejects raises before any row joins."""
+        sampled (and streamed) here. A request the engine rejects, or a failed prefill, raises before any row
+        joins."""
         items = [self.engine._prepare(request, params) for request in requests]
         rows = [
-            _Row(item, params, sink, finish, _generator(params))
-            for item, sink, finish in zip(items, on_text, done, strict=True)
+            _Row(item, params, sink, finish, _generator(params, index))
+            for index, (item, sink, finish) in enumerate(zip(items, on_text, done, strict=True))
         ]
         width = max(len(item["ids"]) for item in items)
         ids = torch.full((len(items), width), int(self.engine.tokenizer.pad_token_id), dtype=torch.long)
@@ -94,10 +106,9 @@ class DecodingBatch:
             mask[row, width - len(item["ids"]) :] = 1
         cache = DynamicCache(config=self.engine.hf_model.config)
         logits = self._forward(ids, mask, _positions(mask), cache)  # (N, V)
-        if any(not isinstance(layer, DynamicLayer) for layer in cache.layers):
-            raise RuntimeError("iteration-level batching needs a model with a plain dynamic key/value cache")
+        tokens = self._choose(rows, logits)
         self._join(rows, cache, mask)
-        self._advance(rows, logits, first=len(self.rows) - len(rows))
+        self._apply(rows, tokens, logits, first=len(self.rows) - len(rows))
 
     def step(self) -> None:
         """Decode one token for every row; rows that end leave the batch."""
@@ -106,7 +117,7 @@ class DecodingBatch:
         positions = self.mask.sum(-1, keepdim=True)  # (B, 1): the pending token follows the row's real ones
         self.mask = torch.cat([self.mask, torch.ones(len(self.rows), 1, dtype=torch.long)], dim=1)
         logits = self._forward(self.pending[:, None], self.mask, positions, self.cache)
-        self._advance(self.rows, logits, first=0)
+        self._apply(self.rows, self._choose(self.rows, logits), logits, first=0)
 
     def fail(self, error: BaseException) -> None:
         """End every row with ``error`` (the model raised mid-batch) and empty the batch."""
@@ -148,13 +159,17 @@ class DecodingBatch:
         self.pending = torch.cat([self.pending, torch.zeros(len(rows), dtype=torch.long)])
         self.rows.extend(rows)
 
-    def _advance(self, rows: list[_Row], logits: torch.Tensor, first: int) -> None:
-        """Sample each row's next token from ``logits`` (row ``i`` is batch row ``first + i``), stream its text,
-        and finish the rows that end."""
+    def _choose(self, rows: list[_Row], logits: torch.Tensor) -> list[int]:
+        """Each row's next token from its ``(V,)`` logits (before any state changes: a failure leaves the batch
+        as it was)."""
+        return [_sample(logits[i], row.params, row.generator) for i, row in enumerate(rows)]
+
+    def _apply(self, rows: list[_Row], tokens: list[int], logits: torch.Tensor, first: int) -> None:
+        """Append each row's token (row ``i`` is batch row ``first + i``), stream its text, and finish the rows
+        that end."""
         logprobs = logits.log_softmax(-1)  # (N, V): raw, as the engine reports sequence log-probs
         ended = []
-        for i, row in enumerate(rows):
-            token = _sample(logits[i], row.params, row.generator)
+        for i, (row, token) in enumerate(zip(rows, tokens, strict=True)):
             row.tokens.append(token)
             row.chosen.append(float(logprobs[i, token]))
             self.pending[first + i] = token
@@ -163,59 +178,61 @@ class DecodingBatch:
         if ended:
             self._finish(ended)
 
-    def _emit(self, row: _Row) -> bool:
-        """Hand the row's new text to its sink (holding back what could start a stop string); True when a stop
-        string has appeared."""
-        ids = [t for t in row.tokens if t not in self.eos]
-        text = self.engine.tokenizer.decode(ids, skip_special_tokens=True)
-        stops = row.params.stop or []
-        cuts = [text.find(s) for s in stops if s in text]
-        if cuts:
-            end = min(cuts)
-        elif text.endswith("\ufffd"):  # a multi-byte character continues in the next token
-            return False
-        else:
-            end = len(text) - max((len(s) - 1 for s in stops), default=0)
-        if row.on_text is not None and end > row.shown:
+    def _text(self, row: _Row) -> tuple[str, int | None]:
+        """The row's text so far and where its first stop string starts (None: no stop string in it)."""
+        text = self.engine.tokenizer.decode([t for t in row.tokens if t not in self.eos], skip_special_tokens=True)
+        cuts = [text.find(s) for s in row.params.stop or [] if s in text]
+        return text, min(cuts) if cuts else None
+
+    def _send(self, row: _Row, text: str, end: int) -> None:
+        """Hand ``text[shown:end]`` to the row's sink; a sink that raises ends its row alone."""
+        if row.on_text is None or end <= row.shown or row.error is not None:
+            return
+        try:
             row.on_text(text[row.shown : end])
-            row.shown = end
-        return bool(cuts)
+        except BaseException as error:  # noqa: BLE001 - this row's reader failed or left; the others go on
+            row.error = error
+        row.shown = end
+
+    def _emit(self, row: _Row) -> bool:
+        """Stream the row's new text (holding back what could start a stop string); True when the row ends here:
+        a stop string appeared, or its sink failed."""
+        text, cut = self._text(row)
+        if cut is not None:
+            self._send(row, text, cut)
+            return True
+        if not text.endswith("\ufffd"):  # else a multi-byte character continues in the next token
+            self._send(row, text, len(text) - max((len(s) - 1 for s in row.params.stop or []), default=0))
+        return row.error is not None
 
     def _finish(self, indices: list[int]) -> None:
+        """Take the rows at ``indices`` out of the batch, then answer each (its result, or its error)."""
         gone = set(indices)
-        finished = [self.rows[i] for i in indices]
         keep = [i for i in range(len(self.rows)) if i not in gone]
-        self.rows = [self.rows[i] for i in keep]
         if keep:
             index = torch.tensor(keep, dtype=torch.long)
             self.cache.batch_select_indices(index.to(self.engine.device))
-            self.mask, self.pending = self.mask[index], self.pending[index]
-            start = int((self.mask.sum(0) > 0).long().argmax())  # leading columns that are padding in every row
+            mask = self.mask[index]
+            start = int((mask.sum(0) > 0).long().argmax())  # leading columns that are padding in every row
             if start:
                 for layer in self.cache.layers:
                     layer.keys, layer.values = layer.keys[:, :, start:], layer.values[:, :, start:]
-                self.mask = self.mask[:, start:]
+            self.mask, self.pending = mask[:, start:], self.pending[index]
         else:
             self.cache, self.mask, self.pending = None, self.mask[:0, :0], self.pending[:0]
+        finished = [self.rows[i] for i in indices]
+        self.rows = [self.rows[i] for i in keep]  # only now: if the cache could not be cut, fail() reaches all
         for row in finished:
-            self._flush(row)
             try:
+                text, cut = self._text(row)
+                self._send(row, text, len(text) if cut is None else cut)  # the held-back tail
+                if row.error is not None:
+                    raise row.error
                 result = self._result(row)
-            except Exception as error:  # noqa: BLE001 - the row's caller gets it
+            except BaseException as error:  # noqa: BLE001 - the row's caller gets it
                 row.done(None, error)
             else:
                 row.done(result, None)
-
-    def _flush(self, row: _Row) -> None:
-        """The held-back tail of a row's text (the answer ended, so no stop string can start in it)."""
-        if row.on_text is None:
-            return
-        text = self.engine.tokenizer.decode([t for t in row.tokens if t not in self.eos], skip_special_tokens=True)
-        cuts = [text.find(s) for s in row.params.stop or [] if s in text]
-        end = min(cuts) if cuts else len(text)
-        if end > row.shown:
-            row.on_text(text[row.shown : end])
-            row.shown = end
 
     def _result(self, row: _Row) -> Result:
         completion = self.engine._completion(
@@ -231,12 +248,13 @@ def _listed(value: Any) -> list[Any]:
     return list(value) if isinstance(value, (list, tuple)) else [value]
 
 
-def _generator(params: SamplingConfig) -> torch.Generator | None:
-    """A sampled row's own random stream (its answer does not depend on which rows share its batch)."""
+def _generator(params: SamplingConfig, index: int) -> torch.Generator | None:
+    """The random stream of a call's sampled row ``index``: drawn from the call's seed and the row's place in it,
+    so its answer does not depend on which other calls share the batch, and copies of one prompt differ."""
     if params.greedy:
         return None
     generator = torch.Generator()
-    generator.manual_seed(params.seed)
+    generator.manual_seed(params.seed * 1_000_003 + index)
     return generator
 
 

@@ -22,7 +22,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, LogitsProcessorLis
 from llmrec.devices import resolve_device, resolve_dtype
 from llmrec.errors import LlmrecError
 from llmrec.inference.constraints import GrammarLogitsProcessor, JsonGrammars, TrieLogitsProcessor
-from llmrec.inference.continuous import DecodingBatch
+from llmrec.inference.continuous import DecodingBatch, supports
 from llmrec.inference.engine import CAPABILITIES, Completion, Request, Result, SamplingConfig
 from llmrec.inference.lora import check_lora
 from llmrec.inference.prompting import OVERFLOW, answer_tokens, fit_prompt, render_prompt, resolve_completion
@@ -84,10 +84,12 @@ class HFEngine:
         """Drop the model (memory returns to the allocator)."""
         self.hf_model = None
 
-    def decoding_batch(self) -> DecodingBatch:
+    def decoding_batch(self) -> DecodingBatch | None:
         """An empty running batch for iteration-level batching of plain requests (see
-        :mod:`llmrec.inference.continuous`); :class:`~llmrec.inference.streaming.BatchedEngine` drives it."""
-        return DecodingBatch(self)
+        :mod:`llmrec.inference.continuous`; :class:`~llmrec.inference.streaming.BatchedEngine` drives it), or
+        None for a model whose cache cannot be joined row by row (sliding-window attention): its requests are
+        batched whole."""
+        return DecodingBatch(self) if supports(self.hf_model) else None
 
     def input_embedding(self) -> torch.nn.Module:
         """The model's input-embedding module (on the engine's device, in its dtype)."""

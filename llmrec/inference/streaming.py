@@ -21,7 +21,7 @@ from typing import Any
 from transformers.generation.streamers import BaseStreamer
 
 from llmrec.errors import LlmrecError
-from llmrec.inference.continuous import accepts
+from llmrec.inference.continuous import StreamClosed, accepts
 from llmrec.inference.engine import Request, Result, SamplingConfig
 
 TextSink = Callable[[int, str], None]
@@ -57,7 +57,10 @@ class RowStreamer(BaseStreamer):
             if text.endswith("\ufffd"):
                 continue
             if len(text) > self.shown[row]:
-                self.on_text(self.indices[row], text[self.shown[row] :])
+                try:
+                    self.on_text(self.indices[row], text[self.shown[row] :])
+                except StreamClosed:  # its reader left: the row decodes on with the batch, unseen
+                    self.done[row] = True
                 self.shown[row] = len(text)
 
     def end(self) -> None:
@@ -66,21 +69,31 @@ class RowStreamer(BaseStreamer):
 
 def stream_text(engine: Any, request: Request, params: SamplingConfig) -> Iterator[str]:
     """One request's answer as text deltas while ``engine`` decodes it (in a thread of its own; an engine without
-    the ``stream`` capability yields its answer whole). Errors reach the consumer."""
+    the ``stream`` capability yields its answer whole). Errors reach the consumer. Closing the iterator early (a
+    client that left) stops the request's decoding at its next token where the engine batches row by row."""
     deltas: queue.Queue[str | BaseException | None] = queue.Queue()
+    closed = threading.Event()
+
+    def sink(_: int, delta: str) -> None:
+        if closed.is_set():
+            raise StreamClosed("the stream's reader has gone")
+        deltas.put(delta)
 
     def run() -> None:
         try:
-            engine.generate([request], params, on_text=lambda _, delta: deltas.put(delta))
+            engine.generate([request], params, on_text=sink)
             deltas.put(None)
         except BaseException as error:  # noqa: BLE001 - handed to the consuming thread
             deltas.put(error)
 
     threading.Thread(target=run, name="llmrec-stream", daemon=True).start()
-    while (item := deltas.get()) is not None:
-        if isinstance(item, BaseException):
-            raise item
-        yield item
+    try:
+        while (item := deltas.get()) is not None:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        closed.set()
 
 
 class Overloaded(LlmrecError):
@@ -91,7 +104,7 @@ class Overloaded(LlmrecError):
         self.retry_after = retry_after
 
 
-@dataclass
+@dataclass(eq=False)  # a call is itself: queues find and remove it by identity
 class _Call:
     kind: str
     requests: list[Request]
@@ -219,6 +232,9 @@ class BatchedEngine:
         """The worker over a running batch: between decoding steps, take the calls that arrived, join the plain
         generation ones to the batch while it has room, and answer the others (the batch pauses meanwhile)."""
         batch = self.engine.decoding_batch()
+        if batch is None:  # a model whose requests cannot join a running batch
+            self._run()
+            return
         waiting: deque[_Call] = deque()
         open_ = True
         while open_ or waiting or batch.active:
@@ -238,27 +254,41 @@ class BatchedEngine:
                 batch.fail(error)
 
     def _admit(self, batch: Any, waiting: deque[_Call]) -> None:
-        """Join waiting plain generation calls to ``batch`` in arrival order while it has room; answer other calls
-        at once, together with the waiting calls that can share their engine call."""
-        while waiting:
-            first = waiting[0]
-            if first.kind != "generate" or not all(accepts(r, first.params) for r in first.requests):
-                calls, size = [waiting.popleft()], len(first.requests)
-                for call in list(waiting):
-                    if size < self.max_batch and call.kind == first.kind and call.params == first.params:
-                        waiting.remove(call)
-                        calls.append(call)
-                        size += len(call.requests)
+        """Join waiting plain generation calls to ``batch`` in arrival order while it has room (once one does
+        not fit, the later ones wait too); answer other calls at once, together with the waiting calls that can
+        share their engine call."""
+
+        def plain(call: _Call) -> bool:
+            return call.kind == "generate" and all(accepts(r, call.params) for r in call.requests)
+
+        full = False
+        for call in list(waiting):
+            if call not in waiting:  # answered together with an earlier call
+                continue
+            if not plain(call):
+                waiting.remove(call)
+                calls, size = [call], len(call.requests)
+                for other in list(waiting):
+                    if size >= self.max_batch:
+                        break
+                    if other.kind == call.kind and other.params == call.params and not plain(other):
+                        waiting.remove(other)
+                        calls.append(other)
+                        size += len(other.requests)
                 self._complete(calls)
-            elif batch.active and batch.active + len(first.requests) > self.max_batch:
-                return  # the batch is full: the call waits for rows to end
+            elif not full and not (batch.active and batch.active + len(call.requests) > self.max_batch):
+                waiting.remove(call)
+                self._join(batch, call)
             else:
-                self._join(batch, waiting.popleft())
+                full = True
 
     def _join(self, batch: Any, call: _Call) -> None:
         """Prefill ``call``'s requests into the running batch; the call settles when its last row ends."""
         call.result = [None] * len(call.requests)
         call.left = len(call.requests)
+        if not call.requests:
+            self._settle(call)
+            return
 
         def sink(index: int) -> Callable[[str], None] | None:
             on_text = call.on_text
@@ -278,7 +308,7 @@ class BatchedEngine:
         rows = range(len(call.requests))
         try:
             batch.add(call.requests, call.params, [sink(i) for i in rows], [row_done(i) for i in rows])
-        except BaseException as error:  # noqa: BLE001 - the caller gets it; the batch is unchanged
+        except BaseException as error:  # noqa: BLE001 - the caller gets it; none of its rows joined
             call.error = error
             self._settle(call)
 

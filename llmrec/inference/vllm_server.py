@@ -29,14 +29,17 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def wait_until_ready(process: subprocess.Popen, ready: str, log: Path, timeout: float = READY_TIMEOUT) -> None:
+def wait_until_ready(
+    process: subprocess.Popen, ready: str, log: Path, timeout: float = READY_TIMEOUT, group: bool | None = None
+) -> None:
     """Wait until ``ready`` (a URL) answers 200; raise with the end of ``log`` if ``process`` exits first or
-    ``timeout`` seconds pass (the process is stopped then)."""
+    ``timeout`` seconds pass (the process, or its ``group`` as in :func:`stop_process`, is stopped then)."""
     import httpx
 
     deadline = time.monotonic() + timeout
     while True:
         if process.poll() is not None:
+            stop_process(process, grace=10, group=group)  # what it started may still run
             raise LlmrecError(f"the server exited with {process.returncode}:\n{_tail(log)}")
         try:
             if httpx.get(ready, timeout=2).status_code == 200:
@@ -44,26 +47,29 @@ def wait_until_ready(process: subprocess.Popen, ready: str, log: Path, timeout: 
         except httpx.TransportError:
             pass
         if time.monotonic() > deadline:
-            stop_process(process)
+            stop_process(process, group=group)
             raise LlmrecError(f"the server did not answer {ready} within {timeout:g} s:\n{_tail(log)}")
         time.sleep(1)
 
 
-def stop_process(process: subprocess.Popen, grace: float = 60.0) -> None:
-    """SIGTERM (a graceful stop, as a user's Ctrl-C) to the process, or to its group when it leads one (started
-    with ``start_new_session``: its own children stop too); SIGKILL after ``grace`` seconds."""
-    if process.poll() is not None:
+def stop_process(process: subprocess.Popen, grace: float = 60.0, group: bool | None = None) -> None:
+    """SIGTERM (a graceful stop, as a user's Ctrl-C), SIGKILL after ``grace`` seconds; to the process's group when
+    ``group`` (it was started with ``start_new_session``: its children stop too, even if it has exited already;
+    None: when it leads one now), else to the process alone."""
+    if group is None:
+        group = process.poll() is None and os.getpgid(process.pid) == process.pid
+
+    def send(sig: int) -> None:
+        with contextlib.suppress(ProcessLookupError):  # everything in it has exited
+            os.killpg(process.pid, sig) if group else process.send_signal(sig)
+
+    if process.poll() is not None and not group:
         return
-    leads = os.getpgid(process.pid) == process.pid
-
-    def signal_it(sig: int) -> None:
-        os.killpg(process.pid, sig) if leads else process.send_signal(sig)
-
-    signal_it(signal.SIGTERM)
+    send(signal.SIGTERM)
     try:
         process.wait(timeout=grace)
     except subprocess.TimeoutExpired:
-        signal_it(signal.SIGKILL)
+        send(signal.SIGKILL)
         process.wait()
 
 
@@ -89,10 +95,10 @@ def vllm_server(
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}/v1"
     try:
-        wait_until_ready(process, f"{url}/models", log)
+        wait_until_ready(process, f"{url}/models", log, group=True)
         yield url
     finally:
-        stop_process(process, grace=30)
+        stop_process(process, grace=30, group=True)
 
 
 def _tail(log: Path, chars: int = 3000) -> str:

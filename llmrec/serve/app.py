@@ -117,13 +117,12 @@ def create_app(config: ServeConfig, state: ServerState | None = None) -> FastAPI
             await run_in_threadpool(app.state.llmrec.close)
 
     app = FastAPI(title="llmrec", description=__doc__.split("\n\n")[0], lifespan=lifespan)
+    app.add_middleware(BodyLimit, limit=config.max_body)  # inside CORS: a 413 carries its headers too
     if config.cors_origins:
         from fastapi.middleware.cors import CORSMiddleware
 
         app.add_middleware(CORSMiddleware, allow_origins=config.cors_origins, allow_methods=["GET", "POST"],
                            allow_headers=["Authorization", "Content-Type"])  # fmt: skip
-
-    app.add_middleware(BodyLimit, limit=config.max_body)
 
     @app.exception_handler(Overloaded)
     async def overloaded(request: Request, error: Overloaded) -> JSONResponse:

@@ -10,7 +10,7 @@ import pytest
 
 from llmrec.catalog.grounding import Grounding
 from llmrec.errors import LlmrecError
-from llmrec.inference.continuous import DecodingBatch, accepts
+from llmrec.inference.continuous import DecodingBatch, StreamClosed, accepts
 from llmrec.inference.engine import PromptTooLong, Request, SamplingConfig
 from llmrec.inference.streaming import BatchedEngine
 
@@ -164,3 +164,47 @@ def test_a_rejected_newcomer_fails_alone() -> None:
     with pytest.raises(LlmrecError, match="at least 1"):
         BatchedEngine(queued.engine, max_batch=0)
     queued.close()
+
+
+def test_a_failing_reader_ends_its_row_alone(fp32_engine) -> None:
+    params = SamplingConfig(max_new_tokens=24)
+    alone = fp32_engine.generate([chat(PROMPTS[1])], params)[0].completions[0].text
+    batch, seen = DecodingBatch(fp32_engine), Collected(2)
+
+    def broken(delta: str) -> None:
+        raise StreamClosed("the reader left")
+
+    batch.add([chat(PROMPTS[0]), chat(PROMPTS[1])], params, [broken, seen.sinks(range(2))[1]], seen.dones(range(2)))
+    while batch.active:
+        batch.step()
+    assert seen.ends[0][0] is None and isinstance(seen.ends[0][1], StreamClosed)
+    result, error = seen.ends[1]
+    assert error is None and result.completions[0].text == alone == seen.text[1]
+
+
+def test_the_queue_stops_a_closed_stream_and_lets_other_work_pass_a_full_batch(fp32_engine) -> None:
+    queued = BatchedEngine(fp32_engine, max_batch=1, max_queue=8)
+    assert queued.generate([], SamplingConfig()) == []
+    stream = queued.stream(Request(prompt="Once upon a time, in a cinema,"), SamplingConfig(max_new_tokens=1000))
+    next(stream)
+    waiter = threading.Thread(target=queued.generate, args=([chat("Hi")], SamplingConfig(max_new_tokens=4)))
+    waiter.start()  # a plain call that waits: the batch of one is full
+    scores = queued.score([Request(prompt="A movie: ")], [["Heat", "Alien"]])  # other work is not held up
+    assert len(scores[0]) == 2 and waiter.is_alive()
+    closed = time.monotonic()
+    stream.close()  # the reader leaves: its row stops at its next token, and the waiting call runs
+    waiter.join(timeout=120)
+    assert not waiter.is_alive() and time.monotonic() - closed < 10  # 1000 tokens would take far longer
+    deadline = time.monotonic() + 10
+    while queued.waiting and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert queued.waiting == 0
+
+
+def test_sampled_copies_of_one_prompt_differ(fp32_engine) -> None:
+    params = SamplingConfig(max_new_tokens=24, temperature=1.0, seed=3)
+    queued = BatchedEngine(fp32_engine, max_batch=4)
+    texts = [r.completions[0].text for r in queued.generate([chat(PROMPTS[0])] * 3, params)]
+    assert len(set(texts)) == 3
+    again = [r.completions[0].text for r in queued.generate([chat(PROMPTS[0])] * 3, params)]
+    assert again == texts  # the seed still fixes them

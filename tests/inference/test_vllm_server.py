@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pytest
 
@@ -41,3 +43,24 @@ def test_a_server_is_waited_for_and_stopped(tmp_path) -> None:
     with pytest.raises(LlmrecError, match="did not answer"):
         wait_until_ready(silent, f"http://127.0.0.1:{free_port()}/", log, timeout=2)
     assert silent.poll() is not None  # stopped when it timed out
+
+
+def test_a_group_is_stopped_after_its_leader_exited(tmp_path) -> None:
+    log = tmp_path / "server.log"
+    leader = launch("import subprocess, sys; child = subprocess.Popen([sys.executable, '-c', 'import time; "
+                    "time.sleep(120)']); print(child.pid, flush=True)", log)  # fmt: skip
+    leader.wait(timeout=30)
+    child = int(log.read_text().split()[0])
+    stop_process(leader, grace=10, group=True)
+    deadline = time.monotonic() + 10
+    while alive(child) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not alive(child)
+
+
+def alive(pid: int) -> bool:
+    """Running (a zombie nobody reaped counts as gone)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] != "Z"
+    except (FileNotFoundError, IndexError):
+        return False
