@@ -560,8 +560,9 @@ def render(rows: list[dict], memory: dict | None, grids: dict | None = None) -> 
             "train two at a time, one core each). c20: LLaRA's 20-candidate "
             "protocol (target + 19 unseen items, fixed per split); RecBole has no such protocol. Wall time to "
             "converge includes every epoch until early stopping and its validation; CPU time is the training "
-            "process's user + system time over the same span (ours also counts loading the dataset), the figure "
-            "that stays put when other work shares the machine.",
+            "process's user + system time over the same span (ours also counts loading the dataset). Both grow "
+            "when other work shares the cores (CPU time too: the cores' caches and boost are shared), so the timed "
+            "runs are run with the machine to itself.",
             "",
             *lines,
             "",

@@ -242,12 +242,17 @@ class Dataset:
             if not 1 <= uid <= self.num_users:
                 raise LlmrecError(f"{self.path}: no user #{uid}; internal ids run from 1 to {self.num_users}")
             return uid
-        match = self.users.loc[self.users["raw_id"] == user, "user_id"]
-        if not len(match):
+        uid = self._user_ids.get(user)
+        if uid is None:
             raise LlmrecError(
                 f"{self.path}: no user with raw id {user!r}; pass a raw id from the source, or #N for internal id N"
             )
-        return int(match.iat[0])
+        return uid
+
+    @cached_property
+    def _user_ids(self) -> dict[str, int]:
+        """Raw id -> internal id, built once (a server looks a user up per request)."""
+        return dict(zip(self.users["raw_id"].astype(str), self.users["user_id"].astype(int).tolist(), strict=True))
 
 
 def verify(path: Path, meta: dict[str, Any]) -> None:
