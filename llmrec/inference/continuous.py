@@ -1,7 +1,7 @@
 """Iteration-level batching for the transformers engine: rows join and leave a running batch between decoding steps.
 
-``generate`` answers a batch whole, so a request that arrives while a batch decodes waits for all of it (eight
-chat replies of 96 tokens take about ten seconds on two cores). :class:`DecodingBatch` runs its own decoding loop
+``generate`` answers a batch whole, so a request that arrives while a batch decodes waits for all of it (on a
+CPU, seconds for a batch of chat replies). :class:`DecodingBatch` runs its own decoding loop
 instead: a newcomer's prompt is prefilled alone, its key/value cache is left-padded to the running batch's
 length and joined to it, and from the next step on it decodes with the rest; a row that ends leaves the batch at
 once. A newcomer thus waits one step and its own prefill, not a whole batch.
