@@ -23,6 +23,7 @@ from transformers import DynamicCache
 from transformers.cache_utils import DynamicLayer
 
 from llmrec.inference.engine import Request, Result, SamplingConfig
+from llmrec.inference.prompting import eos_ids
 
 RowDone = Callable[[Result | None, BaseException | None], None]
 
@@ -75,8 +76,7 @@ class DecodingBatch:
         self.cache: DynamicCache | None = None
         self.mask = torch.zeros(0, 0, dtype=torch.long)  # (B, T): 1 where the cache holds a real position
         self.pending = torch.zeros(0, dtype=torch.long)  # (B,): each row's last token, not yet fed to the model
-        eos = {engine.tokenizer.eos_token_id, *_listed(engine.hf_model.generation_config.eos_token_id)}
-        self.eos = {int(t) for t in eos if t is not None}
+        self.eos = eos_ids(engine.tokenizer, engine.hf_model)
 
     @property
     def active(self) -> int:
@@ -240,12 +240,6 @@ class DecodingBatch:
         )
         warns = [row.item["warn"]] if row.item.get("warn") else []
         return Result([completion], prompt_tokens=row.item["length"], warnings=warns)
-
-
-def _listed(value: Any) -> list[Any]:
-    if value is None:
-        return []
-    return list(value) if isinstance(value, (list, tuple)) else [value]
 
 
 def _generator(params: SamplingConfig, index: int) -> torch.Generator | None:

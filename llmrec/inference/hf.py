@@ -25,7 +25,7 @@ from llmrec.inference.constraints import GrammarLogitsProcessor, JsonGrammars, T
 from llmrec.inference.continuous import DecodingBatch, supports
 from llmrec.inference.engine import CAPABILITIES, Completion, Request, Result, SamplingConfig
 from llmrec.inference.lora import check_lora
-from llmrec.inference.prompting import OVERFLOW, answer_tokens, fit_prompt, render_prompt, resolve_completion
+from llmrec.inference.prompting import OVERFLOW, answer_tokens, eos_ids, fit_prompt, render_prompt, resolve_completion
 from llmrec.inference.streaming import RowStreamer, TextSink
 from llmrec.models.defaults import resolve_model
 
@@ -85,10 +85,8 @@ class HFEngine:
         self.hf_model = None
 
     def decoding_batch(self) -> DecodingBatch | None:
-        """An empty running batch for iteration-level batching of plain requests (see
-        :mod:`llmrec.inference.continuous`; :class:`~llmrec.inference.streaming.BatchedEngine` drives it), or
-        None for a model whose cache cannot be joined row by row (sliding-window attention): its requests are
-        batched whole."""
+        """A running batch for iteration-level batching (:mod:`llmrec.inference.continuous`), or None for a
+        model with sliding-window caches (its requests are batched whole)."""
         return DecodingBatch(self) if supports(self.hf_model) else None
 
     def input_embedding(self) -> torch.nn.Module:
@@ -339,7 +337,7 @@ class HFEngine:
         new_tokens = out.sequences[:, -steps:] if steps else out.sequences[:, :0]
         logprobs = torch.stack([step.float().log_softmax(-1) for step in out.logits], dim=1)  # (R, S, V)
         chosen = logprobs.gather(-1, new_tokens.unsqueeze(-1)).squeeze(-1)  # (R, S)
-        eos = _eos_ids(self.tokenizer, model)
+        eos = eos_ids(self.tokenizer, model)
         results = []
         for index, item in enumerate(batch):
             completions = []
@@ -393,12 +391,3 @@ class HFEngine:
                 return length
         return len(ids)
 
-
-def _eos_ids(tokenizer: Any, model: Any) -> set[int]:
-    ids = {tokenizer.eos_token_id}
-    configured = getattr(model.generation_config, "eos_token_id", None)
-    if isinstance(configured, int):
-        ids.add(configured)
-    elif configured:
-        ids.update(configured)
-    return {i for i in ids if i is not None}

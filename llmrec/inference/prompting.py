@@ -77,3 +77,14 @@ def resolve_completion(completion: Completion, grounding: Grounding | None, trie
         resolution.resolved_by,
     )
     return completion
+
+
+def eos_ids(tokenizer: Any, model: Any) -> set[int]:
+    """The token ids that end an answer: the tokenizer's end token and the model's generation config's."""
+    ids = {tokenizer.eos_token_id}
+    configured = getattr(model.generation_config, "eos_token_id", None)
+    if isinstance(configured, int):
+        ids.add(configured)
+    elif configured:
+        ids.update(configured)
+    return {int(i) for i in ids if i is not None}
