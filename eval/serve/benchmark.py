@@ -24,7 +24,6 @@ import contextlib
 import json
 import os
 import platform
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -35,7 +34,7 @@ from typing import Any
 import httpx
 import numpy as np
 
-from llmrec.inference.vllm_server import free_port, stop_process, vllm_server, wait_until_ready
+from llmrec.inference.vllm_server import child_server, free_port, vllm_server
 
 HERE = Path(__file__).resolve().parent
 MESSAGES = ["recommend something for me", "find films about space", "I love westerns and film noir"]
@@ -54,15 +53,9 @@ def llmrec_server(work: Path, run: Path, engine: list[str]) -> Iterator[str]:
     port = free_port()
     command = [sys.executable, "-m", "llmrec", "serve", "--dataset", "ml-100k", "--run", str(run),
                "--db", f"sqlite:///{work / 'profiles.db'}", "--port", str(port), *engine]  # fmt: skip
-    log = work / "server.log"
-    with log.open("w") as out:
-        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_ready(process, f"{url}/healthz", log, group=True)
+    with child_server(command, f"{url}/healthz", work / "server.log", grace=120):
         yield url
-    finally:
-        stop_process(process, grace=120, group=True)
 
 
 def encoder_run(work: Path) -> Path:

@@ -2,7 +2,8 @@
 
 :func:`vllm_server` runs the bundled model (or another) as an OpenAI-compatible server and yields its ``/v1`` base
 URL; the serving benchmark and the tests use it, and so can a script that wants ``llmrec serve --engine openai``
-without a second terminal. :func:`wait_until_ready` and :func:`stop_process` serve any such child server.
+without a second terminal. :func:`child_server` (with :func:`wait_until_ready` and :func:`stop_process`) serves
+any such child server.
 """
 
 from __future__ import annotations
@@ -90,15 +91,23 @@ def vllm_server(
         "--host", "127.0.0.1", "--port", str(port), "--dtype", "bfloat16", "--max-model-len", str(max_model_len),
         "--kv-cache-memory-bytes", str(kv_cache_bytes), "--seed", "0", *flags,
     ]  # fmt: skip
+    url = f"http://127.0.0.1:{port}/v1"
+    with child_server(command, f"{url}/models", log, grace=30):
+        yield url
+
+
+@contextlib.contextmanager
+def child_server(command: list[str], ready: str, log: Path, grace: float = 60.0) -> Iterator[subprocess.Popen]:
+    """``command`` started in a process group of its own (output to ``log``), waited for until ``ready`` answers
+    200, and stopped with its group on leaving (SIGTERM, SIGKILL after ``grace`` seconds)."""
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("w") as out:
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}/v1"
     try:
-        wait_until_ready(process, f"{url}/models", log, group=True)
-        yield url
+        wait_until_ready(process, ready, log, group=True)
+        yield process
     finally:
-        stop_process(process, grace=30, group=True)
+        stop_process(process, grace=grace, group=True)
 
 
 def _tail(log: Path, chars: int = 3000) -> str:
