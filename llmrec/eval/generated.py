@@ -5,10 +5,10 @@
   consistency pruning, a weighted vote), giving HR@K, NDCG@K and MRR@K on the very candidates the encoders and
   the other LLM runs are scored on, the share of paths kept by pruning, and ``valid_ratio`` (paths whose answer
   is a candidate: 1 when grounded).
-- ``query`` (full catalog, Rec-R1): the LLM writes a search query from the user's history (greedy), a frozen
-  retriever searches the whole catalog with it, and the target's rank in the top ``depth`` gives HR@K, NDCG@K and
-  MRR@K; a completion without a well-formed answer line searches with its whole text (``well_formed`` counts
-  those that had one).
+- ``query`` (full catalog, Rec-R1): the LLM writes a search query from the user's history (greedy, a rationale
+  then the query line, as ``grounding: format`` rollouts are decoded), a frozen retriever searches the whole
+  catalog with it, and the target's rank in the top ``depth`` gives HR@K, NDCG@K and MRR@K (``well_formed``: the
+  share of completions the format reward accepts).
 
 Both return the per-user 0-based ranks too (``depth`` for a target the retriever did not return within the
 depth), for paired comparisons (:mod:`llmrec.ranking.intervals`).
@@ -27,8 +27,8 @@ from llmrec.catalog.catalog import Catalog
 from llmrec.data.dataset import Dataset
 from llmrec.data.splits import leave_one_out_split
 from llmrec.errors import LlmrecError
-from llmrec.inference.answers import completion_text, parse_answer
-from llmrec.inference.engine import Engine, Request, SamplingConfig
+from llmrec.inference.answers import MARKER, parse_answer, structured_answers
+from llmrec.inference.engine import Engine
 from llmrec.inference.reasoning import ReasoningConfig, ReasoningTask, reason
 from llmrec.progress import progress_bar
 from llmrec.ranking.metrics import ranking_metrics
@@ -85,21 +85,18 @@ def reasoning_ranks(
 
 
 def generate_queries(
-    engine: Engine, examples: list[TaskExample], lora: str | Path | None = None, max_new_tokens: int = 96
+    engine: Engine, examples: list[TaskExample], lora: str | Path | None = None
 ) -> tuple[list[str], list[bool]]:
-    """Each example's search query (greedy), and whether its completion had a well-formed answer line (else the
-    query is the whole completion)."""
+    """Each example's search query, greedy, in the structure of ``grounding: format`` rollouts (a rationale, the
+    answer marker, then the query line: :func:`llmrec.inference.answers.structured_answers`), and whether the
+    completion is well-formed by the format reward's rule (a rationale of a few words and a non-empty query)."""
     queries, formed = [], []
-    params = SamplingConfig(max_new_tokens=max_new_tokens)
     with progress_bar(len(examples), "queries", unit="user") as bar:
         for start in range(0, len(examples), CHUNK):
             chunk = examples[start : start + CHUNK]
-            results = engine.generate([Request(messages=e.prompt, lora=lora) for e in chunk], params)
-            for result in results:
-                text = completion_text(result.completions[0].text)
-                answer = parse_answer(text)
-                formed.append(answer is not None)
-                queries.append("; ".join(answer) if answer is not None else text)
+            for rationale, answer in structured_answers(engine, [e.prompt for e in chunk], lora):
+                formed.append(parse_answer(f"{rationale}\n{MARKER}\n{answer}") is not None)
+                queries.append(answer)
             bar.update(len(chunk))
     return queries, formed
 

@@ -3,14 +3,24 @@
 A completion has the reasoning tasks' structure: a rationale, then one ``Answer:`` line (the answer after the
 marker, on its line or the next); an answer lists one or more entries separated by ``;`` (item titles, or a search
 query). RL rewards (:mod:`llmrec.training.rewards`), evaluation and serving read answers the same way.
+
+:func:`structured_answers` writes completions in that structure with any engine, the way ``grounding: format``
+RL rollouts are decoded (:mod:`llmrec.training.rollouts`): a rationale, the marker line, then one answer line.
 """
 
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
+from llmrec.inference.engine import Engine, Request, SamplingConfig
+
 MARKER = "Answer:"
+# A free answer line's budget (a search query of a few keywords), and the rationale's before it: with the marker
+# line and the end of text they fill the shipped query recipe's 64-token completions.
+ANSWER_TOKENS = 24
+RATIONALE_TOKENS = 36
 
 
 def completion_text(completion: Any) -> str:
@@ -41,3 +51,29 @@ def parse_answer(text: str, marker: str = MARKER, min_rationale: int = 3) -> lis
     entries = [e.strip().strip("\"'.").strip() for e in re.split(r";|\n", answer)]
     entries = [e for e in entries if e]
     return entries or None
+
+
+def structured_answers(
+    engine: Engine,
+    prompts: list[list[dict[str, str]]],
+    lora: str | Path | None = None,
+    marker: str = MARKER,
+    rationale_tokens: int = RATIONALE_TOKENS,
+    answer_tokens: int = ANSWER_TOKENS,
+) -> list[tuple[str, str]]:
+    """Each chat prompt's greedy ``(rationale, answer)``: the rationale stops at ``marker`` or after
+    ``rationale_tokens`` tokens; the answer is the first non-empty line written after the marker's line (within
+    ``answer_tokens`` tokens; empty if there is none). ``f"{rationale}\\n{marker}\\n{answer}"`` is the completion.
+    """
+    asked = SamplingConfig(max_new_tokens=rationale_tokens, stop=[marker])
+    first = engine.generate([Request(messages=p, lora=lora) for p in prompts], asked)
+    rationales = [r.completions[0].text.strip() for r in first]
+    second = engine.generate(
+        [
+            Request(messages=[*p, {"role": "assistant", "content": f"{r}\n{marker}\n"}], lora=lora)
+            for p, r in zip(prompts, rationales, strict=True)
+        ],
+        SamplingConfig(max_new_tokens=answer_tokens),
+    )
+    answers = [next((line.strip() for line in r.completions[0].text.splitlines() if line.strip()), "") for r in second]
+    return list(zip(rationales, answers, strict=True))

@@ -312,17 +312,16 @@ def _by_query(
 ) -> tuple[list[int], list[float], str, dict[str, Any]]:
     """A query run's top-``k``: the LLM's search query (greedy) run through the run's retriever."""
     from llmrec.catalog.retrievers import make_retriever
-    from llmrec.inference.answers import parse_answer
+    from llmrec.inference.answers import structured_answers
 
     bundle = recommender.bundle
     name = bundle.retriever if bundle is not None else "bm25"
     example = prompt_example(recommender.dataset, recommender.task, uid, history, [])
-    request = Request(messages=example.prompt, lora=recommender.lora)
-    text = recommender.engine.generate([request], SamplingConfig(max_new_tokens=96))[0].completions[0].text
-    answer = parse_answer(text, recommender.task.marker)
-    query = "; ".join(answer) if answer is not None else text
+    rationale, query = structured_answers(
+        recommender.engine, [example.prompt], recommender.lora, recommender.task.marker
+    )[0]
     retriever = make_retriever(name, recommender.dataset, bundle.encoder if bundle is not None else None, "cpu")
     seen = set(history)
     found = [i for i in retriever.search([query], k + len(seen))[0] if i not in seen][:k]
     scores = retriever.scores(query)
-    return found, [float(scores[i]) for i in found], f"{name} query", {"query": query}
+    return found, [float(scores[i]) for i in found], f"{name} query", {"query": query, "rationale": rationale}

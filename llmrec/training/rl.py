@@ -79,7 +79,7 @@ def grpo_config(recipe: RLRecipe, run: Path) -> RecGRPOConfig:
     config = trainer_config(RecGRPOConfig, values, managed, "recipe trainer")
     if config.use_vllm and recipe.grounding != "none":
         raise LlmrecError(
-            f"grounding {recipe.grounding!r} decodes the answer line through a title trie on transformers' "
+            f"grounding {recipe.grounding!r} decodes the answer line under a logits processor on transformers' "
             "generation; set trainer.use_vllm false, or grounding none to roll out on vLLM"
         )
     return config

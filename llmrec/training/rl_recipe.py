@@ -2,8 +2,9 @@
 
 Top-level keys: ``base_model``, ``dataset``, ``device``, ``encoder`` (an encoder run: the candidates of ``llmrec
 recommend``, and the ``encoder`` retriever), ``retriever`` (the frozen recommender of a ``query`` run: ``bm25``,
-``dense`` or ``encoder``), ``grounding`` (``none``, ``candidates`` or ``catalog``: how the answer line of a
-rollout is decoded), ``horizon`` (the user's next items after the target that count in MSRA and black-box
+``dense`` or ``encoder``), ``grounding`` (how the answer line of a rollout is decoded: ``none``, freely;
+``candidates`` or ``catalog``, through their title trie; ``format``, the structure forced and the answer one free
+line, for queries), ``horizon`` (the user's next items after the target that count in MSRA and black-box
 rewards), ``future_candidates`` (explain: put those items among a training prompt's candidates, so choosing one
 can earn the MSRA reward), ``min_len``, and the sections ``task`` (:class:`llmrec.adapters.tasks.TaskConfig`:
 ``explain`` or ``query``, titles only), ``lora`` (PEFT ``LoraConfig`` fields; ignored with ``--init``, whose
@@ -35,7 +36,7 @@ REWARDS: dict[str, type] = {
     "blackbox": reward_module.BlackBoxReward,
 }
 ITEM_REWARDS = ("validity", "rank", "msra", "consistency")  # their answers name catalog items
-GROUNDINGS = ("none", "candidates", "catalog")
+GROUNDINGS = ("none", "candidates", "catalog", "format")
 RL_TASKS = ("explain", "query")
 # Constructor arguments the recipe's other keys fill in; a reward entry cannot set them.
 SUPPLIED = {"catalog", "marker", "dataset", "retriever", "encoder_run"}
@@ -71,9 +72,10 @@ class RLRecipe:
             )
         if self.task.item_text != "title" or self.task.user_vector:
             raise LlmrecError("RL prompts show items as titles: set task item_text to title, without user_vector")
-        if self.task.task == "query" and self.grounding != "none":
+        if self.task.task == "query" and self.grounding not in ("none", "format"):
             raise LlmrecError(
-                f"a query task answers with a search query, not an item: set grounding none, not {self.grounding!r}"
+                "a query task answers with a search query, not an item: set grounding format (or none), not "
+                f"{self.grounding!r}"
             )
         if self.horizon < 0:
             raise LlmrecError(f"horizon must be 0 or more, got {self.horizon}")

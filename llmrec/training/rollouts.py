@@ -1,10 +1,12 @@
-"""Grounded rollouts for GRPO: a rationale sampled freely, then an answer line that is always a real item.
+"""Grounded rollouts for GRPO: a rationale sampled freely, then an answer line held to the recipe's structure.
 
 :class:`AnswerGrounding` is a logits processor over the rollout rows. Each row decodes its rationale freely (but
 may not end before answering); once its text ends with the answer marker, the row is held to a newline and then
-to its title trie (the prompt's candidates, or the whole catalog), whose end is the end of the completion. A
-rationale that runs so long that only the answer would still fit is closed by forcing the marker, so every
-rollout ends in one grounded item and none is ever sampled that the catalog (or the candidate list) lacks.
+to its answer: a title trie (the prompt's candidates, or the whole catalog), whose end is the end of the
+completion, or, for a row without a trie (``grounding: format``, a search query), one free line of at most
+``line_tokens`` tokens that may not start empty and ends at its first line break. A rationale that runs so long
+that only the answer would still fit is closed by forcing the marker, so every rollout is well-formed, and a
+grounded one ends in an item the catalog (or the candidate list) has.
 
 :class:`GroundedRollout` is the ``rollout_func`` TRL's ``GRPOTrainer`` calls in place of its own generation:
 transformers' ``generate`` on the trainer's model with the trainer's generation config, plus the processor. (On a
@@ -21,30 +23,54 @@ from transformers import LogitsProcessor, LogitsProcessorList
 from llmrec.catalog.catalog import Catalog
 from llmrec.catalog.grounding import Grounding
 from llmrec.catalog.tries import TitleTrie
+from llmrec.inference.answers import ANSWER_TOKENS
 
-FREE, FORCED, TITLE, DONE = range(4)
+FREE, FORCED, TITLE, LINE, DONE = range(5)
+_BREAKS: dict[int, list[int]] = {}
+
+
+def line_breaks(tokenizer: Any) -> list[int]:
+    """The ids of the tokenizer's tokens whose text holds a line break (kept per tokenizer object)."""
+    key = id(tokenizer)
+    if key not in _BREAKS:
+        _BREAKS[key] = [i for i in range(len(tokenizer)) if "\n" in tokenizer.decode([i])]
+    return _BREAKS[key]
 
 
 class AnswerGrounding(LogitsProcessor):
-    """Per row: free rationale (its end-of-text tokens masked), the marker line, then the row's title trie.
+    """Per row: free rationale (its end-of-text tokens masked), the marker line, then the row's title trie (or,
+    for a row whose trie is ``None``, one free line).
 
     transformers runs a ``generate`` call's own logits processors first, so sampling's top-k/top-p may already have
     cut tokens away: a row left only its end of text closes its rationale there, and a forced or title step whose
     allowed tokens were all cut samples among them uniformly.
 
-    ``tries`` holds one trie per row; ``max_new_tokens`` is the generation budget (the rationale is closed early
-    enough for the marker and the longest title to fit); ``eos_ids`` are the tokens that would end a row.
+    ``tries`` holds one trie per row (``None``: a free answer line of at most ``line_tokens`` tokens);
+    ``max_new_tokens`` is the generation budget (the rationale is closed early enough for the marker and the
+    longest answer to fit); ``eos_ids`` are the tokens that would end a row.
     """
 
     def __init__(
-        self, tokenizer: Any, tries: list[TitleTrie], marker: str, max_new_tokens: int, eos_ids: list[int]
+        self,
+        tokenizer: Any,
+        tries: list[TitleTrie | None],
+        marker: str,
+        max_new_tokens: int,
+        eos_ids: list[int],
+        line_tokens: int = ANSWER_TOKENS,
     ) -> None:
         self.tokenizer, self.tries, self.marker = tokenizer, tries, marker
         self.newline = tokenizer.encode("\n", add_special_tokens=False)
         self.closing = tokenizer.encode(f"\n{marker}\n", add_special_tokens=False)
-        self.reserve = len(self.closing) + max(t.depth for t in tries) + 1
+        self.line_tokens = line_tokens
+        self.reserve = len(self.closing) + max(line_tokens if t is None else t.depth for t in tries) + 1
         self.max_new_tokens, self.eos_ids = max_new_tokens, list(eos_ids)
+        self.breaks = line_breaks(tokenizer) if any(t is None for t in tries) else []
+        self.ends_line = set(self.breaks)
         self.phase = [FREE] * len(tries)
+        # The phase a row enters once its forced tokens are out: its answer, or (after a line's end) done.
+        self.after = [TITLE if t is not None else LINE for t in tries]
+        self.written = [0] * len(tries)  # tokens of a free answer line so far
         self.pending: list[list[int]] = [[] for _ in tries]
         self.state: list[Any] = [None] * len(tries)
         self.start: int | None = None
@@ -56,7 +82,15 @@ class AnswerGrounding(LogitsProcessor):
         if phase == FORCED:
             self.pending[row] = self.pending[row][1:]
             if not self.pending[row]:
-                self.phase[row], self.state[row] = TITLE, self.tries[row].root
+                self.phase[row] = self.after[row]
+                if self.phase[row] == TITLE:
+                    self.state[row] = self.tries[row].root
+        elif phase == LINE:
+            self.written[row] += 1
+            if last in self.eos_ids:
+                self.phase[row] = DONE
+            elif last in self.ends_line:  # the line is over: end the completion there
+                self.phase[row], self.pending[row], self.after[row] = FORCED, self.eos_ids[:1], DONE
         elif phase == TITLE:
             self.state[row] = self.tries[row].advance(self.state[row], last)
             if self.state[row] is None or last in self.eos_ids or not len(self.tries[row].allowed(self.state[row])):
@@ -64,7 +98,9 @@ class AnswerGrounding(LogitsProcessor):
         elif phase == FREE:
             tail = self.tokenizer.decode(ids[-8:].tolist(), skip_special_tokens=True)
             if tail.endswith(f"{self.marker}\n"):
-                self.phase[row], self.state[row] = TITLE, self.tries[row].root
+                self.phase[row] = self.after[row]
+                if self.phase[row] == TITLE:
+                    self.state[row] = self.tries[row].root
             elif tail.rstrip(" ").endswith(self.marker):
                 self.phase[row], self.pending[row] = FORCED, list(self.newline)
 
@@ -77,11 +113,18 @@ class AnswerGrounding(LogitsProcessor):
             if generated:
                 self._advance(row, input_ids[row, self.start :])
             if self.phase[row] == FREE and self.max_new_tokens - generated <= self.reserve:
-                self.phase[row], self.pending[row] = FORCED, list(self.closing)
+                self._close(row)
             if self.phase[row] == FREE:
                 out[row, self.eos_ids] = float("-inf")
                 if torch.isinf(out[row]).all():  # the sampler kept only the end of text: the rationale is over
-                    self.phase[row], self.pending[row] = FORCED, list(self.closing)
+                    self._close(row)
+            if self.phase[row] == LINE and self.written[row] >= self.line_tokens:
+                self.phase[row], self.pending[row], self.after[row] = FORCED, self.eos_ids[:1], DONE
+            elif self.phase[row] == LINE and not self.written[row]:  # the answer may not be empty
+                out[row, self.eos_ids + self.breaks] = float("-inf")
+                if torch.isinf(out[row]).all():  # the sampler kept only line ends: any other token, alike
+                    out[row] = 0.0
+                    out[row, self.eos_ids + self.breaks] = float("-inf")
             if self.phase[row] in (FORCED, TITLE):
                 phase = self.phase[row]
                 allowed = self.pending[row][:1] if phase == FORCED else self.tries[row].allowed(self.state[row])
@@ -93,6 +136,10 @@ class AnswerGrounding(LogitsProcessor):
                 out[row, allowed] = keep if torch.isfinite(keep).any() else torch.zeros_like(keep)
         return out
 
+    def _close(self, row: int) -> None:
+        """End ``row``'s rationale: the marker line is forced, then its answer."""
+        self.phase[row], self.pending[row] = FORCED, list(self.closing)
+
 
 def prompt_key(prompt: Any) -> str:
     """The key of a prompt (chat messages or text): its last message's text."""
@@ -103,7 +150,8 @@ def prompt_key(prompt: Any) -> str:
 
 class GroundedRollout:
     """TRL ``rollout_func``: generation with each row's answer grounded to its prompt's candidates
-    (``candidates``: ``candidates_of`` maps a :func:`prompt_key` to item ids) or to the whole ``catalog``."""
+    (``candidates``: ``candidates_of`` maps a :func:`prompt_key` to item ids), to the whole ``catalog``, or
+    (``format``) only held to the structure, the answer one free line."""
 
     def __init__(
         self, catalog: Catalog, grounding: str, marker: str, candidates_of: dict[str, list[int]] | None = None
@@ -112,8 +160,10 @@ class GroundedRollout:
         self.candidates_of = candidates_of or {}
         self._tries: dict[str, TitleTrie] = {}
 
-    def trie(self, prompt: Any, tokenizer: Any) -> TitleTrie:
-        """The title trie a prompt's answer decodes through."""
+    def trie(self, prompt: Any, tokenizer: Any) -> TitleTrie | None:
+        """The title trie a prompt's answer decodes through (``None`` for a free answer line)."""
+        if self.grounding == "format":
+            return None
         key = prompt_key(prompt) if self.grounding == "candidates" else ""
         if key not in self._tries:
             candidates = self.candidates_of.get(key) if self.grounding == "candidates" else None

@@ -78,7 +78,7 @@ def test_shipped_rl_recipes_load(path: Path) -> None:
         ({"rewards": [{"name": "msra", "horizon": 5}]}, "counts 5 future items but the prompts carry 1"),
         ({"rewards": [{"name": "rank", "depth": 3}]}, r"rank\): unknown parameter\(s\) depth"),
         ({"rewards": []}, "name at least one reward"),
-        ({"task": {"task": "query"}}, "set grounding none"),
+        ({"task": {"task": "query"}}, "set grounding format \\(or none\\)"),
         ({"task": {"task": "query"}, "grounding": "none"}, "'validity' scores answers that name catalog items"),
         ({"rewards": ["blackbox"]}, "'blackbox' scores a search query"),
         ({"task": {"task": "rank"}}, "task must be one of explain, query"),
@@ -124,6 +124,40 @@ def test_grounded_rollouts_always_answer_a_candidate(ml100k) -> None:
             text = tokenizer.decode(row, skip_special_tokens=True)
             assert tokenizer.eos_token_id in row.tolist(), text  # finished within the budget
             assert "\nAnswer:\n" in text and text.rsplit("\nAnswer:\n", 1)[1] in titles, text
+
+
+def test_format_rollouts_always_end_in_one_query_line() -> None:
+    from transformers import AutoModelForCausalLM, AutoTokenizer, LogitsProcessorList
+
+    from llmrec.inference.answers import parse_answer
+    from llmrec.models.defaults import resolve_model
+    from llmrec.training.rollouts import AnswerGrounding
+
+    model_dir = resolve_model(None)
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+    ask = [{"role": "user", "content": "The user liked Star Wars and Alien. Reason briefly, then write Answer: on "
+            "its own line and a search query for their next film."}]  # fmt: skip
+    ids = tokenizer.apply_chat_template(ask, add_generation_prompt=True, return_tensors="pt", return_dict=True)
+    rows, line = 8, 6
+    for budget in (16, 48):  # a rationale cut short by the budget, and one that may end by itself
+        processor = AnswerGrounding(tokenizer, [None] * rows, "Answer:", budget, [tokenizer.eos_token_id], line)
+        torch.manual_seed(budget)
+        out = model.generate(
+            input_ids=ids["input_ids"].repeat(rows, 1),
+            attention_mask=ids["attention_mask"].repeat(rows, 1),
+            do_sample=True, temperature=1.5, max_new_tokens=budget,
+            logits_processor=LogitsProcessorList([processor]), pad_token_id=tokenizer.eos_token_id,
+        )  # fmt: skip
+        for row in out[:, ids["input_ids"].shape[1] :].tolist():
+            assert tokenizer.eos_token_id in row, tokenizer.decode(row)  # finished within the budget
+            completion = row[: row.index(tokenizer.eos_token_id)]
+            text = tokenizer.decode(completion)
+            rationale, query = text.split("\nAnswer:\n")
+            assert rationale and query.strip() and "\n" not in query.rstrip("\n"), text  # one non-empty line
+            assert len(tokenizer.encode(query, add_special_tokens=False)) <= line, text
+            if len(rationale.split()) >= 3:  # what the format reward asks of a rationale
+                assert parse_answer(text), text
 
 
 @pytest.fixture(scope="module")
@@ -219,15 +253,16 @@ def test_a_query_run_is_scored_on_the_whole_catalog(tmp_path: Path, ml100k) -> N
 
     values = {
         **TINY,
-        "grounding": "none",
+        "grounding": "format",
         "task": {"task": "query", "max_history": 3, "examples_per_user": 1},
         "rewards": [{"name": "format"}, {"name": "blackbox", "k": 10, "horizon": 1}],
-        "trainer": {**TINY["trainer"], "max_steps": 1, "max_completion_length": 32},
+        "trainer": {**TINY["trainer"], "max_steps": 1, "max_completion_length": 48},
     }
     metrics = train_rl(recipe_from_dict(values), tmp_path / "query")
     assert metrics["steps"] == 1
     log = [json.loads(line) for line in (tmp_path / "query" / "log.jsonl").read_text().splitlines()]
     assert "rewards/blackbox/mean" in log[0]
+    assert log[0]["rewards/format/mean"] == pytest.approx(0.1)  # every rollout well-formed: the format's bonus
     out = json.loads(cli("eval", str(tmp_path / "query"), "--limit", "3", "--json").stdout.splitlines()[-1])
     assert out["protocol"] == "full" and out["retriever"] == "bm25" and out["examples"] == 3
     assert 0 <= out["well_formed"] <= 1 and 0 <= out["ndcg@10"] <= out["hr@10"] <= 1
