@@ -17,7 +17,8 @@ the sampling), so its wall time and peak memory are its own; nothing is chosen a
 recipe's last adapter is the configuration, fixed before any score). Valid and test rows score the same users: a
 fixed random sample of ``--users`` (or all). RL rows are the per-user mean over seeds; differences are paired
 over users with 95% bootstrap intervals (:mod:`llmrec.ranking.intervals`); "beats" means the interval is above
-zero. Work (runs, SASRec, scored ranks) is kept in ``--work`` (default ``$LLMREC_HOME/bench-rl``) and reused.
+zero. Work (runs, SASRec, scored ranks) is kept in ``--work`` (default ``$LLMREC_HOME/bench-rl``) and reused; a run
+started from another version of its recipe is trained again.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 from datetime import UTC, datetime
@@ -89,10 +91,22 @@ def llmrec(*args: str) -> None:
 
 
 def train(name: str, seed: int, work: Path, max_steps: int) -> Path:
-    """The RL run of ``name`` with ``seed``: trained, resumed or reused."""
+    """The RL run of ``name`` with ``seed``: trained, resumed or reused (a run of an older version of the recipe
+    is started over, its scores dropped)."""
     from llmrec.runs import config_file, read_metrics
+    from llmrec.training.recipe import read_recipe
 
     run = work / (f"{name}-seed{seed}" + ("" if not max_steps else f"-steps{max_steps}"))
+    recipe = read_recipe(RECIPES[name], trainer={"seed": seed, **({"max_steps": max_steps} if max_steps else {})})[0]
+    stamp = run / "bench-recipe.json"
+    if run.exists() and (not stamp.exists() or json.loads(stamp.read_text()) != recipe):
+        print(f"{run.name}: trained on another version of the recipe; starting it over", file=sys.stderr)
+        shutil.rmtree(run)
+        for kept in (work / "ranks").glob(f"*-{run.name}.*"):
+            kept.unlink()
+    if not run.exists():
+        run.mkdir(parents=True)
+        stamp.write_text(json.dumps(recipe, indent=1) + "\n")
     if read_metrics(run).get("finished"):
         return run
     command = ["rl", "--recipe", RECIPES[name], "--out", str(run), "--no-eval", "--trainer", f"seed={seed}"]
