@@ -3,6 +3,7 @@
     .venv/bin/python eval/rl/benchmark.py                                # writes eval/rl/RESULTS.md and rewards.png
     .venv/bin/python eval/rl/benchmark.py --recipes rec-r1 --seeds 0     # one recipe, one seed
     .venv/bin/python eval/rl/benchmark.py --users 200 --max-steps 30     # a reduced budget, labelled as such
+    .venv/bin/python eval/rl/benchmark.py --recipes pars --seeds 0 --splits valid   # develop: valid only, printed
 
 **Rec-R1** (``adapters/smollm2-rl-rec-r1-bm25.yaml``): the LLM writes a search query from the user's history; BM25
 over the catalog retrieves with it; full-catalog NDCG@10 and HR@10 of the user's next item. Rows: the last
@@ -49,6 +50,11 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--users", type=int, default=300, help="Users scored per split (0: all).")
     parser.add_argument("--max-steps", type=int, default=0, help="Override the recipes' max_steps (0: theirs).")
+    parser.add_argument(
+        "--splits", default="valid,test", choices=["valid,test", "valid"],
+        help="valid: score validation users only and print the rows (RESULTS.md and results.json untouched), for "
+        "choices made while developing a recipe; test is scored once the recipe is frozen.",
+    )  # fmt: skip
     parser.add_argument("--engine", default="vllm", choices=["hf", "vllm"], help="The engine of every LLM row.")
     parser.add_argument("--sasrec", type=Path, default=None, help="A trained SASRec run on ML-100K to reuse.")
     parser.add_argument("--work", type=Path, default=None)
@@ -68,8 +74,14 @@ def main() -> None:
         runs = [train(name, seed, work, args.max_steps) for seed in args.seeds]
         section = score(name, runs, work, args)
         section["training"] = training_figures(runs)
-        kept[name] = {**section, **stamp, "seeds": args.seeds, "max_steps": args.max_steps or "the recipe's"}
+        section = {**section, **stamp, "seeds": args.seeds, "max_steps": args.max_steps or "the recipe's"}
+        if args.splits == "valid":
+            print(render({name: section}, ("valid",)))
+            continue
+        kept[name] = section
         save(args.kept, kept)
+    if args.splits == "valid":
+        return
     plot_rewards(kept, work, HERE / "rewards.png")
     args.out.write_text(render(kept))
     print(args.out.read_text())
@@ -182,6 +194,7 @@ def score(name: str, runs: list[Path], work: Path, args: argparse.Namespace) -> 
     recipe = load_rl_recipe(RECIPES[name])
     dataset = load_dataset(recipe.dataset)
     splits = dict(zip(("valid", "test"), sampled_users(recipe.task, dataset, args.users), strict=True))
+    splits = {which: examples for which, examples in splits.items() if which in args.splits.split(",")}
     options = {"enable_lora": True, "max_lora_rank": 16, "kv_cache_gib": 2.0} if args.engine == "vllm" else {}
     engine = load_engine(args.engine, None, **options)
     tag = f"{name}-u{args.users}"
@@ -231,8 +244,9 @@ def sasrec_ranks(dataset: Any, examples: list[Any], work: Path, given: Path | No
     from llmrec.encoders.run import load_best
 
     run = given or work / "sasrec"
-    if not (run / "config.yaml").exists():
-        llmrec("encoder", "train", "--dataset", "ml-100k", "--model", "sasrec", "--out", str(run))
+    if not (run / "metrics.json").exists():  # written when training ends: an interrupted run is resumed
+        resume = ["--resume"] if (run / "config.yaml").exists() else []
+        llmrec("encoder", "train", "--dataset", "ml-100k", "--model", "sasrec", "--out", str(run), *resume)
     encoder = load_best(run).eval()
     split = leave_one_out_split(dataset, min_len=3)
     ranks = []
@@ -340,7 +354,7 @@ LABELS = {
 }
 
 
-def render(kept: dict[str, Any]) -> str:
+def render(kept: dict[str, Any], splits: tuple[str, ...] = ("valid", "test")) -> str:
     lines = ["# RL benchmark", "", "Reward components over training: [rewards.png](rewards.png).", ""]
     for name in RECIPES:
         if name not in kept:
@@ -375,7 +389,7 @@ def render(kept: dict[str, Any]) -> str:
             "| --- | --- |" + " ---: |" * len(metrics) + " --- |" + " --- |" * (len(against) * len(metrics)),
         ]
         for row, label in LABELS[name].items():
-            for which in ("valid", "test"):
+            for which in splits:
                 e = section["rows"][row][which]
                 seeds = "; ".join(f"{m} {e['per_seed'][m]}" for m in metrics) if "per_seed" in e else ""
                 diffs = [interval(e[f"vs_{c}"][m]) if f"vs_{c}" in e else "" for c in against for m in metrics]

@@ -146,5 +146,8 @@ def recommend_command(
         f"user {result['raw_id']} ({result['history_length']} interactions), candidates from "
         f"{result['candidates_from']}, ranked by {run}:"
     )
+    for key in ("rationale", "query"):  # what a reasoning or query-writing run wrote on the way
+        if result.get(key):
+            echo(f"{key}: {result[key]}")
     for row in result["recommendations"]:
         echo(f"  {row['rank']:>3}. {row['title']}  [{row['raw_id']}]  {row['score']:.3f}")

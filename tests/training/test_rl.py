@@ -269,4 +269,6 @@ def test_a_query_run_is_scored_on_the_whole_catalog(tmp_path: Path, ml100k) -> N
     served = cli("recommend", str(tmp_path / "query"), "--user", "1", "-k", "5", "--json")
     top = json.loads(served.stdout.splitlines()[-1])
     assert top["query"] and top["candidates_from"] == "bm25 query" and len(top["recommendations"]) <= 5
+    shown = cli("recommend", str(tmp_path / "query"), "--user", "1", "-k", "5").stdout
+    assert f"query: {top['query']}" in shown  # the same greedy query, in words
 
