@@ -26,12 +26,12 @@ from llmrec.catalog.tries import TitleTrie
 from llmrec.inference.answers import ANSWER_TOKENS
 
 FREE, FORCED, TITLE, LINE, DONE = range(5)
-_BREAKS: dict[int, list[int]] = {}
+_BREAKS: dict[tuple[str, int], list[int]] = {}
 
 
 def line_breaks(tokenizer: Any) -> list[int]:
-    """The ids of the tokenizer's tokens whose text holds a line break (kept per tokenizer object)."""
-    key = id(tokenizer)
+    """The ids of the tokenizer's tokens whose text holds a line break (kept per tokenizer and vocabulary size)."""
+    key = (str(tokenizer.name_or_path), len(tokenizer))
     if key not in _BREAKS:
         _BREAKS[key] = [i for i in range(len(tokenizer)) if "\n" in tokenizer.decode([i])]
     return _BREAKS[key]
