@@ -53,6 +53,12 @@ def parse_answer(text: str, marker: str = MARKER, min_rationale: int = 3) -> lis
     return entries or None
 
 
+def answer_turn(messages: list[dict[str, str]], rationale: str, marker: str = MARKER) -> list[dict[str, str]]:
+    """``messages`` with the assistant's turn so far: ``rationale``, then the marker's line, for the engine to
+    continue with the answer."""
+    return [*messages, {"role": "assistant", "content": f"{rationale.rstrip()}\n{marker}\n"}]
+
+
 def structured_answers(
     engine: Engine,
     prompts: list[list[dict[str, str]]],
@@ -69,10 +75,7 @@ def structured_answers(
     first = engine.generate([Request(messages=p, lora=lora) for p in prompts], asked)
     rationales = [r.completions[0].text.strip() for r in first]
     second = engine.generate(
-        [
-            Request(messages=[*p, {"role": "assistant", "content": f"{r}\n{marker}\n"}], lora=lora)
-            for p, r in zip(prompts, rationales, strict=True)
-        ],
+        [Request(messages=answer_turn(p, r, marker), lora=lora) for p, r in zip(prompts, rationales, strict=True)],
         SamplingConfig(max_new_tokens=answer_tokens),
     )
     answers = [next((line.strip() for line in r.completions[0].text.splitlines() if line.strip()), "") for r in second]

@@ -20,6 +20,7 @@ from typing import Any
 from llmrec.catalog.catalog import Catalog, normalise_title
 from llmrec.catalog.grounding import Grounding
 from llmrec.errors import LlmrecError
+from llmrec.inference.answers import answer_turn
 from llmrec.inference.engine import Engine, Request, SamplingConfig, ScoringUnavailable
 from llmrec.prompts import render
 
@@ -180,12 +181,9 @@ def reason(engine: Engine, tasks: list[ReasoningTask], config: ReasoningConfig |
     for messages, task, result in zip(prompts, tasks, first, strict=True):
         grounding = Grounding(task.catalog, candidates=task.candidates, history=task.history)
         for completion in result.completions:
-            partial = f"{completion.text.rstrip()}\n{config.marker}\n"
             answers_asked.append(
                 Request(
-                    messages=[*messages, {"role": "assistant", "content": partial}],
-                    grounding=grounding,
-                    lora=task.lora,
+                    messages=answer_turn(messages, completion.text, config.marker), grounding=grounding, lora=task.lora
                 )
             )
     answers = engine.generate(answers_asked, SamplingConfig(max_new_tokens=8, seed=config.seed))

@@ -92,64 +92,69 @@ def test_recipe_mistakes_are_one_clear_error(changes: dict, message: str) -> Non
         recipe_from_dict({**TINY, **changes})
 
 
-def test_grounded_rollouts_always_answer_a_candidate(ml100k) -> None:
-    from transformers import AutoModelForCausalLM, AutoTokenizer, LogitsProcessorList
+@pytest.fixture(scope="module")
+def smollm() -> tuple:
+    """The bundled model in float32 and its tokenizer, shared by the rollout tests."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from llmrec.catalog.catalog import Catalog
-    from llmrec.catalog.grounding import Grounding
     from llmrec.models.defaults import resolve_model
-    from llmrec.training.rollouts import AnswerGrounding
 
     model_dir = resolve_model(None)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+    return AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval(), tokenizer
+
+
+def sampled_rollouts(smollm: tuple, ask: str, processor, rows: int, budget: int) -> list[list[int]]:
+    """``rows`` completions of the one-message prompt ``ask``, sampled hot (seeded by ``budget``) under
+    ``processor`` within ``budget`` new tokens: each row's generated token ids."""
+    from transformers import LogitsProcessorList
+
+    model, tokenizer = smollm
+    messages = [{"role": "user", "content": ask}]
+    ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt", return_dict=True)
+    torch.manual_seed(budget)
+    out = model.generate(
+        input_ids=ids["input_ids"].repeat(rows, 1),
+        attention_mask=ids["attention_mask"].repeat(rows, 1),
+        do_sample=True, temperature=1.5, max_new_tokens=budget,
+        logits_processor=LogitsProcessorList([processor]), pad_token_id=tokenizer.eos_token_id,
+    )  # fmt: skip
+    return out[:, ids["input_ids"].shape[1] :].tolist()
+
+
+def test_grounded_rollouts_always_answer_a_candidate(ml100k, smollm) -> None:
+    from llmrec.catalog.catalog import Catalog
+    from llmrec.catalog.grounding import Grounding
+    from llmrec.training.rollouts import AnswerGrounding
+
+    tokenizer = smollm[1]
     catalog = Catalog.from_dataset(ml100k)
     candidates = [50, 100, 181, 258]
     titles = {catalog.title(i) for i in candidates}
-    ask = [{"role": "user", "content": "Which of Star Wars, Fargo, Return of the Jedi, Contact? Reason, then "
-            "write Answer: and the title."}]  # fmt: skip
-    ids = tokenizer.apply_chat_template(ask, add_generation_prompt=True, return_tensors="pt", return_dict=True)
+    ask = "Which of Star Wars, Fargo, Return of the Jedi, Contact? Reason, then write Answer: and the title."
     rows = 6
     for budget in (12, 40):  # a rationale cut short by the budget, and one that may end by itself
         trie = Grounding(catalog, candidates=candidates).trie(tokenizer)
         processor = AnswerGrounding(tokenizer, [trie] * rows, "Answer:", budget, [tokenizer.eos_token_id])
-        torch.manual_seed(budget)
-        out = model.generate(
-            input_ids=ids["input_ids"].repeat(rows, 1),
-            attention_mask=ids["attention_mask"].repeat(rows, 1),
-            do_sample=True, temperature=1.5, max_new_tokens=budget,
-            logits_processor=LogitsProcessorList([processor]), pad_token_id=tokenizer.eos_token_id,
-        )  # fmt: skip
-        for row in out[:, ids["input_ids"].shape[1] :]:
+        for row in sampled_rollouts(smollm, ask, processor, rows, budget):
             text = tokenizer.decode(row, skip_special_tokens=True)
-            assert tokenizer.eos_token_id in row.tolist(), text  # finished within the budget
+            assert tokenizer.eos_token_id in row, text  # finished within the budget
             assert "\nAnswer:\n" in text and text.rsplit("\nAnswer:\n", 1)[1] in titles, text
 
 
-def test_format_rollouts_always_end_in_one_query_line() -> None:
-    from transformers import AutoModelForCausalLM, AutoTokenizer, LogitsProcessorList
-
+def test_format_rollouts_always_end_in_one_query_line(smollm) -> None:
     from llmrec.inference.answers import parse_answer
-    from llmrec.models.defaults import resolve_model
     from llmrec.training.rollouts import AnswerGrounding
 
-    model_dir = resolve_model(None)
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
-    ask = [{"role": "user", "content": "The user liked Star Wars and Alien. Reason briefly, then write Answer: on "
-            "its own line and a search query for their next film."}]  # fmt: skip
-    ids = tokenizer.apply_chat_template(ask, add_generation_prompt=True, return_tensors="pt", return_dict=True)
+    tokenizer = smollm[1]
+    ask = (
+        "The user liked Star Wars and Alien. Reason briefly, then write Answer: on its own line and a search "
+        "query for their next film."
+    )
     rows, line = 8, 6
     for budget in (16, 48):  # a rationale cut short by the budget, and one that may end by itself
         processor = AnswerGrounding(tokenizer, [None] * rows, "Answer:", budget, [tokenizer.eos_token_id], line)
-        torch.manual_seed(budget)
-        out = model.generate(
-            input_ids=ids["input_ids"].repeat(rows, 1),
-            attention_mask=ids["attention_mask"].repeat(rows, 1),
-            do_sample=True, temperature=1.5, max_new_tokens=budget,
-            logits_processor=LogitsProcessorList([processor]), pad_token_id=tokenizer.eos_token_id,
-        )  # fmt: skip
-        for row in out[:, ids["input_ids"].shape[1] :].tolist():
+        for row in sampled_rollouts(smollm, ask, processor, rows, budget):
             assert tokenizer.eos_token_id in row, tokenizer.decode(row)  # finished within the budget
             completion = row[: row.index(tokenizer.eos_token_id)]
             text = tokenizer.decode(completion)
@@ -271,4 +276,3 @@ def test_a_query_run_is_scored_on_the_whole_catalog(tmp_path: Path, ml100k) -> N
     assert top["query"] and top["candidates_from"] == "bm25 query" and len(top["recommendations"]) <= 5
     shown = cli("recommend", str(tmp_path / "query"), "--user", "1", "-k", "5").stdout
     assert f"query: {top['query']}" in shown  # the same greedy query, in words
-
