@@ -19,7 +19,8 @@ recipe's last adapter is the configuration, fixed before any score). Valid and t
 fixed random sample of ``--users`` (or all). RL rows are the per-user mean over seeds; differences are paired
 over users with 95% bootstrap intervals (:mod:`llmrec.ranking.intervals`); "beats" means the interval is above
 zero. Work (runs, SASRec, scored ranks) is kept in ``--work`` (default ``$LLMREC_HOME/bench-rl``) and reused; a run
-started from another version of its recipe is trained again.
+started from another version of its recipe is trained again. LLM rows are served as ``llmrec`` serves runs (on
+vLLM without a GPU, each run from its merged checkpoint), one engine in memory at a time.
 """
 
 from __future__ import annotations
@@ -186,52 +187,81 @@ def answer_reports(work: Path, tag: str) -> dict[str, Any]:
     return {p.stem.removeprefix(f"{tag}-"): json.loads(p.read_text()) for p in (work / "ranks").glob(f"{tag}-*.json")}
 
 
+class Engines:
+    """The LLM engine of each row, started when a row first needs it (rows already kept need none) and closed when
+    another is started: one engine in memory at a time. A run is served as ``llmrec`` serves it (on vLLM without a
+    GPU, from its merged checkpoint)."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind, self.key, self.engine, self.lora = kind, None, None, None
+        self.options = {"kv_cache_gib": 2.0} if kind == "vllm" else {}
+
+    def __call__(self, run: Path | None = None) -> tuple[Any, str | None]:
+        """The engine of ``run`` (``None``: the base model) and the adapter its requests carry."""
+        from llmrec.inference.recommender import LLMRecommender
+        from llmrec.inference.registry import load_engine
+
+        if self.key != (run or "base"):
+            self.close()
+            if run is None:
+                self.engine, self.lora = load_engine(self.kind, None, **self.options), None
+            else:
+                served = LLMRecommender.from_run(run, engine=self.kind, **self.options)
+                self.engine, self.lora = served.engine, served.lora
+            self.key = run or "base"
+        return self.engine, self.lora
+
+    def close(self) -> None:
+        if self.engine is not None:
+            self.engine.close()
+        self.key, self.engine, self.lora = None, None, None
+
+
 def score(name: str, runs: list[Path], work: Path, args: argparse.Namespace) -> dict[str, Any]:
     from llmrec.data.builtin import load_dataset
-    from llmrec.inference.registry import load_engine
     from llmrec.training.rl_recipe import load_rl_recipe
 
     recipe = load_rl_recipe(RECIPES[name])
     dataset = load_dataset(recipe.dataset)
     splits = dict(zip(("valid", "test"), sampled_users(recipe.task, dataset, args.users), strict=True))
     splits = {which: examples for which, examples in splits.items() if which in args.splits.split(",")}
-    options = {"enable_lora": True, "max_lora_rank": 16, "kv_cache_gib": 2.0} if args.engine == "vllm" else {}
-    engine = load_engine(args.engine, None, **options)
+    engines = Engines(args.engine)
     tag = f"{name}-u{args.users}"
     rows: dict[str, dict[str, np.ndarray]] = {}
     try:
         for which, examples in splits.items():
             if name == "rec-r1":
-                found = query_rows(engine, dataset, recipe, examples, runs, work, f"{tag}-{which}", args.sasrec)
+                found = query_rows(engines, dataset, examples, runs, work, f"{tag}-{which}", args.sasrec)
             else:
-                found = reasoning_rows(engine, dataset, examples, runs, work, f"{tag}-{which}")
+                found = reasoning_rows(engines, dataset, examples, runs, work, f"{tag}-{which}")
             for row, ranks in found.items():
                 rows.setdefault(row, {})[which] = ranks
     finally:
-        engine.close()
+        engines.close()
     section = summarise(name, rows, {which: len(e) for which, e in splits.items()})
     section["answers"] = {which: answer_reports(work, f"{tag}-{which}") for which in splits}
     return section
 
 
-def query_rows(engine, dataset, recipe, examples, runs, work, tag, sasrec) -> dict[str, np.ndarray]:
+def query_rows(engines, dataset, examples, runs, work, tag, sasrec) -> dict[str, np.ndarray]:
     from llmrec.catalog.retrievers import make_retriever
     from llmrec.eval.generated import generate_queries, query_ranks
 
     bm25, dense = make_retriever("bm25", dataset), make_retriever("dense", dataset, device="cpu")
     targets = [e.target for e in examples]
     titles = ["; ".join(str(dataset.titles[i]) for i in e.history) for e in examples]
+
+    def llm(run: Path | None) -> np.ndarray:
+        engine, lora = engines(run)
+        return query_ranks(bm25, generate_queries(engine, examples, lora)[0], targets)
+
     out = {
         "titles-bm25": cached(work, f"{tag}-titles-bm25", lambda: query_ranks(bm25, titles, targets)),
         "titles-dense": cached(work, f"{tag}-titles-dense", lambda: query_ranks(dense, titles, targets)),
         "sasrec": cached(work, f"{tag}-sasrec", lambda: sasrec_ranks(dataset, examples, work, sasrec)),
-        "base": cached(work, f"{tag}-base", lambda: query_ranks(bm25, generate_queries(engine, examples)[0], targets)),
+        "base": cached(work, f"{tag}-base", lambda: llm(None)),
     }
-    out["rl"] = np.stack([
-        cached(work, f"{tag}-{run.name}", lambda run=run: query_ranks(
-            bm25, generate_queries(engine, examples, run / "lora")[0], targets))
-        for run in runs
-    ])  # fmt: skip
+    out["rl"] = np.stack([cached(work, f"{tag}-{run.name}", lambda run=run: llm(run)) for run in runs])
     return out
 
 
@@ -261,21 +291,21 @@ def sasrec_ranks(dataset: Any, examples: list[Any], work: Path, given: Path | No
     return np.asarray(ranks)
 
 
-def reasoning_rows(engine, dataset, examples, runs, work, tag) -> dict[str, np.ndarray]:
+def reasoning_rows(engines, dataset, examples, runs, work, tag) -> dict[str, np.ndarray]:
     from llmrec.eval.generated import reasoning_ranks
     from llmrec.inference.reasoning import ReasoningConfig
 
     pruned, unpruned = ReasoningConfig(prune="both"), ReasoningConfig(prune="none")
+
+    def llm(run: Path | None, config: ReasoningConfig) -> tuple[np.ndarray, dict[str, Any]]:
+        engine, lora = engines(run)
+        return reasoning_ranks(engine, dataset, examples, lora, config)
+
     out = {
-        "base-unpruned": cached(work, f"{tag}-base-unpruned",
-                                lambda: reasoning_ranks(engine, dataset, examples, None, unpruned)),
-        "base": cached(work, f"{tag}-base", lambda: reasoning_ranks(engine, dataset, examples, None, pruned)),
-    }  # fmt: skip
-    out["rl"] = np.stack([
-        cached(work, f"{tag}-{run.name}",
-               lambda run=run: reasoning_ranks(engine, dataset, examples, run / "lora", pruned))
-        for run in runs
-    ])  # fmt: skip
+        "base-unpruned": cached(work, f"{tag}-base-unpruned", lambda: llm(None, unpruned)),
+        "base": cached(work, f"{tag}-base", lambda: llm(None, pruned)),
+    }
+    out["rl"] = np.stack([cached(work, f"{tag}-{run.name}", lambda run=run: llm(run, pruned)) for run in runs])
     return out
 
 

@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from pandas.api.types import is_string_dtype
 
 from llmrec.data.dataset import Dataset
+from llmrec.data.display import text_attributes
 from llmrec.devices import resolve_device
 from llmrec.encoders.run import check_encoder_run, load_best
 from llmrec.errors import LlmrecError
@@ -87,16 +87,11 @@ def item_texts(dataset: Dataset) -> list[str]:
     Text attributes are the item table's string columns other than ``raw_id`` and ``title``; underscores in
     column names become spaces (``release_year: 1995``).
     """
-    items = dataset.items.sort_values("item_id")
-    attributes = [c for c in items.columns if c not in ("item_id", "raw_id", "title") and is_string_dtype(items[c])]
-    texts = []
-    for row in items[["title", *attributes]].itertuples(index=False):
-        parts = [str(row[0])]
-        for name, value in zip(attributes, row[1:], strict=True):
-            if isinstance(value, str) and value.strip():
-                parts.append(f"{name.replace('_', ' ')}: {value.strip()}")
-        texts.append("; ".join(parts))
-    return texts
+    attributes = text_attributes(dataset)
+    return [
+        "; ".join([str(title), *(f"{name}: {value}" for name, value in attributes[int(item)].items())])
+        for item, title in dataset.items.sort_values("item_id")[["item_id", "title"]].itertuples(index=False)
+    ]
 
 
 def encoder_item_vectors(run: Path, dataset: Dataset) -> torch.Tensor:

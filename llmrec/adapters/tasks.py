@@ -10,8 +10,10 @@
   target's title, what should follow the marker (there are no gold rationales: these rows feed RL rewards and
   reasoning evaluation, not SFT).
 - ``query`` (Rec-R1): the history alone, asking for a short rationale, then the answer marker and a search query
-  for a frozen retriever over the whole catalog; the answer is the target's title (there is no gold query: these
-  rows feed RL rewards and retrieval evaluation, not SFT).
+  for a frozen retriever over the whole catalog; the answer is the target's title. There is no gold query: RL
+  rewards and retrieval evaluation read these rows, and SFT (a warm start for RL) learns the structure from
+  :func:`query_completion`, the target's title as the query that finds it, after a rationale stated from the
+  history.
 
 Training examples come only from each user's training prefix: the targets are its last ``examples_per_user``
 positions and their history is what precedes them, so nothing after the prefix (the valid and test targets)
@@ -40,6 +42,7 @@ import numpy as np
 
 from llmrec.adapters.templates import LETTERS, NO_CANDIDATES, TEMPLATES, check_template
 from llmrec.data.dataset import Dataset
+from llmrec.data.display import text_attributes
 from llmrec.data.splits import Split
 from llmrec.errors import LlmrecError
 from llmrec.prompts import render
@@ -207,6 +210,31 @@ def build_examples(
         for example, state in zip(examples, states, strict=True):
             example.user_vectors = [[float(x) for x in state]]
     return examples
+
+
+def query_completions(dataset: Dataset, examples: list[TaskExample], marker: str, words: int = 2) -> list[str]:
+    """Supervised completions of ``query`` examples, for a warm start of Rec-R1's RL: a rationale stated from
+    the prompt's history (its latest item, and the ``words`` words most common in its items' text attributes, e.g.
+    their genres), the ``marker`` line, and the target's title as the query (the query that finds it).
+
+    The rationale says only what the history shows; it teaches the structure, and RL is free to change it.
+    """
+    attributes = text_attributes(dataset)
+    out = []
+    for example in examples:
+        counts: dict[str, int] = {}
+        for item in example.history:
+            for value in attributes.get(int(item), {}).values():
+                for word in value.split():
+                    if any(ch.isalpha() for ch in word):
+                        counts[word] = counts.get(word, 0) + 1
+        common = sorted(counts, key=lambda w: -counts[w])[:words]  # ties keep first-seen order (stable)
+        latest = dataset.titles[example.history[-1]] if example.history else None
+        parts = [f"They recently enjoyed {latest}." if latest else "The history is short."]
+        if common:
+            parts.append(f"Most of their items are {' and '.join(common)}.")
+        out.append(f"{' '.join(parts)}\n{marker}\n{dataset.titles[example.target]}")
+    return out
 
 
 def _train_rows(split: Split, num_items: int, config: TaskConfig) -> list[_Row]:

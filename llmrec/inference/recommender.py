@@ -11,7 +11,8 @@ candidates' grounding.
 Both engines serve a bundle. The hf engine applies the adapter per request. vLLM 0.32 on CPU cannot combine
 ``prompt_embeds`` with a ``LoRARequest`` (its LoRA embedding kernel fails on embedded prompts), so a run with a
 projector is served on vLLM from a merged checkpoint (the LoRA folded into the base weights, built once and cached
-in ``RUN/merged/``); text-only runs go to vLLM with their adapter as a ``LoRARequest``. Item-scored runs
+in ``RUN/merged/``); so is a text-only run on a machine without a GPU (vLLM's CPU LoRA path decodes several times
+slower than the merged weights), while on a GPU it goes to vLLM with its adapter as a ``LoRARequest``. Item-scored runs
 (``output: item``) need only the last hidden state of each prompt: vLLM serves them from the merged checkpoint
 as a pooling model (``VLLMEngine(runner="pooling")``), the hf engine with ``last_hidden``.
 """
@@ -35,6 +36,7 @@ from llmrec.data.builtin import load_dataset
 from llmrec.data.dataset import Dataset
 from llmrec.data.display import ranked_items, raw_user_id
 from llmrec.data.splits import leave_one_out_split
+from llmrec.devices import resolve_device
 from llmrec.encoders.recommend import recommend
 from llmrec.errors import LlmrecError
 from llmrec.inference.engine import Engine, Request, SamplingConfig, require
@@ -97,7 +99,7 @@ class LLMRecommender:
         bundle = load_bundle(run, checkpoint)
         engine = engine_name(engine)
         model, merged = bundle.base_model, False
-        if engine == "vllm" and bundle.projector is not None:
+        if engine == "vllm" and (bundle.projector is not None or resolve_device("auto") == "cpu"):
             model, merged = str(merged_checkpoint(bundle)), True
             if bundle.task.output == "item":  # only the last hidden state is needed: a pooling model
                 engine_options.setdefault("runner", "pooling")

@@ -8,9 +8,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from pandas.api.types import is_string_dtype
-
 from llmrec.data.dataset import Dataset
+from llmrec.data.display import text_attributes
 from llmrec.errors import LlmrecError
 
 
@@ -36,13 +35,9 @@ class Review:
 
 def item_attributes(dataset: Dataset) -> dict[int, str]:
     """Each item's text attributes as ``name: value; ...`` (the item table's string columns but its ids and title)."""
-    items = dataset.items.sort_values("item_id")
-    columns = [c for c in items.columns if c not in ("item_id", "raw_id", "title") and is_string_dtype(items[c])]
     return {
-        int(row[0]): "; ".join(
-            f"{c.replace('_', ' ')}: {v}" for c, v in zip(columns, row[1:], strict=True) if isinstance(v, str) and v
-        )
-        for row in items[["item_id", *columns]].itertuples(index=False)
+        item: "; ".join(f"{name}: {value}" for name, value in values.items())
+        for item, values in text_attributes(dataset).items()
     }
 
 

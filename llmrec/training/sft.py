@@ -23,7 +23,7 @@ import torch
 
 from llmrec.adapters.bundle import save_items
 from llmrec.adapters.representations import ItemTable, UserStates, item_representation
-from llmrec.adapters.tasks import TaskConfig, TaskExample, build_examples
+from llmrec.adapters.tasks import TaskConfig, TaskExample, build_examples, query_completions
 from llmrec.adapters.templates import check_template
 from llmrec.configs import resolve_threads
 from llmrec.data.builtin import load_dataset
@@ -120,8 +120,6 @@ def prepare(recipe: Recipe, run: Path) -> Prepared:
             "task 'explain' has no gold rationales to fine-tune on; train rank or next, and use explain for "
             "reasoning evaluation and RL"
         )
-    if recipe.task.task == "query":
-        raise LlmrecError("task 'query' has no gold search queries to fine-tune on; train it with `llmrec rl`")
     base_model = resolve_model(recipe.base_model)
     hidden = llm_hidden_size(base_model)
     check_lora_targets(base_model, recipe.lora.get("target_modules"))
@@ -146,6 +144,9 @@ def training_examples(prepared: Prepared) -> tuple[list[TaskExample], list[TaskE
     recipe = prepared.recipe
     text_task: TaskConfig = replace(recipe.task, item_text="title", template=None, user_vector=False)
     text = build_examples(prepared.dataset, prepared.split, "train", text_task)
+    if recipe.task.task == "query":  # no gold query: the target's title after a rationale from the history
+        for example, answer in zip(text, query_completions(prepared.dataset, text, recipe.task.marker), strict=True):
+            example.answer = answer
     hybrid = None
     if recipe.uses_items:
         states = UserStates(recipe.encoder, prepared.dataset) if recipe.task.user_vector and recipe.encoder else None

@@ -255,3 +255,21 @@ def test_bad_arguments_are_clear_errors(ml100k, split, head):
         build_examples(ml100k, split, "eval", TaskConfig())
     with pytest.raises(LlmrecError, match="make the split from this dataset"):
         build_examples(head[0], split, "train", TaskConfig())
+
+
+def test_query_completions_state_the_history_then_the_targets_title_as_the_query(ml100k, split):
+    from llmrec.adapters.tasks import query_completions
+    from llmrec.inference.answers import parse_answer
+
+    examples = build_examples(ml100k, split, "train", TaskConfig(task="query", examples_per_user=1))[:50]
+    completions = query_completions(ml100k, examples, "Answer:")
+    for example, completion in zip(examples, completions, strict=True):
+        assert parse_answer(completion) == [ml100k.titles[example.target]]
+        assert completion.startswith(f"They recently enjoyed {ml100k.titles[example.history[-1]]}.")
+    # Hand-computed: three items whose genres are Comedy Drama, Drama, Action Drama: Drama (3), then Comedy (the
+    # first of the words seen once), never the release year.
+    by_genres = {g: int(ml100k.items.loc[ml100k.items["class"] == g, "item_id"].iloc[0]) for g in
+                 ("Comedy Drama", "Drama", "Action Drama")}  # fmt: skip
+    made = replace(examples[0], history=list(by_genres.values()))
+    (completion,) = query_completions(ml100k, [made], "Answer:")
+    assert "Most of their items are Drama and Comedy.\nAnswer:\n" in completion

@@ -64,3 +64,28 @@ def test_an_item_scored_bundle_scores_the_same_on_vllm_and_transformers(tiny_rec
     assert ours.shape == (3, len(examples[0].candidates)) and np.isfinite(ours).all()
     np.testing.assert_allclose(ours, theirs, atol=1e-3, rtol=1e-4)
     assert answers == [e.candidates[int(np.argmax(row))] for e, row in zip(examples, ours, strict=True)]
+
+
+def test_a_text_only_bundle_is_served_merged_on_a_cpu(tiny_recipe, tmp_path: Path, ml100k) -> None:
+    """Without a GPU, vLLM serves a text-only run from its merged checkpoint (its CPU LoRA path is several times
+    slower), with the scores the transformers engine gives with the adapter applied per request."""
+    from llmrec.data.splits import leave_one_out_split
+    from llmrec.inference.recommender import LLMRecommender
+    from llmrec.training.sft import train_sft
+
+    run = tmp_path / "text-run"
+    train_sft(tiny_recipe(representation="none"), run)
+    hf = LLMRecommender.from_run(run, "hf", dtype="float32")
+    try:
+        examples = build_examples(ml100k, leave_one_out_split(ml100k), "test", hf.task)[:2]
+        assert not any(e.item_ids for e in examples)
+        theirs = hf.rank(examples)
+    finally:
+        hf.close()
+    vllm = LLMRecommender.from_run(run, "vllm", dtype="float32")
+    try:
+        assert vllm.adapter_merged and vllm.lora is None and (run / "merged" / "config.json").is_file()
+        ours = vllm.rank(examples)
+    finally:
+        vllm.close()
+    np.testing.assert_allclose(ours, theirs, atol=1e-3)

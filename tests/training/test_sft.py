@@ -370,3 +370,27 @@ def test_the_cli_scores_validation_by_default(ml100k, tmp_path: Path) -> None:
     # the checkpoint's validation figures are the finished run's own, served the same way
     assert out["c20_valid"]["ndcg@10"] == pytest.approx(out["valid_best"]["ndcg@10"], abs=1e-9)
     assert read_metrics(tmp_path / "run")["c20_valid"]["hr@1"] == out["c20_valid"]["hr@1"]
+
+
+def test_a_query_run_learns_the_structure_with_the_targets_title_as_the_query(tiny_recipe, tmp_path: Path) -> None:
+    """No gold query exists: SFT of the query task (a warm start for Rec-R1's RL) supervises a rationale from the
+    history, the marker and the target's title, and its answer tokens are what the loss reads."""
+    from llmrec.adapters.hybrid import HybridCollator
+    from llmrec.adapters.tasks import query_completions
+    from llmrec.inference.answers import parse_answer
+
+    recipe = tiny_recipe(representation="none", task={"task": "query", "output": "generative", "num_candidates": 20})
+    prepared = prepare(recipe, tmp_path / "run")
+    text, hybrid = training_examples(prepared)
+    assert hybrid is None
+    plain = [TaskExample(**{**e.as_row(), "answer": ""}) for e in text[:3]]
+    assert [e.answer for e in text[:3]] == query_completions(prepared.dataset, plain, "Answer:")
+    for example in text:
+        assert example.answer.endswith(f"\nAnswer:\n{prepared.dataset.titles[example.target]}")
+        assert parse_answer(example.answer) is not None
+    model, tokenizer = prepared.build_model()
+    batch = HybridCollator(model.prompter, padding_side="left")([{"prompt": text[0].prompt, "answer": text[0].answer}])
+    labels = batch["labels"][0]
+    assert tokenizer.decode(labels[labels != -100]).startswith(text[0].answer)
+    train_sft(recipe, tmp_path / "run")
+    assert read_metrics(tmp_path / "run")["finished"]
