@@ -12,7 +12,7 @@
 - ``query`` (Rec-R1): the history alone, asking for a short rationale, then the answer marker and a search query
   for a frozen retriever over the whole catalog; the answer is the target's title. There is no gold query: RL
   rewards and retrieval evaluation read these rows, and SFT (a warm start for RL) learns the structure from
-  :func:`query_completion`, the target's title as the query that finds it, after a rationale stated from the
+  :func:`query_completions`, the target's title as the query that finds it, after a rationale stated from the
   history.
 
 Training examples come only from each user's training prefix: the targets are its last ``examples_per_user``

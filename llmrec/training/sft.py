@@ -120,6 +120,11 @@ def prepare(recipe: Recipe, run: Path) -> Prepared:
             "task 'explain' has no gold rationales to fine-tune on; train rank or next, and use explain for "
             "reasoning evaluation and RL"
         )
+    if recipe.task.task == "query" and recipe.representation != "none":
+        raise LlmrecError(
+            f"task 'query' is text only (representation none, not {recipe.representation!r}): it is the warm "
+            "start of Rec-R1's RL, whose prompts show titles"
+        )
     base_model = resolve_model(recipe.base_model)
     hidden = llm_hidden_size(base_model)
     check_lora_targets(base_model, recipe.lora.get("target_modules"))

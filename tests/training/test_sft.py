@@ -66,6 +66,7 @@ def test_unknown_keys_are_named() -> None:
         ({"projector": {"out_dim": 123}}, "LLM hidden size is 576"),
         ({"task": {"template": "rank_candidates_labelled"}}, "one <item-emb> after each item title"),
         ({"task": {"task": "explain", "output": "generative"}}, "no gold rationales"),
+        ({"task": {"task": "query", "output": "generative", "num_candidates": 20}}, "task 'query' is text only"),
         (
             {"representation": "text", "task": {"item_text": "vector", "user_vector": True}},
             "needs representation 'id'",
