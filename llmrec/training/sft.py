@@ -114,16 +114,16 @@ def prepare(recipe: Recipe, run: Path) -> Prepared:
     and the LLM."""
     config = sft_config(recipe, run)
     check_objective(recipe, config)
+    if recipe.task.task == "query" and recipe.representation != "none":
+        raise LlmrecError(
+            f"task 'query' is text only (representation none, not {recipe.representation!r}): it is the warm "
+            "start of Rec-R1's RL, whose prompts show titles"
+        )
     check_template(recipe.task)
     if recipe.task.task == "explain":
         raise LlmrecError(
             "task 'explain' has no gold rationales to fine-tune on; train rank or next, and use explain for "
             "reasoning evaluation and RL"
-        )
-    if recipe.task.task == "query" and recipe.representation != "none":
-        raise LlmrecError(
-            f"task 'query' is text only (representation none, not {recipe.representation!r}): it is the warm "
-            "start of Rec-R1's RL, whose prompts show titles"
         )
     base_model = resolve_model(recipe.base_model)
     hidden = llm_hidden_size(base_model)
