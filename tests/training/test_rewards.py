@@ -91,3 +91,14 @@ def ranked_for_no_words(ml100k) -> list[int]:
 def _tie_gain(ranked: list[int], target: int, future: int) -> float:
     score = 1 / math.log2(ranked.index(target) + 2) if target in ranked else 0.0
     return score + (0.5 / math.log2(ranked.index(future) + 2) if future in ranked else 0.0)
+
+
+def test_a_title_two_items_share_names_the_candidate_then_an_item_outside_the_history(catalog) -> None:
+    amy, other_amy = 246, 268  # ML-100K lists "Chasing Amy" twice
+    assert catalog.title(amy) == catalog.title(other_amy) == "Chasing Amy"
+    completions = [WELL + "Chasing Amy"] * 2
+    columns = {"candidates": [[STAR_WARS, other_amy], []], "history": [[], [amy]], "target": [other_amy] * 2}
+    assert ValidityReward(catalog)([None] * 2, completions, **columns) == [0.0, 0.0]  # neither a stranger nor seen
+    assert RankReward(catalog)([None] * 2, completions, **columns) == [1.0, 1.0]
+    assert MSRAReward(catalog, horizon=1)([None] * 2, completions, future=[[other_amy]] * 2, **{
+        k: v for k, v in columns.items() if k != "target"}) == [0.5, 0.5]  # fmt: skip
