@@ -34,6 +34,7 @@ the history (the whole prefix before the target, not only the items shown) as on
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -222,13 +223,14 @@ def query_completions(dataset: Dataset, examples: list[TaskExample], marker: str
     attributes = text_attributes(dataset)
     out = []
     for example in examples:
-        counts: dict[str, int] = {}
-        for item in example.history:
-            for value in attributes.get(int(item), {}).values():
-                for word in value.split():
-                    if any(ch.isalpha() for ch in word):
-                        counts[word] = counts.get(word, 0) + 1
-        common = sorted(counts, key=lambda w: -counts[w])[:words]  # ties keep first-seen order (stable)
+        counts = Counter(
+            word
+            for item in example.history
+            for value in attributes.get(int(item), {}).values()
+            for word in value.split()
+            if any(ch.isalpha() for ch in word)
+        )
+        common = [word for word, _ in counts.most_common(words)]  # ties keep first-seen order
         latest = dataset.titles[example.history[-1]] if example.history else None
         parts = [f"They recently enjoyed {latest}." if latest else "The history is short."]
         if common:

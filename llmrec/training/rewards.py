@@ -29,13 +29,20 @@ from typing import Any
 from llmrec.catalog.catalog import Catalog
 from llmrec.inference.answers import MARKER, completion_text, parse_answer
 
+EXACT = ("exact", "normalised")  # how an entry may resolve to count as naming an item
 
-def _items(catalog: Catalog, entries: list[str], columns: dict[str, Any], row: int) -> list[int | None]:
+
+def _prompt_items(columns: dict[str, Any], row: int) -> tuple[list[int], set[int]]:
+    """The ``row``-th prompt's candidates (empty: it offered none) and the user's history, from the columns."""
+    candidates = list(columns["candidates"][row]) if columns.get("candidates") else []
+    history = set(columns["history"][row]) if columns.get("history") else set()
+    return candidates, history
+
+
+def _items(catalog: Catalog, entries: list[str], candidates: list[int], history: set[int]) -> list[int | None]:
     """Each answer entry's catalog item (``None``: no item has that title). Among items sharing a title (ML-100K
     has 22 such titles), one of the prompt's ``candidates`` wins, then one outside its ``history``: the item a
     grounded answer decoded, so a correct answer is not read as another item with the same title."""
-    candidates = list(columns["candidates"][row]) if columns.get("candidates") else []
-    history = set(columns["history"][row]) if columns.get("history") else set()
     out: list[int | None] = []
     for entry in entries:
         found = catalog.resolve(entry, among=candidates, prefer_not=history) if candidates else None
@@ -43,9 +50,6 @@ def _items(catalog: Catalog, entries: list[str], columns: dict[str, Any], row: i
             found = catalog.resolve(entry, prefer_not=history)
         out.append(found.item_id if found.resolved_by in EXACT else None)
     return out
-
-
-EXACT = ("exact", "normalised")  # how an entry may resolve to count as naming an item
 
 
 def _gain(position: int) -> float:
@@ -107,11 +111,10 @@ class ValidityReward(_Reward):
             if answer is None:
                 out.append(0.0)
                 continue
-            listed = columns["candidates"][n] if columns.get("candidates") else []
-            candidates = set(listed) if len(listed) else None  # an empty list: the prompt offered no candidates
-            history = set(columns["history"][n]) if columns.get("history") else set()
+            listed, history = _prompt_items(columns, n)
+            candidates = set(listed) or None  # an empty list: the prompt offered no candidates
             penalty, seen = 0.0, set()
-            for item in _items(self.catalog, answer, columns, n):
+            for item in _items(self.catalog, answer, listed, history):
                 if item is None:
                     penalty += self.unknown
                     continue
@@ -138,7 +141,7 @@ class RankReward(_Reward):
     def __call__(self, prompts: list[Any], completions: list[Any], **columns: Any) -> list[float]:
         out = []
         for n, (answer, target) in enumerate(zip(self.answers(completions), columns["target"], strict=True)):
-            items = _items(self.catalog, answer, columns, n) if answer is not None else []
+            items = _items(self.catalog, answer, *_prompt_items(columns, n)) if answer is not None else []
             out.append(_gain(items.index(target)) if target in items else 0.0)
         return out
 
@@ -156,7 +159,7 @@ class MSRAReward(_Reward):
     def __call__(self, prompts: list[Any], completions: list[Any], **columns: Any) -> list[float]:
         out = []
         for n, (answer, future) in enumerate(zip(self.answers(completions), columns["future"], strict=True)):
-            items = _items(self.catalog, answer, columns, n) if answer is not None else []
+            items = _items(self.catalog, answer, *_prompt_items(columns, n)) if answer is not None else []
             out.append(sum(
                 self.gamma**k * _gain(items.index(item))
                 for k, item in enumerate(list(future)[: self.horizon], start=1) if item in items
@@ -175,8 +178,10 @@ class ConsistencyReward(_Reward):
         self.catalog = catalog
 
     def __call__(self, prompts: list[Any], completions: list[Any], **columns: Any) -> list[float]:
-        answers = self.answers(completions)
-        firsts = [_items(self.catalog, a[:1], columns, n)[0] if a is not None else None for n, a in enumerate(answers)]
+        firsts = [
+            _items(self.catalog, a[:1], *_prompt_items(columns, n))[0] if a is not None else None
+            for n, a in enumerate(self.answers(completions))
+        ]
         keys = [repr(p) for p in prompts]
         out = []
         for n, (key, item) in enumerate(zip(keys, firsts, strict=True)):
