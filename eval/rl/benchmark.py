@@ -231,7 +231,7 @@ def score(name: str, runs: list[Path], work: Path, args: argparse.Namespace) -> 
     try:
         for which, examples in splits.items():
             if name == "rec-r1":
-                found = query_rows(engines, dataset, examples, runs, work, f"{tag}-{which}", args.sasrec)
+                found = query_rows(engines, recipe, dataset, examples, runs, work, f"{tag}-{which}", args.sasrec)
             else:
                 found = reasoning_rows(engines, dataset, examples, runs, work, f"{tag}-{which}")
             for row, ranks in found.items():
@@ -243,23 +243,28 @@ def score(name: str, runs: list[Path], work: Path, args: argparse.Namespace) -> 
     return section
 
 
-def query_rows(engines, dataset, examples, runs, work, tag, sasrec) -> dict[str, np.ndarray]:
+def query_rows(engines, recipe, dataset, examples, runs, work, tag, sasrec) -> dict[str, np.ndarray]:
+    from llmrec.catalog.catalog import Catalog
+    from llmrec.catalog.grounding import Grounding
     from llmrec.catalog.retrievers import make_retriever
     from llmrec.eval.generated import generate_queries, query_ranks
 
     bm25, dense = make_retriever("bm25", dataset), make_retriever("dense", dataset, device="cpu")
     targets = [e.target for e in examples]
     titles = ["; ".join(str(dataset.titles[i]) for i in e.history) for e in examples]
+    # The base model writes its query as the recipe's rollouts decode it: one free line, or catalog titles.
+    grounding = Grounding(Catalog.from_dataset(dataset)) if recipe.grounding == "catalog" else None
+    decoding = f"titles{recipe.query_titles}" if grounding is not None else "line"
 
     def llm(run: Path | None) -> np.ndarray:
         engine, lora = engines(run)
-        return query_ranks(bm25, generate_queries(engine, examples, lora)[0], targets)
+        return query_ranks(bm25, generate_queries(engine, examples, lora, grounding, recipe.query_titles)[0], targets)
 
     out = {
         "titles-bm25": cached(work, f"{tag}-titles-bm25", lambda: query_ranks(bm25, titles, targets)),
         "titles-dense": cached(work, f"{tag}-titles-dense", lambda: query_ranks(dense, titles, targets)),
         "sasrec": cached(work, f"{tag}-sasrec", lambda: sasrec_ranks(dataset, examples, work, sasrec)),
-        "base": cached(work, f"{tag}-base", lambda: llm(None)),
+        "base": cached(work, f"{tag}-base-{decoding}", lambda: llm(None)),
     }
     out["rl"] = np.stack([cached(work, f"{tag}-{run.name}", lambda run=run: llm(run)) for run in runs])
     return out

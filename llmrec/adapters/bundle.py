@@ -41,7 +41,8 @@ class Bundle:
 
     ``facts`` is the config's ``run`` section; ``encoder`` is the encoder run the recipe named (the source of user
     states for ``user_vector`` tasks and of candidates for ``llmrec recommend``); ``retriever`` is the frozen
-    recommender a ``query`` run's queries search the catalog with.
+    recommender a ``query`` run's queries search the catalog with; ``grounding`` and ``query_titles`` how an RL
+    run's answer line was decoded (``catalog``: a query of that many catalog titles).
     """
 
     run: Path
@@ -56,6 +57,8 @@ class Bundle:
     projector: Projector | None
     items: ItemTable | None
     retriever: str = "bm25"
+    grounding: str = "none"
+    query_titles: int = 1
 
     @property
     def base_model(self) -> str:
@@ -142,4 +145,6 @@ def load_bundle(run: Path | str, checkpoint: Path | str | None = None) -> Bundle
         projector=projector,
         items=items,
         retriever=str(values.get("retriever") or "bm25"),
+        grounding=str(values.get("grounding") or "none"),
+        query_titles=int(values.get("query_titles") or 1),
     )

@@ -6,7 +6,8 @@
   the other LLM runs are scored on, the share of paths kept by pruning, and ``valid_ratio`` (paths whose answer
   is a candidate: 1 when grounded).
 - ``query`` (full catalog, Rec-R1): the LLM writes a search query from the user's history (greedy, a rationale
-  then the query line, as ``grounding: format`` rollouts are decoded), a frozen retriever searches the whole
+  then the query line, as the run's rollouts were decoded: one free line, or catalog titles), a frozen retriever
+  searches the whole
   catalog with it, and the target's rank in the top ``depth`` gives HR@K, NDCG@K and MRR@K (``well_formed``: the
   share of completions the format reward accepts).
 
@@ -24,6 +25,7 @@ import numpy as np
 
 from llmrec.adapters.tasks import TaskConfig, TaskExample, build_examples
 from llmrec.catalog.catalog import Catalog
+from llmrec.catalog.grounding import Grounding
 from llmrec.data.dataset import Dataset
 from llmrec.data.splits import leave_one_out_split
 from llmrec.errors import LlmrecError
@@ -85,16 +87,22 @@ def reasoning_ranks(
 
 
 def generate_queries(
-    engine: Engine, examples: list[TaskExample], lora: str | Path | None = None
+    engine: Engine,
+    examples: list[TaskExample],
+    lora: str | Path | None = None,
+    grounding: Grounding | None = None,
+    titles: int = 1,
 ) -> tuple[list[str], list[bool]]:
-    """Each example's search query, greedy, in the structure of ``grounding: format`` rollouts (a rationale, the
-    answer marker, then the query line: :func:`llmrec.inference.answers.structured_answers`), and whether the
-    completion is well-formed by the format reward's rule (a rationale of a few words and a non-empty query)."""
+    """Each example's search query, greedy, in the structure of the query rollouts (a rationale, the answer
+    marker, then the query line, or ``titles`` titles under ``grounding``:
+    :func:`llmrec.inference.answers.structured_answers`), and whether the completion is well-formed by the format
+    reward's rule (a rationale of a few words and a non-empty query)."""
     queries, formed = [], []
     with progress_bar(len(examples), "queries", unit="user") as bar:
         for start in range(0, len(examples), CHUNK):
             chunk = examples[start : start + CHUNK]
-            for rationale, answer in structured_answers(engine, [e.prompt for e in chunk], lora):
+            prompts = [e.prompt for e in chunk]
+            for rationale, answer in structured_answers(engine, prompts, lora, grounding=grounding, titles=titles):
                 formed.append(parse_answer(f"{rationale}\n{MARKER}\n{answer}") is not None)
                 queries.append(answer)
             bar.update(len(chunk))
@@ -123,9 +131,11 @@ def evaluate_generated(
     retriever: Any = None,
     reasoning: ReasoningConfig | None = None,
     fingerprint: str | None = None,
+    query_grounding: tuple[Grounding | None, int] = (None, 1),
 ) -> tuple[dict[str, Any], np.ndarray]:
     """Metrics of an ``explain`` (c20, reasoning) or ``query`` (full catalog, ``retriever``) task, and the
-    per-user ranks; ``fingerprint`` is the evaluated run's split fingerprint."""
+    per-user ranks; ``fingerprint`` is the evaluated run's split fingerprint; ``query_grounding`` the grounding
+    and title count of a query line written as catalog titles."""
     started = time.perf_counter()
     examples = eval_examples(dataset, task, which, limit, min_len, fingerprint)
     if task.task == "explain":
@@ -135,7 +145,7 @@ def evaluate_generated(
     elif task.task == "query":
         if retriever is None:
             raise LlmrecError("a query task is scored through a retriever: pass one (llmrec.catalog.retrievers)")
-        queries, formed = generate_queries(engine, examples, lora)
+        queries, formed = generate_queries(engine, examples, lora, *query_grounding)
         ranks = query_ranks(retriever, queries, [e.target for e in examples])
         result = {"protocol": "full", "split": which, "examples": len(examples), "retriever": retriever.name}
         result.update(metrics_of(ranks, (1, 10, 100)))

@@ -92,6 +92,6 @@ def _evaluate_generated(recommender: LLMRecommender, which: str, limit: int, min
     fingerprint = bundle.facts.get("split_fingerprint") if bundle is not None else None
     result, _ = evaluate_generated(
         recommender.engine, dataset, recommender.task, which, recommender.lora, limit, min_len, retriever, reasoning,
-        fingerprint,
+        fingerprint, recommender.query_grounding,
     )
     return result

@@ -230,7 +230,8 @@ class OpenAIEngine:
             body["structured_outputs"] = {"json": request.json_schema, "disable_any_whitespace": True}
         if grounding is not None and grounding.constrain:
             body["structured_outputs"] = {"choice": grounding.titles}
-            body["max_tokens"] = max(params.max_new_tokens, 8 + max(len(t) for t in grounding.titles) // 2)
+            # The server's grammar accepts a title in any tokens: room for one per byte, so none is cut short.
+            body["max_tokens"] = max(params.max_new_tokens, max(len(t.encode()) for t in grounding.titles) + 1)
         return body
 
     def _body(self, request: Request, params: SamplingConfig) -> dict[str, Any]:

@@ -135,6 +135,14 @@ class LLMRecommender:
         """The adapter each request applies (none for a base LLM, or when the engine's weights hold it)."""
         return str(self.bundle.lora) if self.bundle is not None and not self.adapter_merged else None
 
+    @property
+    def query_grounding(self) -> tuple[Grounding | None, int]:
+        """How a ``query`` run writes its query line: ``(None, 1)`` freely, or ``(Grounding, n)``: ``n`` catalog
+        titles, as its RL rollouts did (``grounding: catalog``)."""
+        if self.bundle is None or self.bundle.grounding != "catalog":
+            return None, 1
+        return Grounding(self.catalog), self.bundle.query_titles
+
     def request(self, example: TaskExample, grounded: bool = False) -> Request:
         """The engine request of one example: hybrid prompts as ``prompt_embeds``, others as messages."""
         lora = self.lora
@@ -319,9 +327,11 @@ def _by_query(
     bundle = recommender.bundle
     name = bundle.retriever if bundle is not None else "bm25"
     example = prompt_example(recommender.dataset, recommender.task, uid, history, [])
+    grounding, titles = recommender.query_grounding
     rationale, query = structured_answers(
-        recommender.engine, [example.prompt], recommender.lora, recommender.task.marker
-    )[0]
+        recommender.engine, [example.prompt], recommender.lora, recommender.task.marker, grounding=grounding,
+        titles=titles,
+    )[0]  # fmt: skip
     retriever = make_retriever(name, recommender.dataset, bundle.encoder if bundle is not None else None, "cpu")
     seen = set(history)
     found = [i for i in retriever.search([query], k + len(seen))[0] if i not in seen][:k]

@@ -354,6 +354,9 @@ class VLLMEngine:
                 extra["extra_args"] = {TRIE_ARG: str(catalog_trie_path(grounding.catalog, self.tokenizer))}
             else:
                 extra["structured_outputs"] = StructuredOutputsParams(choice=grounding.titles)
+                # The grammar accepts a title spelled in any tokens, not only the trie's: room for one per byte, so
+                # no answer is cut short of its title (and unresolved).
+                max_new = max(max_new, max(len(t.encode()) for t in grounding.titles) + 1)
         if request.json_schema is not None:  # compact JSON, as the hf engine decodes it
             schema = request.json_schema
             extra["structured_outputs"] = StructuredOutputsParams(json=schema, disable_any_whitespace=True)

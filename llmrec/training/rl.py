@@ -269,7 +269,7 @@ def train_rl(
         os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")  # rollout_func is TRL's documented hook
         candidates = {prompt_key(r["prompt"]): r["candidates"] for r in rows}
         rollout = GroundedRollout(Catalog.from_dataset(prepared.dataset), recipe.grounding, recipe.task.marker,
-                                  candidates)  # fmt: skip
+                                  candidates, recipe.query_titles)  # fmt: skip
     model, tokenizer = _model(prepared)
     hf_logging.set_verbosity_error()
     trainer = GRPOTrainer(

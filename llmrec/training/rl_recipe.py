@@ -4,7 +4,8 @@ Top-level keys: ``base_model``, ``dataset``, ``device``, ``encoder`` (an encoder
 recommend``, and the ``encoder`` retriever), ``retriever`` (the frozen recommender of a ``query`` run: ``bm25``,
 ``dense`` or ``encoder``), ``grounding`` (how the answer line of a rollout is decoded: ``none``, freely;
 ``candidates`` or ``catalog``, through their title trie; ``format``, the structure forced and the answer one free
-line, for queries), ``horizon`` (the user's next items after the target that count in MSRA and black-box
+line, for queries), ``query_titles`` (a ``query`` task grounded to the ``catalog``: the query names up to this many
+catalog titles, one per line), ``horizon`` (the user's next items after the target that count in MSRA and black-box
 rewards), ``future_candidates`` (explain: put those items among a training prompt's candidates, so choosing one
 can earn the MSRA reward), ``min_len``, and the sections ``task`` (:class:`llmrec.adapters.tasks.TaskConfig`:
 ``explain`` or ``query``, titles only), ``lora`` (PEFT ``LoraConfig`` fields; ignored with ``--init``, whose
@@ -52,6 +53,7 @@ class RLRecipe:
     encoder: str | None = None
     retriever: str = "bm25"
     grounding: str = "candidates"
+    query_titles: int = 1
     horizon: int = 3
     future_candidates: bool = True
     min_len: int = 3
@@ -72,10 +74,16 @@ class RLRecipe:
             )
         if self.task.item_text != "title" or self.task.user_vector:
             raise LlmrecError("RL prompts show items as titles: set task item_text to title, without user_vector")
-        if self.task.task == "query" and self.grounding not in ("none", "format"):
+        if self.task.task == "query" and self.grounding not in ("none", "format", "catalog"):
             raise LlmrecError(
-                "a query task answers with a search query, not an item: set grounding format (or none), not "
-                f"{self.grounding!r}"
+                "a query task answers with a search query: set grounding format (a free line), catalog (catalog "
+                f"titles) or none, not {self.grounding!r}"
+            )
+        if self.query_titles < 1:
+            raise LlmrecError(f"query_titles must be 1 or more, got {self.query_titles}")
+        if self.query_titles > 1 and (self.task.task, self.grounding) != ("query", "catalog"):
+            raise LlmrecError(
+                "query_titles counts the catalog titles of a query: it needs task query with grounding catalog"
             )
         if self.horizon < 0:
             raise LlmrecError(f"horizon must be 0 or more, got {self.horizon}")

@@ -3,8 +3,9 @@
 :class:`AnswerGrounding` is a logits processor over the rollout rows. Each row decodes its rationale freely (but
 may not end before answering); once its text ends with the answer marker, the row is held to a newline and then
 to its answer: a title trie (the prompt's candidates, or the whole catalog), whose end is the end of the
-completion, or, for a row without a trie (``grounding: format``, a search query), one free line of at most
-``line_tokens`` tokens that may not start empty and ends at its first line break. A rationale that runs so long
+completion (or, with ``titles`` above 1, a line break and another title, up to ``titles`` of them, as many as
+the budget still holds), or, for a row without a trie (``grounding: format``, a search query), one free line of at
+most ``line_tokens`` tokens that may not start empty and ends at its first line break. A rationale that runs so long
 that only the answer would still fit is closed by forcing the marker, so every rollout is well-formed, and a
 grounded one ends in an item the catalog (or the candidate list) has.
 
@@ -47,7 +48,8 @@ class AnswerGrounding(LogitsProcessor):
 
     ``tries`` holds one trie per row (``None``: a free answer line of at most ``line_tokens`` tokens);
     ``max_new_tokens`` is the generation budget (the rationale is closed early enough for the marker and the
-    longest answer to fit); ``eos_ids`` are the tokens that would end a row.
+    longest answer, all its titles, to fit); ``eos_ids`` are the tokens that would end a row; ``titles`` is how
+    many titles a trie row's answer names at most, one per line (a query of catalog titles).
     """
 
     def __init__(
@@ -58,12 +60,17 @@ class AnswerGrounding(LogitsProcessor):
         max_new_tokens: int,
         eos_ids: list[int],
         line_tokens: int = ANSWER_TOKENS,
+        titles: int = 1,
     ) -> None:
         self.tokenizer, self.tries, self.marker = tokenizer, tries, marker
         self.newline = tokenizer.encode("\n", add_special_tokens=False)
+        if titles > 1 and len(self.newline) != 1:
+            raise ValueError("several titles per answer need a tokenizer whose line break is one token")
+        self.titles_left = [titles] * len(tries)
         self.closing = tokenizer.encode(f"\n{marker}\n", add_special_tokens=False)
         self.line_tokens = line_tokens
-        self.reserve = len(self.closing) + max(line_tokens if t is None else t.depth for t in tries) + 1
+        answer = max(line_tokens if t is None else t.depth * titles for t in tries)
+        self.reserve = len(self.closing) + answer + 1
         self.max_new_tokens, self.eos_ids = max_new_tokens, list(eos_ids)
         self.breaks = line_breaks(tokenizer) if any(t is None for t in tries) else []
         self.ends_line = set(self.breaks)
@@ -91,6 +98,9 @@ class AnswerGrounding(LogitsProcessor):
                 self.phase[row] = DONE
             elif last in self.ends_line:  # the line is over: end the completion there
                 self.phase[row], self.pending[row], self.after[row] = FORCED, self.eos_ids[:1], DONE
+        elif phase == TITLE and last == self.newline[0]:  # a title is complete and another one follows
+            self.titles_left[row] -= 1
+            self.state[row] = self.tries[row].root
         elif phase == TITLE:
             self.state[row] = self.tries[row].advance(self.state[row], last)
             if self.state[row] is None or last in self.eos_ids or not len(self.tries[row].allowed(self.state[row])):
@@ -129,12 +139,19 @@ class AnswerGrounding(LogitsProcessor):
                 phase = self.phase[row]
                 allowed = self.pending[row][:1] if phase == FORCED else self.tries[row].allowed(self.state[row])
                 allowed = torch.as_tensor(allowed, dtype=torch.long)
+                if phase == TITLE and self._another_title(row, generated):
+                    allowed[allowed == self.tries[row].end_id] = self.newline[0]  # the title ends its line instead
                 keep = scores[row, allowed]
                 # The sampler's own top-k/top-p ran first and may have cut every allowed token: then all of them
                 # stay possible, equally likely, rather than none.
                 out[row] = float("-inf")
                 out[row, allowed] = keep if torch.isfinite(keep).any() else torch.zeros_like(keep)
         return out
+
+    def _another_title(self, row: int, generated: int) -> bool:
+        """Whether ``row``'s answer may name one more title after the current one: it has titles left, and the
+        budget after this step's line break holds the longest title."""
+        return self.titles_left[row] > 1 and self.max_new_tokens - generated - 1 >= self.tries[row].depth
 
     def _close(self, row: int) -> None:
         """End ``row``'s rationale: the marker line is forced, then its answer."""
@@ -150,13 +167,18 @@ def prompt_key(prompt: Any) -> str:
 
 class GroundedRollout:
     """TRL ``rollout_func``: generation with each row's answer grounded to its prompt's candidates
-    (``candidates``: ``candidates_of`` maps a :func:`prompt_key` to item ids), to the whole ``catalog``, or
-    (``format``) only held to the structure, the answer one free line."""
+    (``candidates``: ``candidates_of`` maps a :func:`prompt_key` to item ids), to the whole ``catalog`` (up to
+    ``titles`` titles, one per line), or (``format``) only held to the structure, the answer one free line."""
 
     def __init__(
-        self, catalog: Catalog, grounding: str, marker: str, candidates_of: dict[str, list[int]] | None = None
+        self,
+        catalog: Catalog,
+        grounding: str,
+        marker: str,
+        candidates_of: dict[str, list[int]] | None = None,
+        titles: int = 1,
     ) -> None:
-        self.catalog, self.grounding, self.marker = catalog, grounding, marker
+        self.catalog, self.grounding, self.marker, self.titles = catalog, grounding, marker, titles
         self.candidates_of = candidates_of or {}
         self._tries: dict[str, TitleTrie] = {}
 
@@ -188,8 +210,9 @@ class GroundedRollout:
         mask = torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids in prompt_ids], device=device)
         config = trainer.generation_config
         eos = set(trainer.eos_token_ids)
+        tries = [self.trie(p, tokenizer) for p in prompts]
         processor = AnswerGrounding(
-            tokenizer, [self.trie(p, tokenizer) for p in prompts], self.marker, config.max_new_tokens, sorted(eos)
+            tokenizer, tries, self.marker, config.max_new_tokens, sorted(eos), titles=self.titles
         )
         with (
             unwrap_model_for_generation(

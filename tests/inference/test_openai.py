@@ -60,6 +60,9 @@ def test_grounded_answers_are_catalog_items(engine, catalog) -> None:
     for completion in by_catalog.completions:
         assert completion.item_id is not None and completion.title == catalog.title(completion.item_id)
         assert completion.resolved_by == "constrained"
+    # A budget shorter than any title, sampled hot (titles spelled in unusual tokens): still whole candidates.
+    hot = engine.generate([grounded], SamplingConfig(n=8, temperature=2.0, seed=3, max_new_tokens=1))[0]
+    assert all(c.item_id in candidates for c in hot.completions), [c.text for c in hot.completions]
 
 
 def test_lora_adapters_are_addressed_by_name(engine, lora_dir, tmp_path) -> None:

@@ -68,6 +68,10 @@ def test_candidate_grounding_uses_structured_choice(vllm_engine, catalog) -> Non
     result = vllm_engine.generate([request], SamplingConfig(n=4, temperature=1.0, seed=1))[0]
     assert {c.item_id for c in result.completions} <= set(candidates)
     assert all(c.resolved_by == "constrained" for c in result.completions)
+    # A budget shorter than any title, sampled hot (titles spelled in unusual tokens): still whole candidates.
+    hot = vllm_engine.generate([request], SamplingConfig(n=16, temperature=2.0, seed=2, max_new_tokens=1))[0]
+    texts = [c.text for c in hot.completions]
+    assert all(c.item_id in candidates and c.text == c.title for c in hot.completions), texts
 
 
 def test_prompt_embeds_give_the_same_answer_as_the_tokens(vllm_engine, hf_fp32) -> None:

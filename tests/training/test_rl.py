@@ -78,7 +78,9 @@ def test_shipped_rl_recipes_load(path: Path) -> None:
         ({"rewards": [{"name": "msra", "horizon": 5}]}, "counts 5 future items but the prompts carry 1"),
         ({"rewards": [{"name": "rank", "depth": 3}]}, r"rank\): unknown parameter\(s\) depth"),
         ({"rewards": []}, "name at least one reward"),
-        ({"task": {"task": "query"}}, "set grounding format \\(or none\\)"),
+        ({"task": {"task": "query"}}, "set grounding format \\(a free line\\), catalog"),
+        ({"query_titles": 3}, "query_titles counts the catalog titles of a query"),
+        ({"query_titles": 0}, "query_titles must be 1 or more"),
         ({"task": {"task": "query"}, "grounding": "none"}, "'validity' scores answers that name catalog items"),
         ({"rewards": ["blackbox"]}, "'blackbox' scores a search query"),
         ({"task": {"task": "rank"}}, "task must be one of explain, query"),
@@ -140,6 +142,31 @@ def test_grounded_rollouts_always_answer_a_candidate(ml100k, smollm) -> None:
             text = tokenizer.decode(row, skip_special_tokens=True)
             assert tokenizer.eos_token_id in row, text  # finished within the budget
             assert "\nAnswer:\n" in text and text.rsplit("\nAnswer:\n", 1)[1] in titles, text
+
+
+def test_title_query_rollouts_name_catalog_titles_one_per_line(ml100k, smollm) -> None:
+    from llmrec.catalog.catalog import Catalog
+    from llmrec.catalog.grounding import Grounding
+    from llmrec.inference.answers import parse_answer
+    from llmrec.training.rollouts import AnswerGrounding
+
+    tokenizer = smollm[1]
+    catalog = Catalog.from_dataset(ml100k)
+    trie = Grounding(catalog).trie(tokenizer)
+    titles = set(catalog.titles)
+    ask = "The user liked Star Wars and Alien. Reason briefly, then write Answer: and the titles of three films."
+    rows = 6
+    # A budget that holds a rationale and all three titles, and one too short for three of the longest titles.
+    for budget, fewest in ((24 + 3 * trie.depth + 5, 3), (2 * trie.depth, 1)):
+        processor = AnswerGrounding(tokenizer, [trie] * rows, "Answer:", budget, [tokenizer.eos_token_id], titles=3)
+        for row in sampled_rollouts(smollm, ask, processor, rows, budget):
+            assert tokenizer.eos_token_id in row, tokenizer.decode(row)  # finished within the budget
+            text = tokenizer.decode(row[: row.index(tokenizer.eos_token_id)])
+            rationale, answer = text.split("\nAnswer:\n")
+            named = answer.split("\n")
+            assert fewest <= len(named) <= 3 and set(named) <= titles, text  # every line a whole catalog title
+            if len(rationale.split()) >= 3:
+                assert len(parse_answer(text) or []) == len(named), text  # the rewards read one entry a title
 
 
 def test_format_rollouts_always_end_in_one_query_line(smollm) -> None:
