@@ -24,6 +24,7 @@ from transformers import LogitsProcessor, LogitsProcessorList
 from llmrec.catalog.catalog import Catalog
 from llmrec.catalog.grounding import Grounding
 from llmrec.catalog.tries import TitleTrie
+from llmrec.errors import LlmrecError
 from llmrec.inference.answers import ANSWER_TOKENS
 
 FREE, FORCED, TITLE, LINE, DONE = range(5)
@@ -65,7 +66,7 @@ class AnswerGrounding(LogitsProcessor):
         self.tokenizer, self.tries, self.marker = tokenizer, tries, marker
         self.newline = tokenizer.encode("\n", add_special_tokens=False)
         if titles > 1 and len(self.newline) != 1:
-            raise ValueError("several titles per answer need a tokenizer whose line break is one token")
+            raise LlmrecError("query_titles above 1 needs a tokenizer whose line break is one token; set it to 1")
         self.titles_left = [titles] * len(tries)
         self.closing = tokenizer.encode(f"\n{marker}\n", add_special_tokens=False)
         self.line_tokens = line_tokens

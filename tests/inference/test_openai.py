@@ -108,7 +108,7 @@ def test_a_queue_of_several_workers_sends_calls_at_once(server) -> None:
     from llmrec.inference.streaming import BatchedEngine
 
     queued = BatchedEngine(OpenAIEngine(base_url=server), max_batch=1, max_queue=8, workers=4)
-    params = SamplingConfig(max_new_tokens=48)
+    params = SamplingConfig(max_new_tokens=160)  # long enough that a late first text still beats the first end
     request = Request(messages=[{"role": "user", "content": "Count from one to one hundred in words."}])
     started = time.perf_counter()
     first: dict[int, float] = {}

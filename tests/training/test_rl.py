@@ -280,15 +280,20 @@ def test_an_init_run_is_continued(rl_run: Path, tmp_path: Path) -> None:
     assert before.keys() == after.keys()  # the same adapter, trained further
 
 
-def test_a_query_run_is_scored_on_the_whole_catalog(tmp_path: Path, ml100k) -> None:
+@pytest.mark.parametrize(("grounding", "titles", "budget"), [("format", 1, 48), ("catalog", 2, 74)])
+def test_a_query_run_is_scored_on_the_whole_catalog(
+    tmp_path: Path, ml100k, grounding: str, titles: int, budget: int
+) -> None:
+    """A free query line, and a query of two catalog titles (each budget leaves the rationale ~19 tokens)."""
     from llmrec.training.rl import train_rl
 
     values = {
         **TINY,
-        "grounding": "format",
+        "grounding": grounding,
+        "query_titles": titles,
         "task": {"task": "query", "max_history": 3, "examples_per_user": 1},
         "rewards": [{"name": "format"}, {"name": "blackbox", "k": 10, "horizon": 1}],
-        "trainer": {**TINY["trainer"], "max_steps": 1, "max_completion_length": 48},
+        "trainer": {**TINY["trainer"], "max_steps": 1, "max_completion_length": budget},
     }
     metrics = train_rl(recipe_from_dict(values), tmp_path / "query")
     assert metrics["steps"] == 1
@@ -303,3 +308,8 @@ def test_a_query_run_is_scored_on_the_whole_catalog(tmp_path: Path, ml100k) -> N
     assert top["query"] and top["candidates_from"] == "bm25 query" and len(top["recommendations"]) <= 5
     shown = cli("recommend", str(tmp_path / "query"), "--user", "1", "-k", "5").stdout
     assert f"query: {top['query']}" in shown  # the same greedy query, in words
+    if grounding == "catalog":  # served as its rollouts were decoded: catalog titles
+        from llmrec.catalog.catalog import Catalog
+
+        named = top["query"].split("; ")
+        assert len(named) == titles and set(named) <= set(Catalog.from_dataset(ml100k).titles), top["query"]
