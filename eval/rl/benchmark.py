@@ -245,20 +245,20 @@ def score(name: str, runs: list[Path], work: Path, args: argparse.Namespace) -> 
 
 def query_rows(engines, recipe, dataset, examples, runs, work, tag, sasrec) -> dict[str, np.ndarray]:
     from llmrec.catalog.catalog import Catalog
-    from llmrec.catalog.grounding import Grounding
     from llmrec.catalog.retrievers import make_retriever
     from llmrec.eval.generated import generate_queries, query_ranks
+    from llmrec.inference.answers import query_decoding
 
     bm25, dense = make_retriever("bm25", dataset), make_retriever("dense", dataset, device="cpu")
     targets = [e.target for e in examples]
     titles = ["; ".join(str(dataset.titles[i]) for i in e.history) for e in examples]
     # The base model writes its query as the recipe's rollouts decode it: one free line, or catalog titles.
-    grounding = Grounding(Catalog.from_dataset(dataset)) if recipe.grounding == "catalog" else None
-    decoding = f"titles{recipe.query_titles}" if grounding is not None else "line"
+    grounding, count = query_decoding(Catalog.from_dataset(dataset), recipe.grounding, recipe.query_titles)
+    decoding = f"titles{count}" if grounding is not None else "line"
 
     def llm(run: Path | None) -> np.ndarray:
         engine, lora = engines(run)
-        return query_ranks(bm25, generate_queries(engine, examples, lora, grounding, recipe.query_titles)[0], targets)
+        return query_ranks(bm25, generate_queries(engine, examples, lora, grounding, count)[0], targets)
 
     out = {
         "titles-bm25": cached(work, f"{tag}-titles-bm25", lambda: query_ranks(bm25, titles, targets)),

@@ -7,9 +7,8 @@
   is a candidate: 1 when grounded).
 - ``query`` (full catalog, Rec-R1): the LLM writes a search query from the user's history (greedy, a rationale
   then the query line, as the run's rollouts were decoded: one free line, or catalog titles), a frozen retriever
-  searches the whole
-  catalog with it, and the target's rank in the top ``depth`` gives HR@K, NDCG@K and MRR@K (``well_formed``: the
-  share of completions the format reward accepts).
+  searches the whole catalog with it, and the target's rank in the top ``depth`` gives HR@K, NDCG@K and MRR@K
+  (``well_formed``: the share of completions the format reward accepts).
 
 Both return the per-user 0-based ranks too (``depth`` for a target the retriever did not return within the
 depth), for paired comparisons (:mod:`llmrec.ranking.intervals`).

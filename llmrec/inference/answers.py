@@ -15,6 +15,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from llmrec.catalog.catalog import Catalog
 from llmrec.catalog.grounding import Grounding
 from llmrec.inference.engine import Engine, Request, SamplingConfig
 
@@ -61,6 +62,12 @@ def answer_turn(
     """``messages`` with the assistant's turn so far: ``rationale``, then the marker's line (and the ``answer``
     written so far), for the engine to continue with the answer."""
     return [*messages, {"role": "assistant", "content": f"{rationale.rstrip()}\n{marker}\n{answer}"}]
+
+
+def query_decoding(catalog: Catalog, grounding: str, titles: int = 1) -> tuple[Grounding | None, int]:
+    """How a query run's answer line is written, from its recipe's ``grounding`` and ``query_titles``:
+    ``(None, 1)``, one free line, or ``(Grounding, titles)``, that many catalog titles (``grounding: catalog``)."""
+    return (Grounding(catalog), titles) if grounding == "catalog" else (None, 1)
 
 
 def structured_answers(

@@ -39,6 +39,7 @@ from llmrec.data.splits import leave_one_out_split
 from llmrec.devices import resolve_device
 from llmrec.encoders.recommend import recommend
 from llmrec.errors import LlmrecError
+from llmrec.inference.answers import query_decoding
 from llmrec.inference.engine import Engine, Request, SamplingConfig, require
 from llmrec.inference.registry import engine_name, load_engine
 from llmrec.progress import progress_bar
@@ -139,9 +140,9 @@ class LLMRecommender:
     def query_grounding(self) -> tuple[Grounding | None, int]:
         """How a ``query`` run writes its query line: ``(None, 1)`` freely, or ``(Grounding, n)``: ``n`` catalog
         titles, as its RL rollouts did (``grounding: catalog``)."""
-        if self.bundle is None or self.bundle.grounding != "catalog":
+        if self.bundle is None:
             return None, 1
-        return Grounding(self.catalog), self.bundle.query_titles
+        return query_decoding(self.catalog, self.bundle.grounding, self.bundle.query_titles)
 
     def request(self, example: TaskExample, grounded: bool = False) -> Request:
         """The engine request of one example: hybrid prompts as ``prompt_embeds``, others as messages."""
