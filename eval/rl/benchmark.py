@@ -7,11 +7,13 @@
 
 **Rec-R1** (``adapters/smollm2-rl-rec-r1-bm25.yaml``): the LLM writes a search query from the user's history; BM25
 over the catalog retrieves with it; full-catalog NDCG@10 and HR@10 of the user's next item. Rows: the last
-history titles as the query (BM25, and MiniLM dense retrieval), the base LLM's own query (zero-shot: the RL
+history titles as the query (BM25, and MiniLM dense retrieval), the same items' titles and text attributes as the
+query (BM25: all a prompt with ``attributes`` shows), the base LLM's own query (zero-shot: the RL
 starting point), SASRec ranking the whole catalog (trained here with the library's defaults, or ``--sasrec``),
-and the RL runs. **PARS** (``adapters/smollm2-rl-pars-c20.yaml``): reasoning over the c20 candidates (four
-sampled rationales per user, grounded answers, weighted vote), HR@1 and NDCG@5. Rows: the base LLM with and
-without consistency pruning, and the RL runs with pruning.
+popularity (the most-interacted training items, one list for every user), and the RL runs. **PARS**
+(``adapters/smollm2-rl-pars-c20.yaml``): reasoning over the c20 candidates (four sampled rationales per user,
+grounded answers, weighted vote), HR@1 and NDCG@5. Rows: the base LLM with and without consistency pruning, and
+the RL runs with pruning.
 
 Each RL run trains as its own ``llmrec rl`` process (``--trainer seed=S``: the LoRA init, the prompt order and
 the sampling), so its wall time and peak memory are its own; nothing is chosen after training (the shipped
@@ -252,9 +254,11 @@ def query_rows(engines, recipe, dataset, examples, runs, work, tag, sasrec) -> d
     bm25, dense = make_retriever("bm25", dataset), make_retriever("dense", dataset, device="cpu")
     targets = [e.target for e in examples]
     titles = ["; ".join(str(dataset.titles[i]) for i in e.history) for e in examples]
+    texts = ["; ".join(str(dataset.described_titles[i]) for i in e.history) for e in examples]
     # The base model writes its query as the recipe's rollouts decode it: one free line, or catalog titles.
     grounding, count = query_decoding(Catalog.from_dataset(dataset), recipe.grounding, recipe.query_titles)
     decoding = f"titles{count}" if grounding is not None else "line"
+    decoding += "-attributes" if recipe.task.attributes else ""  # the prompt the base model answers differs
 
     def llm(run: Path | None) -> np.ndarray:
         engine, lora = engines(run)
@@ -263,7 +267,9 @@ def query_rows(engines, recipe, dataset, examples, runs, work, tag, sasrec) -> d
     out = {
         "titles-bm25": cached(work, f"{tag}-titles-bm25", lambda: query_ranks(bm25, titles, targets)),
         "titles-dense": cached(work, f"{tag}-titles-dense", lambda: query_ranks(dense, titles, targets)),
+        "texts-bm25": cached(work, f"{tag}-texts-bm25", lambda: query_ranks(bm25, texts, targets)),
         "sasrec": cached(work, f"{tag}-sasrec", lambda: sasrec_ranks(dataset, examples, work, sasrec)),
+        "pop": cached(work, f"{tag}-pop", lambda: popularity_ranks(dataset, examples)),
         "base": cached(work, f"{tag}-base-{decoding}", lambda: llm(None)),
     }
     out["rl"] = np.stack([cached(work, f"{tag}-{run.name}", lambda run=run: llm(run)) for run in runs])
@@ -296,6 +302,19 @@ def sasrec_ranks(dataset: Any, examples: list[Any], work: Path, given: Path | No
     return np.asarray(ranks)
 
 
+def popularity_ranks(dataset: Any, examples: list[Any]) -> np.ndarray:
+    """The 0-based rank of each target in the whole catalog ordered by training interactions (the same list for
+    every user): the floor a query that names the same popular items for everyone would reach."""
+    from llmrec.data.splits import leave_one_out_split
+
+    split = leave_one_out_split(dataset, min_len=3)
+    counts = np.zeros(dataset.num_items + 1)
+    for sequence, length in zip(split.sequences, split.train_len, strict=True):
+        np.add.at(counts, np.asarray(sequence[:length], dtype=np.int64), 1.0)
+    counts[0] = -np.inf
+    return np.asarray([int((counts >= counts[e.target]).sum()) - 1 for e in examples])  # ties against the target
+
+
 def reasoning_rows(engines, dataset, examples, runs, work, tag) -> dict[str, np.ndarray]:
     from llmrec.eval.generated import reasoning_ranks
     from llmrec.inference.reasoning import ReasoningConfig
@@ -318,7 +337,7 @@ def summarise(name: str, rows: dict[str, dict[str, np.ndarray]], users: dict[str
     from llmrec.ranking.intervals import paired_bootstrap, per_user
 
     metrics = METRICS[name]
-    against = ["base", "titles-bm25"] if name == "rec-r1" else ["base"]
+    against = ["base", "titles-bm25", "texts-bm25"] if name == "rec-r1" else ["base"]
     out: dict[str, Any] = {"users": users, "rows": {}}
     for row, by_split in rows.items():
         entry: dict[str, Any] = {}
@@ -377,7 +396,9 @@ LABELS = {
     "rec-r1": {
         "titles-bm25": "last history titles as the query, BM25",
         "titles-dense": "last history titles as the query, MiniLM dense",
+        "texts-bm25": "last history items' titles and attributes (year, genres) as the query, BM25",
         "sasrec": "SASRec over the whole catalog (library defaults)",
+        "pop": "popularity: the most-interacted items, the same list for every user",
         "base": "base LLM's query (zero-shot), BM25: the RL starting point",
         "rl": "after RL (Rec-R1 recipe), BM25",
     },
@@ -417,14 +438,14 @@ def render(kept: dict[str, Any], splits: tuple[str, ...] = ("valid", "test")) ->
                 f"{min(ratios):.3f} at the lowest.",
                 "",
             ]
-        against = [c for c in ("base", "titles-bm25") if f"vs_{c}" in section["rows"]["rl"]["valid"]]
+        against = [c for c in ("base", "titles-bm25", "texts-bm25") if f"vs_{c}" in section["rows"]["rl"]["valid"]]
         head = " | ".join(f"{m} vs {c}" for c in against for m in metrics)
         lines += [
             f"| row | split | {' | '.join(metrics)} | per seed | {head} |",
             "| --- | --- |" + " ---: |" * len(metrics) + " --- |" + " --- |" * (len(against) * len(metrics)),
         ]
         for row, label in LABELS[name].items():
-            for which in splits:
+            for which in splits if row in section["rows"] else ():
                 e = section["rows"][row][which]
                 seeds = "; ".join(f"{m} {e['per_seed'][m]}" for m in metrics) if "per_seed" in e else ""
                 diffs = [interval(e[f"vs_{c}"][m]) if f"vs_{c}" in e else "" for c in against for m in metrics]

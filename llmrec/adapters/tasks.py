@@ -29,7 +29,9 @@ With ``item_text="hybrid"`` every item in the prompt is ``Title <item-emb>``, wi
 ``item_ids`` lists the items in placeholder order (history, then candidates) for
 :class:`llmrec.adapters.HybridPrompter`. With ``user_vector`` the prompt also shows the encoder's user state after
 the history (the whole prefix before the target, not only the items shown) as one ``<user-emb>``; its vector is in
-``user_vectors``, computed by the :class:`llmrec.adapters.UserStates` passed to :func:`build_examples`.
+``user_vectors``, computed by the :class:`llmrec.adapters.UserStates` passed to :func:`build_examples`. With
+``attributes`` each history item also shows its text attributes (``Title (release year: 1995; class: Drama)``):
+what a query writer needs to name the genres and years a search engine indexes.
 """
 
 from __future__ import annotations
@@ -64,8 +66,8 @@ class TaskConfig:
     ``verbalizer``), ``item_text`` (``title``, ``hybrid`` or ``vector``). Prompt: ``template`` (a name in
     ``prompts/``; by default the one that fits the three fields above), ``system`` (a system message; by default
     the chat template's own), ``marker`` (explain and query), ``user_vector`` (a ``<user-emb>`` with the encoder's
-    user state). Sizes: ``max_history``, ``num_candidates`` (training only), ``examples_per_user``. Sampling:
-    ``seed``.
+    user state), ``attributes`` (the history's items with their text attributes). Sizes: ``max_history``,
+    ``num_candidates`` (training only), ``examples_per_user``. Sampling: ``seed``.
     """
 
     task: str = field(default="rank", metadata={"help": "rank, next, explain or query."})
@@ -110,6 +112,13 @@ class TaskConfig:
         default=None,
         metadata={"help": "System message of every prompt; default: none, so the chat template adds its own."},
     )
+    attributes: bool = field(
+        default=False,
+        metadata={
+            "help": "Show each history item's text attributes after its title, as 'Title (release year: 1995; "
+            "class: Action Thriller)'; candidates stay titles (they are the answers)."
+        },
+    )
 
     def __post_init__(self) -> None:
         for name, allowed in (("task", TASKS), ("output", OUTPUTS), ("item_text", ITEM_TEXTS)):
@@ -127,6 +136,8 @@ class TaskConfig:
             raise LlmrecError(f"examples_per_user must be 0 (all positions) or more, got {self.examples_per_user}")
         if self.user_vector and self.item_text == "title":
             raise LlmrecError("user_vector needs item vectors in the prompt (item_text hybrid or vector), not titles")
+        if self.attributes and self.item_text == "vector":
+            raise LlmrecError("attributes follow each history item's title, and item_text vector shows none")
 
     @property
     def template_name(self) -> str:
@@ -203,7 +214,8 @@ def build_examples(
     else:
         rows = _eval_rows(dataset, split, which, config)
     titles = dataset.titles.tolist()
-    examples = [_example(titles, template, config, *row[:4]) for row in rows]
+    shown = dataset.described_titles if config.attributes else dataset.titles
+    examples = [_example(titles, shown, template, config, *row[:4]) for row in rows]
     for example, row in zip(examples, rows, strict=True):
         example.position = row[4]
     if config.user_vector and user_states is not None:
@@ -307,6 +319,7 @@ def _eval_rows(dataset: Dataset, split: Split, which: str, config: TaskConfig) -
 
 def _example(
     titles: list[str],
+    shown: np.ndarray,
     template: str,
     config: TaskConfig,
     user: int,
@@ -318,7 +331,7 @@ def _example(
     letters = list(LETTERS[: len(candidate_ids)])
     text = render(
         template,
-        history=[titles[i] for i in history_ids],
+        history=[str(shown[i]) for i in history_ids],
         candidates=[titles[i] for i in candidate_ids],
         labels=letters,
         marker=config.marker,
@@ -358,7 +371,8 @@ def prompt_example(
     _check_user_states(config, user_states)
     history_ids = np.asarray(history[-config.max_history :], dtype=np.int64)
     rows = np.asarray(candidates if config.task not in NO_CANDIDATES else [], dtype=np.int64)
-    example = _example(dataset.titles.tolist(), check_template(config), config, user, history_ids, 0, rows)
+    titles, shown = dataset.titles.tolist(), dataset.described_titles if config.attributes else dataset.titles
+    example = _example(titles, shown, check_template(config), config, user, history_ids, 0, rows)
     if config.user_vector and user_states is not None:
         example.user_vectors = [[float(x) for x in user_states([np.asarray(history, dtype=np.int64)])[0]]]
     return example

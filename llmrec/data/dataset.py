@@ -228,6 +228,18 @@ class Dataset:
         return np.concatenate([[""], self.items.sort_values("item_id")["title"].astype(str).to_numpy()])
 
     @cached_property
+    def described_titles(self) -> np.ndarray:
+        """Item titles indexed by item id, each followed by its text attributes in parentheses, as in ``GoldenEye
+        (release year: 1995; class: Action Adventure Thriller)`` (a bare title where the item has none)."""
+        from llmrec.data.display import text_attributes  # display reads datasets: imported where it is used
+
+        out = self.titles.astype(object)
+        for item, values in text_attributes(self).items():
+            if values:
+                out[item] += " (" + "; ".join(f"{name}: {value}" for name, value in values.items()) + ")"
+        return out
+
+    @cached_property
     def sequences(self) -> list[np.ndarray]:
         """Each user's items in time order, indexed by user id (index 0 is empty)."""
         users = self.interactions["user_id"].to_numpy()

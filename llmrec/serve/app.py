@@ -158,16 +158,9 @@ def create_app(config: ServeConfig, state: ServerState | None = None) -> FastAPI
 
     @app.post("/v1/recommend")
     async def recommend(body: RecommendRequest, state: State) -> dict[str, Any]:
-        history = None if body.history is None else _item_ids(state, body.history)
-        profile = ""
-        # The profile is read only where it can decide: without an encoder answer for this user.
-        personal = state.index.encoder is not None and bool(history or state.index.history(body.user))
-        if state.store is not None and body.user is not None and history is None and not personal:
-            from llmrec.profiles.schema import render_profile
-
-            profile = render_profile(await run_in_threadpool(state.store.get, body.user))
-        hits, source = state.index.recommend(body.user, body.k, history, profile)
-        return {"user": body.user, "source": source, "items": [h.to_dict() for h in hits]}
+        # Scoring (an encoder's forward pass, MiniLM on a profile) runs in a worker thread: on the event loop it
+        # would hold up every other request, streams included, for its duration.
+        return await within_time(_recommend, state, body)
 
     @app.get("/v1/profiles/{user}")
     async def profile(user: str, state: State) -> dict[str, Any]:
@@ -288,6 +281,19 @@ def _item_ids(state: ServerState, history: list[int | str]) -> list[int]:
             raise HTTPException(422, f"history[{position}]: no item titled {value!r}")
         ids.append(found.item_id)
     return ids
+
+
+def _recommend(state: ServerState, body: RecommendRequest) -> dict[str, Any]:
+    history = None if body.history is None else _item_ids(state, body.history)
+    profile = ""
+    # The profile is read only where it can decide: without an encoder answer for this user.
+    personal = state.index.encoder is not None and bool(history or state.index.history(body.user))
+    if state.store is not None and body.user is not None and history is None and not personal:
+        from llmrec.profiles.schema import render_profile
+
+        profile = render_profile(state.store.get(body.user))
+    hits, source = state.index.recommend(body.user, body.k, history, profile)
+    return {"user": body.user, "source": source, "items": [h.to_dict() for h in hits]}
 
 
 def _apply_review(state: ServerState, user: str, body: ReviewRequest) -> dict[str, Any]:

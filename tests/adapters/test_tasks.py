@@ -273,3 +273,24 @@ def test_query_completions_state_the_history_then_the_targets_title_as_the_query
     made = replace(examples[0], history=list(by_genres.values()))
     (completion,) = query_completions(ml100k, [made], "Answer:")
     assert "Most of their items are Drama and Comedy.\nAnswer:\n" in completion
+
+
+def test_attributes_follow_each_history_title_and_leave_candidates_and_answers_alone(ml100k, split):
+    from llmrec.adapters.tasks import prompt_example
+
+    config = TaskConfig(task="query", attributes=True, max_history=3)
+    text = prompt_example(ml100k, config, 1, [50, 1], []).prompt[0]["content"]  # Star Wars, then Toy Story
+    assert text.count("\n- ") == 2
+    assert "- Star Wars (release year: 1977; class: Action Adventure Romance Sci-Fi War)\n" in text
+    assert "- Toy Story (release year: 1995; class: Animation Children's Comedy)\n" in text
+    plain = build_examples(ml100k, split, "test", TaskConfig(task="explain"))[:20]
+    shown = build_examples(ml100k, split, "test", TaskConfig(task="explain", attributes=True))[:20]
+    for without, with_ in zip(plain, shown, strict=True):
+        assert with_.answer == without.answer == ml100k.titles[with_.target]
+        listed = with_.prompt[0]["content"].split("Candidates:\n")[1].split("\n\n")[0].splitlines()
+        assert listed == [f"- {ml100k.titles[item]}" for item in with_.candidates]  # named as the answer names it
+        for item in with_.history:
+            assert ml100k.described_titles[item] in with_.prompt[0]["content"]
+            assert ml100k.described_titles[item] not in without.prompt[0]["content"]
+    with pytest.raises(LlmrecError, match="item_text vector shows none"):
+        TaskConfig(output="verbalizer", item_text="vector", attributes=True)

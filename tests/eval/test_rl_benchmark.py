@@ -51,3 +51,22 @@ def test_a_kept_run_is_resumed_only_under_its_own_recipe(bench, tmp_path: Path) 
     assert "--resume" not in commands[-1] and not (run / "checkpoint-10").exists()
     assert json.loads((run / "bench-recipe.json").read_text()) == stamp
     assert sorted(p.name for p in ranks.iterdir()) == ["rec-r1-u4-valid-base.npy"]  # only that run's scores go
+
+
+def test_the_popularity_row_ranks_by_training_interactions_with_ties_against_the_target(bench, ml100k) -> None:
+    from types import SimpleNamespace
+
+    from llmrec.data.splits import leave_one_out_split
+    from llmrec.encoders.pop import Pop, PopConfig
+
+    module, _ = bench
+    split = leave_one_out_split(ml100k, min_len=3)
+    pop = Pop(ml100k.num_items, PopConfig())
+    pop.fit([s[:n] for s, n in zip(split.sequences, split.train_len, strict=True)])
+    counts = pop.item_embeddings()[:, 0].numpy()
+    top = int(counts[1:].argmax()) + 1
+    tied = [i for i in range(1, len(counts)) if counts[i] == 1.0][:2]  # two items seen once in training
+    examples = [SimpleNamespace(target=t) for t in (top, *tied)]
+    ranks = module.popularity_ranks(ml100k, examples).tolist()
+    at_least_one = int((counts[1:] >= 1).sum())
+    assert ranks == [0, at_least_one - 1, at_least_one - 1]  # every item seen once or more is ahead or tied
