@@ -18,11 +18,12 @@ the RL runs with pruning.
 Each RL run trains as its own ``llmrec rl`` process (``--trainer seed=S``: the LoRA init, the prompt order and
 the sampling), so its wall time and peak memory are its own; nothing is chosen after training (the shipped
 recipe's last adapter is the configuration, fixed before any score). Valid and test rows score the same users: a
-fixed random sample of ``--users`` (or all). RL rows are the per-user mean over seeds; differences are paired
-over users with 95% bootstrap intervals (:mod:`llmrec.ranking.intervals`); "beats" means the interval is above
-zero. Work (runs, SASRec, scored ranks) is kept in ``--work`` (default ``$LLMREC_HOME/bench-rl``) and reused; a run
-started from another version of its recipe is trained again. LLM rows are served as ``llmrec`` serves runs (on
-vLLM without a GPU, each run from its merged checkpoint), one engine in memory at a time.
+fixed random sample of ``--users`` (or all; by default all for Rec-R1, 300 for PARS). RL rows are the per-user
+mean over seeds; differences are paired over users with 95% bootstrap intervals (:mod:`llmrec.ranking.intervals`);
+"beats" means the interval is above zero. Work (runs, SASRec, scored ranks) is kept in ``--work`` (default
+``$LLMREC_HOME/bench-rl``) and reused; a run started from another version of its recipe is trained again. LLM
+rows are served as ``llmrec`` serves runs (on vLLM without a GPU, each run from its merged checkpoint), one engine
+in memory at a time.
 """
 
 from __future__ import annotations
@@ -45,13 +46,20 @@ ROOT = HERE.parents[1]
 RECIPES = {"rec-r1": "smollm2-rl-rec-r1-bm25", "pars": "smollm2-rl-pars-c20"}
 METRICS = {"rec-r1": ("ndcg@10", "hr@10"), "pars": ("hr@1", "ndcg@5")}
 SAMPLE_SEED = 2026
+# Users scored per split by default. Rec-R1 scores every user: its hits are rare (HR@10 about 0.015, some 15 of 943
+# users), so a 300-user sample decides nothing, and a query costs a fraction of a second. PARS samples four
+# reasoning paths per user over 20 candidates: a sample keeps its rows to a machine session.
+USERS = {"rec-r1": 0, "pars": 300}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--recipes", default="rec-r1,pars", help="Comma-separated: rec-r1, pars.")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--users", type=int, default=300, help="Users scored per split (0: all).")
+    parser.add_argument(
+        "--users", type=int, default=None,
+        help="Users scored per split (0: all); default: all for rec-r1, 300 for pars (see USERS).",
+    )  # fmt: skip
     parser.add_argument("--max-steps", type=int, default=0, help="Override the recipes' max_steps (0: theirs).")
     parser.add_argument(
         "--splits", default="valid,test", choices=["valid,test", "valid"],
@@ -225,10 +233,11 @@ def score(name: str, runs: list[Path], work: Path, args: argparse.Namespace) -> 
 
     recipe = load_rl_recipe(RECIPES[name])
     dataset = load_dataset(recipe.dataset)
-    splits = dict(zip(("valid", "test"), sampled_users(recipe.task, dataset, args.users), strict=True))
+    users = USERS[name] if args.users is None else args.users
+    splits = dict(zip(("valid", "test"), sampled_users(recipe.task, dataset, users), strict=True))
     splits = {which: examples for which, examples in splits.items() if which in args.splits.split(",")}
     engines = Engines(args.engine)
-    tag = f"{name}-u{args.users}"
+    tag = f"{name}-u{users}"
     rows: dict[str, dict[str, np.ndarray]] = {}
     try:
         for which, examples in splits.items():
