@@ -22,7 +22,6 @@ from typing import Any
 import torch
 
 from llmrec.data.dataset import Dataset
-from llmrec.data.display import text_attributes
 from llmrec.devices import resolve_device
 from llmrec.encoders.run import check_encoder_run, load_best
 from llmrec.errors import LlmrecError
@@ -87,7 +86,7 @@ def item_texts(dataset: Dataset) -> list[str]:
     Text attributes are the item table's string columns other than ``raw_id`` and ``title``; underscores in
     column names become spaces (``release_year: 1995``).
     """
-    attributes = text_attributes(dataset)
+    attributes = dataset.text_attributes
     return [
         "; ".join([str(title), *(f"{name}: {value}" for name, value in attributes[int(item)].items())])
         for item, title in dataset.items.sort_values("item_id")[["item_id", "title"]].itertuples(index=False)

@@ -45,7 +45,6 @@ import numpy as np
 
 from llmrec.adapters.templates import LETTERS, NO_CANDIDATES, TEMPLATES, check_template
 from llmrec.data.dataset import Dataset
-from llmrec.data.display import text_attributes
 from llmrec.data.splits import Split
 from llmrec.errors import LlmrecError
 from llmrec.prompts import render
@@ -232,7 +231,7 @@ def query_completions(dataset: Dataset, examples: list[TaskExample], marker: str
 
     The rationale says only what the history shows; it teaches the structure, and RL is free to change it.
     """
-    attributes = text_attributes(dataset)
+    attributes = dataset.text_attributes
     out = []
     for example in examples:
         counts = Counter(

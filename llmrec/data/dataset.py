@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from pandas.api.types import is_string_dtype
 
 from llmrec import __version__
 from llmrec.errors import LlmrecError
@@ -228,13 +229,26 @@ class Dataset:
         return np.concatenate([[""], self.items.sort_values("item_id")["title"].astype(str).to_numpy()])
 
     @cached_property
+    def text_attributes(self) -> dict[int, dict[str, str]]:
+        """Each item's non-empty text attributes, ``{item_id: {name: value}}``, in item id order: the item table's
+        string columns but ``raw_id`` and ``title``, underscores in names as spaces (``release year``)."""
+        items = self.items.sort_values("item_id")
+        columns = [c for c in items.columns if c not in ("item_id", "raw_id", "title") and is_string_dtype(items[c])]
+        return {
+            int(row[0]): {
+                c.replace("_", " "): v.strip()
+                for c, v in zip(columns, row[1:], strict=True)
+                if isinstance(v, str) and v.strip()
+            }
+            for row in items[["item_id", *columns]].itertuples(index=False)
+        }
+
+    @cached_property
     def described_titles(self) -> np.ndarray:
         """Item titles indexed by item id, each followed by its text attributes in parentheses, as in ``GoldenEye
         (release year: 1995; class: Action Adventure Thriller)`` (a bare title where the item has none)."""
-        from llmrec.data.display import text_attributes  # display reads datasets: imported where it is used
-
         out = self.titles.astype(object)
-        for item, values in text_attributes(self).items():
+        for item, values in self.text_attributes.items():
             if values:
                 out[item] += " (" + "; ".join(f"{name}: {value}" for name, value in values.items()) + ")"
         return out

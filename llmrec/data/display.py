@@ -5,24 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from pandas.api.types import is_string_dtype
-
 from llmrec.data.dataset import Dataset
-
-
-def text_attributes(dataset: Dataset) -> dict[int, dict[str, str]]:
-    """Each item's non-empty text attributes, ``{item_id: {name: value}}``, in item id order: the item table's
-    string columns but ``raw_id`` and ``title``, underscores in names as spaces (``release year``)."""
-    items = dataset.items.sort_values("item_id")
-    columns = [c for c in items.columns if c not in ("item_id", "raw_id", "title") and is_string_dtype(items[c])]
-    return {
-        int(row[0]): {
-            c.replace("_", " "): v.strip()
-            for c, v in zip(columns, row[1:], strict=True)
-            if isinstance(v, str) and v.strip()
-        }
-        for row in items[["item_id", *columns]].itertuples(index=False)
-    }
 
 
 def format_time(value: int, unit: str) -> str:

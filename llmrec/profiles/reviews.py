@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from llmrec.data.dataset import Dataset
-from llmrec.data.display import text_attributes
 from llmrec.errors import LlmrecError
 
 
@@ -37,7 +36,7 @@ def item_attributes(dataset: Dataset) -> dict[int, str]:
     """Each item's text attributes as ``name: value; ...`` (the item table's string columns but its ids and title)."""
     return {
         item: "; ".join(f"{name}: {value}" for name, value in values.items())
-        for item, values in text_attributes(dataset).items()
+        for item, values in dataset.text_attributes.items()
     }
 
 

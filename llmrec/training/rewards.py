@@ -193,7 +193,9 @@ class ConsistencyReward(_Reward):
 class BlackBoxReward(_Reward):
     """Rec-R1's reward: the answer as a query to a frozen ``retriever`` (``bm25``, ``dense`` or ``encoder``) over
     ``dataset``'s whole catalog; NDCG@``k`` of the target, plus ``gamma ** k``-discounted NDCG of the first
-    ``horizon`` future items. The retriever is built on the first call (so the reward pickles small)."""
+    ``horizon`` future items. ``k`` 0 grades the target wherever the retriever ranks it (for BM25, among the items
+    that share a word with the query; for dense, anywhere): a reward for nearly every query, where NDCG@10 or
+    @100 is zero for most. The retriever is built on the first call (so the reward pickles small)."""
 
     __name__ = "blackbox"
 
@@ -208,9 +210,12 @@ class BlackBoxReward(_Reward):
         marker: str = MARKER,
     ) -> None:
         super().__init__(marker)
+        if not isinstance(k, int) or k < 0:
+            raise ValueError(f"k must be a whole number, 0 for the retriever's whole ranking; got {k!r}")
         self.dataset, self.retriever, self.k = dataset, retriever, k
         self.horizon, self.gamma, self.encoder_run = horizon, gamma, encoder_run
         self._search: Any = None
+        self._items = 0
 
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "_search": None}
@@ -220,13 +225,16 @@ class BlackBoxReward(_Reward):
             from llmrec.catalog.retrievers import make_retriever
             from llmrec.data.builtin import load_dataset
 
-            self._search = make_retriever(self.retriever, load_dataset(self.dataset), self.encoder_run, "cpu")
+            dataset = load_dataset(self.dataset)
+            self._search = make_retriever(self.retriever, dataset, self.encoder_run, "cpu")
+            self._items = dataset.num_items
         return self._search
 
     def __call__(self, prompts: list[Any], completions: list[Any], **columns: Any) -> list[float]:
         answers = self.answers(completions)
         queries = ["; ".join(a) for a in answers if a is not None]
-        found = iter(self.searcher().search(queries, self.k))
+        search = self.searcher()
+        found = iter(search.search(queries, self.k or self._items))  # k 0: every item the retriever ranks
         futures = columns.get("future") or [[] for _ in answers]
         out = []
         for answer, target, future in zip(answers, columns["target"], futures, strict=True):

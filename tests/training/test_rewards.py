@@ -102,3 +102,18 @@ def test_a_title_two_items_share_names_the_candidate_then_an_item_outside_the_hi
     assert RankReward(catalog)([None] * 2, completions, **columns) == [1.0, 1.0]
     assert MSRAReward(catalog, horizon=1)([None] * 2, completions, future=[[other_amy]] * 2, **{
         k: v for k, v in columns.items() if k != "target"}) == [0.5, 0.5]  # fmt: skip
+
+
+def test_k_0_grades_the_target_wherever_the_retriever_ranks_it(ml100k) -> None:
+    from llmrec.catalog.retrievers import BM25Retriever
+
+    ranked = BM25Retriever(ml100k).search(["drama"], ml100k.num_items)[0]  # every item whose class says Drama
+    deep = ranked[250]
+    whole = BlackBoxReward("ml-100k", "bm25", k=0)
+    top = BlackBoxReward("ml-100k", "bm25", k=100)
+    unmatched = next(i for i in range(1, ml100k.num_items + 1) if i not in ranked)
+    got = whole([None] * 2, [WELL + "drama"] * 2, target=[deep, unmatched])
+    assert got == [pytest.approx(1 / math.log2(252)), 0.0]  # an item sharing no word with the query is not ranked
+    assert top([None], [WELL + "drama"], target=[deep]) == [0.0]
+    with pytest.raises(ValueError, match="0 for the retriever's whole ranking"):
+        BlackBoxReward("ml-100k", "bm25", k=-1)
