@@ -46,6 +46,7 @@ ROOT = HERE.parents[1]
 RECIPES = {"rec-r1": "smollm2-rl-rec-r1-bm25", "pars": "smollm2-rl-pars-c20"}
 METRICS = {"rec-r1": ("ndcg@10", "hr@10"), "pars": ("hr@1", "ndcg@5")}
 SAMPLE_SEED = 2026
+AGAINST = {"rec-r1": ("base", "titles-bm25", "texts-bm25"), "pars": ("base",)}  # the rows RL is paired against
 # Users scored per split by default. Rec-R1 scores every user: its hits are rare (HR@10 about 0.015, some 15 of 943
 # users), so a 300-user sample decides nothing, and a query costs a fraction of a second. PARS samples four
 # reasoning paths per user over 20 candidates: a sample keeps its rows to a machine session.
@@ -305,23 +306,33 @@ def sasrec_ranks(dataset: Any, examples: list[Any], work: Path, given: Path | No
             chunk = examples[start : start + 256]
             prefixes = [split.sequences[e.user][: e.position] for e in chunk]
             scores = encoder.score(left_padded(prefixes, encoder.config.max_len)).double().numpy()
-            scores[:, 0] = -np.inf
-            for row, e in zip(scores, chunk, strict=True):
-                ranks.append(int((row >= row[e.target]).sum()) - 1)  # ties count against the target
+            ranks += catalog_ranks(scores, [e.target for e in chunk]).tolist()
     return np.asarray(ranks)
+
+
+def catalog_ranks(scores: np.ndarray, targets: list[int]) -> np.ndarray:
+    """Each row's 0-based rank of its target among the catalog's items (``scores`` ``[B, N+1]``, column 0 the
+    padding item, left out); ties count against the target."""
+    from llmrec.ranking.metrics import target_ranks
+
+    scores = np.array(scores, dtype=np.float64)
+    scores[:, 0] = 0.0  # an encoder's -inf there: left out by the mask, and target_ranks takes finite scores only
+    items = np.ones(scores.shape, dtype=bool)
+    items[:, 0] = False
+    return target_ranks(scores, np.asarray(targets), items)
 
 
 def popularity_ranks(dataset: Any, examples: list[Any]) -> np.ndarray:
     """The 0-based rank of each target in the whole catalog ordered by training interactions (the same list for
     every user): the floor a query that names the same popular items for everyone would reach."""
     from llmrec.data.splits import leave_one_out_split
+    from llmrec.encoders.pop import Pop, PopConfig
 
     split = leave_one_out_split(dataset, min_len=3)
-    counts = np.zeros(dataset.num_items + 1)
-    for sequence, length in zip(split.sequences, split.train_len, strict=True):
-        np.add.at(counts, np.asarray(sequence[:length], dtype=np.int64), 1.0)
-    counts[0] = -np.inf
-    return np.asarray([int((counts >= counts[e.target]).sum()) - 1 for e in examples])  # ties against the target
+    pop = Pop(dataset.num_items, PopConfig())
+    pop.fit([sequence[:length] for sequence, length in zip(split.sequences, split.train_len, strict=True)])
+    counts = pop.item_embeddings()[:, 0].double().numpy()
+    return catalog_ranks(np.tile(counts, (len(examples), 1)), [e.target for e in examples])
 
 
 def reasoning_rows(engines, dataset, examples, runs, work, tag) -> dict[str, np.ndarray]:
@@ -346,7 +357,7 @@ def summarise(name: str, rows: dict[str, dict[str, np.ndarray]], users: dict[str
     from llmrec.ranking.intervals import paired_bootstrap, per_user
 
     metrics = METRICS[name]
-    against = ["base", "titles-bm25", "texts-bm25"] if name == "rec-r1" else ["base"]
+    against = AGAINST[name]
     out: dict[str, Any] = {"users": users, "rows": {}}
     for row, by_split in rows.items():
         entry: dict[str, Any] = {}
@@ -447,7 +458,7 @@ def render(kept: dict[str, Any], splits: tuple[str, ...] = ("valid", "test")) ->
                 f"{min(ratios):.3f} at the lowest.",
                 "",
             ]
-        against = [c for c in ("base", "titles-bm25", "texts-bm25") if f"vs_{c}" in section["rows"]["rl"]["valid"]]
+        against = [c for c in AGAINST[name] if f"vs_{c}" in section["rows"]["rl"]["valid"]]
         head = " | ".join(f"{m} vs {c}" for c in against for m in metrics)
         lines += [
             f"| row | split | {' | '.join(metrics)} | per seed | {head} |",

@@ -212,8 +212,7 @@ def build_examples(
         rows = _train_rows(split, dataset.num_items, config)
     else:
         rows = _eval_rows(dataset, split, which, config)
-    titles = dataset.titles.tolist()
-    shown = dataset.described_titles if config.attributes else dataset.titles
+    titles, shown = dataset.titles.tolist(), _history_texts(dataset, config)
     examples = [_example(titles, shown, template, config, *row[:4]) for row in rows]
     for example, row in zip(examples, rows, strict=True):
         example.position = row[4]
@@ -316,6 +315,12 @@ def _eval_rows(dataset: Dataset, split: Split, which: str, config: TaskConfig) -
     return rows
 
 
+def _history_texts(dataset: Dataset, config: TaskConfig) -> np.ndarray:
+    """How a history item appears in the prompt, by item id: its title, or with ``attributes`` its described
+    title."""
+    return dataset.described_titles if config.attributes else dataset.titles
+
+
 def _example(
     titles: list[str],
     shown: np.ndarray,
@@ -370,8 +375,8 @@ def prompt_example(
     _check_user_states(config, user_states)
     history_ids = np.asarray(history[-config.max_history :], dtype=np.int64)
     rows = np.asarray(candidates if config.task not in NO_CANDIDATES else [], dtype=np.int64)
-    titles, shown = dataset.titles.tolist(), dataset.described_titles if config.attributes else dataset.titles
-    example = _example(titles, shown, check_template(config), config, user, history_ids, 0, rows)
+    shown = _history_texts(dataset, config)
+    example = _example(dataset.titles.tolist(), shown, check_template(config), config, user, history_ids, 0, rows)
     if config.user_vector and user_states is not None:
         example.user_vectors = [[float(x) for x in user_states([np.asarray(history, dtype=np.int64)])[0]]]
     return example
