@@ -268,7 +268,9 @@ def query_rows(engines, recipe, dataset, examples, runs, work, tag, sasrec) -> d
     # The base model writes its query as the recipe's rollouts decode it: one free line, or catalog titles.
     grounding, count = query_decoding(Catalog.from_dataset(dataset), recipe.grounding, recipe.query_titles)
     decoding = f"titles{count}" if grounding is not None else "line"
-    decoding += "-attributes" if recipe.task.attributes else ""  # the prompt the base model answers differs
+    # The prompt the base model answers differs with the attributes and the template.
+    decoding += "-attributes" if recipe.task.attributes else ""
+    decoding += f"-{recipe.task.template}" if recipe.task.template else ""
 
     def llm(run: Path | None) -> np.ndarray:
         engine, lora = engines(run)

@@ -294,3 +294,19 @@ def test_attributes_follow_each_history_title_and_leave_candidates_and_answers_a
             assert ml100k.described_titles[item] not in without.prompt[0]["content"]
     with pytest.raises(LlmrecError, match="item_text vector shows none"):
         TaskConfig(output="verbalizer", item_text="vector", attributes=True)
+
+
+def test_the_keyword_query_prompt_asks_for_words_the_bm25_index_matches(ml100k):
+    from llmrec.adapters.tasks import prompt_example
+    from llmrec.catalog.retrievers import BM25Retriever
+
+    config = TaskConfig(task="query", attributes=True, max_history=2, template="search_keywords")
+    text = prompt_example(ml100k, config, 1, [50, 1], []).prompt[0]["content"]  # Star Wars, then Toy Story
+    assert "- Toy Story (release year: 1995; class: Animation Children's Comedy)\n" in text
+    example = text.split(f"\n{config.marker}\n")[-1].strip()  # the prompt's own example of a query line
+    assert example and "\n" not in example
+    found = BM25Retriever(ml100k).search([example], 20)[0]
+    assert len(found) == 20  # genre words and a year are indexed: the example retrieves a full list
+    words = set(example.lower().split())
+    for item in found:
+        assert words & set(ml100k.described_titles[item].lower().replace(";", " ").replace(")", " ").split())
