@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import threading
 import time
 from collections.abc import Iterator
@@ -25,6 +26,14 @@ SCHEMA = (
     "attempts INTEGER NOT NULL, updated DOUBLE PRECISION NOT NULL)",
 )
 RETRIES = 200
+BACKOFF = 0.005, 0.5  # seconds: the first retry's wait bound, doubled per retry up to the second
+
+
+def _back_off(attempt: int) -> None:
+    """Wait a random time before retry ``attempt`` (0-based) of a write that lost a race. Without it, writers
+    retrying at once on one user collide again and again, and on a loaded machine one of them can lose every
+    try; the random spread lets each one through in turn."""
+    time.sleep(random.uniform(0, min(BACKOFF[1], BACKOFF[0] * 2**attempt)))
 
 
 class SQLStore:
@@ -114,7 +123,7 @@ class SQLStore:
 
     def record_failure(self, review_id: str, user: str, error: str) -> None:
         """Record (or count again) a failed extraction of ``review_id``, to retry later."""
-        for _ in range(RETRIES):
+        for attempt in range(RETRIES):
             try:
                 with self.transaction() as cursor:
                     cursor.execute(self._sql("SELECT attempts FROM failures WHERE review_id = ?"), (review_id,))
@@ -131,7 +140,7 @@ class SQLStore:
                         )
                 return
             except self.conflict:
-                continue
+                _back_off(attempt)
 
     def apply(
         self,
@@ -149,7 +158,7 @@ class SQLStore:
             raise LlmrecError("this profile store was opened without an updater: it reads profiles, it applies none")
         count = (1 if review_id else 0) if reviews is None else reviews
         user = str(user)
-        for _ in range(RETRIES):
+        for attempt in range(RETRIES):
             current = self.get(user)
             if review_id is not None and self.applied([review_id]):
                 return current if current is not None else Profile(user)
@@ -168,6 +177,6 @@ class SQLStore:
                         cursor.execute(mark, (review_id, user, new.version))
                         cursor.execute(self._sql("DELETE FROM failures WHERE review_id = ?"), (review_id,))
                 return new
-            except self.conflict:
-                continue  # another writer stored this version (or this review) first: read again, merge again
+            except self.conflict:  # another writer stored this version (or this review) first: read again, merge again
+                _back_off(attempt)
         raise LlmrecError(f"could not store an update of user {user!r} after {RETRIES} tries; the store is overloaded")
