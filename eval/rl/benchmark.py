@@ -238,7 +238,7 @@ def score(name: str, runs: list[Path], work: Path, args: argparse.Namespace) -> 
     splits = dict(zip(("valid", "test"), sampled_users(recipe.task, dataset, users), strict=True))
     splits = {which: examples for which, examples in splits.items() if which in args.splits.split(",")}
     engines = Engines(args.engine)
-    tag = f"{name}-u{users}"
+    tag = f"{name}-u{users}-h{recipe.task.max_history}"  # the history window shapes every row's queries
     rows: dict[str, dict[str, np.ndarray]] = {}
     try:
         for which, examples in splits.items():

@@ -26,6 +26,7 @@ SCHEMA = (
     "attempts INTEGER NOT NULL, updated DOUBLE PRECISION NOT NULL)",
 )
 RETRIES = 200
+OVERLOADED = "the store is overloaded (too many writers of one user at once)"
 BACKOFF = 0.005, 0.5  # seconds: the first retry's wait bound, doubled per retry up to the second
 
 
@@ -141,6 +142,7 @@ class SQLStore:
                 return
             except self.conflict:
                 _back_off(attempt)
+        raise LlmrecError(f"could not record a failure of review {review_id!r} after {RETRIES} tries; {OVERLOADED}")
 
     def apply(
         self,
@@ -179,4 +181,4 @@ class SQLStore:
                 return new
             except self.conflict:  # another writer stored this version (or this review) first: read again, merge again
                 _back_off(attempt)
-        raise LlmrecError(f"could not store an update of user {user!r} after {RETRIES} tries; the store is overloaded")
+        raise LlmrecError(f"could not store an update of user {user!r} after {RETRIES} tries; {OVERLOADED}")

@@ -87,6 +87,21 @@ def test_concurrent_writers_lose_no_update(url: str, users: int) -> None:
         store.close()
 
 
+def test_a_write_out_of_tries_is_an_error_not_a_silent_loss(tmp_path: Path, monkeypatch) -> None:
+    from llmrec.profiles import sql
+
+    monkeypatch.setattr(sql, "RETRIES", 0)  # as if every try lost its race
+    store = open_store(f"sqlite:///{tmp_path / 'profiles.db'}", plain())
+    try:
+        with pytest.raises(LlmrecError, match="could not store an update of user 'u'.*overloaded"):
+            store.apply("u", [Fact("like", "jazz", "q", "r1")], review_id="r1")
+        with pytest.raises(LlmrecError, match="could not record a failure of review 'r1'.*overloaded"):
+            store.record_failure("r1", "u", "did not parse")
+        assert store.get("u") is None and store.failures() == []
+    finally:
+        store.close()
+
+
 def test_bad_urls_are_clear_errors(tmp_path: Path) -> None:
     with pytest.raises(LlmrecError, match="unknown profile store"):
         open_store("mysql://host/db")
