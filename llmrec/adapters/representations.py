@@ -86,9 +86,9 @@ def item_texts(dataset: Dataset) -> list[str]:
     Text attributes are the item table's string columns other than ``raw_id`` and ``title``; underscores in
     column names become spaces (``release_year: 1995``).
     """
-    attributes = dataset.text_attributes
+    attributes = dataset.attribute_texts
     return [
-        "; ".join([str(title), *(f"{name}: {value}" for name, value in attributes[int(item)].items())])
+        "; ".join(text for text in (str(title), attributes[int(item)]) if text)
         for item, title in dataset.items.sort_values("item_id")[["item_id", "title"]].itertuples(index=False)
     ]
 

@@ -244,13 +244,22 @@ class Dataset:
         }
 
     @cached_property
+    def attribute_texts(self) -> dict[int, str]:
+        """Each item's text attributes as one line, ``{item_id: "name: value; ..."}`` (empty where it has none),
+        as prompts, item texts and reviews show them."""
+        return {
+            item: "; ".join(f"{name}: {value}" for name, value in values.items())
+            for item, values in self.text_attributes.items()
+        }
+
+    @cached_property
     def described_titles(self) -> np.ndarray:
         """Item titles indexed by item id, each followed by its text attributes in parentheses, as in ``GoldenEye
         (release year: 1995; class: Action Adventure Thriller)`` (a bare title where the item has none)."""
         out = self.titles.astype(object)
-        for item, values in self.text_attributes.items():
-            if values:
-                out[item] += " (" + "; ".join(f"{name}: {value}" for name, value in values.items()) + ")"
+        for item, text in self.attribute_texts.items():
+            if text:
+                out[item] += f" ({text})"
         return out
 
     @cached_property

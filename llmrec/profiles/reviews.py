@@ -32,17 +32,9 @@ class Review:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
 
 
-def item_attributes(dataset: Dataset) -> dict[int, str]:
-    """Each item's text attributes as ``name: value; ...`` (the item table's string columns but its ids and title)."""
-    return {
-        item: "; ".join(f"{name}: {value}" for name, value in values.items())
-        for item, values in dataset.text_attributes.items()
-    }
-
-
 def dataset_reviews(dataset: Dataset) -> list[Review]:
     """Every interaction of a dataset as a :class:`Review`, users in id order, each user's in time order."""
-    attributes = item_attributes(dataset)
+    attributes = dataset.attribute_texts
     items = dataset.items
     titles = dict(zip(items["item_id"].astype(int), items["title"].astype(str), strict=True))
     raw_items = dict(zip(items["item_id"].astype(int), items["raw_id"].astype(str), strict=True))
@@ -88,7 +80,7 @@ def review_from_json(text: str, user: str, dataset: str | None = None) -> Review
             if found.item_id is None or found.resolved_by not in ("exact", "normalised"):
                 raise LlmrecError(f"{loaded.name} has no item titled {title!r}; give its exact title or #id")
             item_id = found.item_id
-        title, attributes = catalog.title(item_id), item_attributes(loaded)[item_id]
+        title, attributes = catalog.title(item_id), loaded.attribute_texts[item_id]
     body = str(data.get("text", ""))
     digest = hashlib.sha256(f"{user}\n{title}\n{rating}\n{body}".encode()).hexdigest()[:16]
     value = None if rating is None else float(rating)

@@ -33,3 +33,10 @@ def test_ml100k_is_imported_once_and_reimported_when_modified(ml100k):
     meta = json.loads((path / "meta.json").read_text())
     assert meta["counts"] == {"users": 943, "items": 1682, "interactions": 100_000}
     assert not [p for p in os.listdir(path.parent) if p.endswith(".tmp")]
+
+
+def test_ml100k_text_attributes_as_prompts_show_them(ml100k):
+    golden_eye = int(ml100k.items.set_index("raw_id").at["2", "item_id"])
+    assert ml100k.text_attributes[golden_eye] == {"release year": "1995", "class": "Action Adventure Thriller"}
+    assert ml100k.attribute_texts[golden_eye] == "release year: 1995; class: Action Adventure Thriller"
+    assert ml100k.described_titles[golden_eye] == "GoldenEye (release year: 1995; class: Action Adventure Thriller)"
