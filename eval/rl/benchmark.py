@@ -414,6 +414,18 @@ def plot_rewards(kept: dict[str, Any], work: Path, path: Path) -> None:
     figure.savefig(path, dpi=110)
 
 
+# What each recipe's settings were chosen on: said beside its rows (DESIGN.md, evaluation discipline).
+SETUP = {
+    "rec-r1": "Chosen on validation users only (seed 0; the tries are listed below): the prompt, the history window, "
+    "the reward's depth, the learning rate. Test is scored once, for the shipped recipe. The baselines have no "
+    "setting of their own: the history window is the recipe's, SASRec runs at the library's defaults, popularity "
+    "counts the training prefixes.",
+    "pars": "Chosen on the 300 validation users only; test is scored once, for the shipped recipe. The base rows are "
+    "the same model and reasoning engine without the adapter.",
+}
+TRIALS = HERE / "trials.json"  # the tries on validation that led to each shipped recipe, as measured
+
+
 LABELS = {
     "rec-r1": {
         "titles-bm25": "last history titles as the query, BM25",
@@ -451,6 +463,7 @@ def render(kept: dict[str, Any], splits: tuple[str, ...] = ("valid", "test")) ->
             f"{max(train_info['peak_gib']):.2f} GiB.",
             "",
         ]
+        lines += [SETUP[name], ""]
         if name == "pars":
             ratios = [r["valid_ratio"] for reports in section["answers"].values() for r in reports.values()]
             penalties = train_info["rollout_validity"]
@@ -476,7 +489,17 @@ def render(kept: dict[str, Any], splits: tuple[str, ...] = ("valid", "test")) ->
                     f"{' | '.join(diffs)} |"
                 )
         lines.append("")
+        lines += trials(name)
     return "\n".join(lines)
+
+
+def trials(name: str) -> list[str]:
+    """The table of the tries on validation that led to recipe ``name`` (none kept: no table)."""
+    kept = json.loads(TRIALS.read_text()).get(name) if TRIALS.exists() else None
+    if not kept:
+        return []
+    rows = [f"| {t['changes']} | {t['outcome']} |" for t in kept["trials"]]
+    return ["### Tries on validation", "", kept["how"], "", "| try | outcome |", "| --- | --- |", *rows, ""]
 
 
 def interval(value: dict[str, Any]) -> str:

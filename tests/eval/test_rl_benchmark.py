@@ -8,6 +8,7 @@ import importlib.util
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 SCRIPT = Path(__file__).resolve().parents[2] / "eval" / "rl" / "benchmark.py"
@@ -70,3 +71,23 @@ def test_the_popularity_row_ranks_by_training_interactions_with_ties_against_the
     ranks = module.popularity_ranks(ml100k, examples).tolist()
     at_least_one = int((counts[1:] >= 1).sum())
     assert ranks == [0, at_least_one - 1, at_least_one - 1]  # every item seen once or more is ahead or tied
+
+
+def test_results_say_what_was_chosen_on_which_split_and_list_the_tries(bench) -> None:
+    module, _ = bench
+    rng = np.random.default_rng(0)
+    ranks = {which: rng.integers(5, 40, 50) for which in ("valid", "test")}
+    rows = {row: dict(ranks) for row in ("base", "titles-bm25", "texts-bm25")}
+    rows["rl"] = {which: np.zeros((2, 50), dtype=int) for which in ranks}  # two seeds, every target ranked first
+    section = module.summarise("rec-r1", rows, {"valid": 50, "test": 50})
+    section |= {"date": "2026-12-06", "machine": "2 CPU cores", "command": "python eval/rl/benchmark.py"}
+    section |= {"seeds": [0, 1], "max_steps": "the recipe's", "answers": {}}
+    section["training"] = {"steps": 80, "prompts": 2829, "train_minutes": [45.5, 46.0]}
+    section["training"] |= {"seconds_per_step": [34.1, 34.5], "peak_gib": [6.76, 6.8]}
+    text = module.render({"rec-r1": section})
+    assert module.SETUP["rec-r1"] in text and "seeds [0, 1]" in text
+    assert "### Tries on validation" in text
+    tries = json.loads(module.TRIALS.read_text())["rec-r1"]["trials"]
+    assert all(f"| {t['changes']} | {t['outcome']} |" in text for t in tries)
+    rl_rows = [line for line in text.splitlines() if line.startswith("| after RL")]
+    assert len(rl_rows) == 2 and all(row.count("**+") == 6 for row in rl_rows)  # beats all three, on both metrics
