@@ -20,10 +20,13 @@ the sampling), so its wall time and peak memory are its own; nothing is chosen a
 recipe's last adapter is the configuration, fixed before any score). Valid and test rows score the same users: a
 fixed random sample of ``--users`` (or all; by default all for Rec-R1, 300 for PARS). RL rows are the per-user
 mean over seeds; differences are paired over users with 95% bootstrap intervals (:mod:`llmrec.ranking.intervals`);
-"beats" means the interval is above zero. Work (runs, SASRec, scored ranks) is kept in ``--work`` (default
-``$LLMREC_HOME/bench-rl``) and reused; a run started from another version of its recipe is trained again. LLM
-rows are served as ``llmrec`` serves runs (on vLLM without a GPU, each run from its merged checkpoint), one engine
-in memory at a time.
+"beats" means the interval is above zero. What the report is rendered from is kept in the repository, in
+``eval/rl/kept`` (every row's per-user ranks, every RL run's recipe, training figures and per-step log), so a
+benchmark stopped in one session goes on in another, on another machine: a run whose record and ranks are kept is
+not trained again. The runs themselves (adapters, checkpoints) and SASRec are kept in ``--work`` (default
+``$LLMREC_HOME/bench-rl``); a run started from another version of its recipe is trained again and its kept scores
+dropped. LLM rows are served as ``llmrec`` serves runs (on vLLM without a GPU, each run from its merged checkpoint),
+one engine in memory at a time.
 """
 
 from __future__ import annotations
@@ -72,20 +75,23 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=None)
     parser.add_argument("--out", type=Path, default=HERE / "RESULTS.md")
     parser.add_argument("--kept", type=Path, default=HERE / "results.json")
+    parser.add_argument("--evidence", type=Path, default=HERE / "kept", help="Where ranks and run records are kept.")
     args = parser.parse_args()
     from llmrec.paths import llmrec_home
 
     work = args.work or llmrec_home() / "bench-rl"
     work.mkdir(parents=True, exist_ok=True)
+    evidence = Evidence(args.evidence)
     kept = json.loads(args.kept.read_text()) if args.kept.exists() else {}
     command = "python eval/rl/benchmark.py " + " ".join(sys.argv[1:])
     stamp = {"date": datetime.now(UTC).strftime("%Y-%m-%d"), "command": command.strip(), "machine": machine()}
     for name in args.recipes.split(","):
         if name not in RECIPES:
             raise SystemExit(f"unknown recipe {name!r}; choose from {', '.join(RECIPES)}")
-        runs = [train(name, seed, work, args.max_steps) for seed in args.seeds]
-        section = score(name, runs, work, args)
-        section["training"] = training_figures(runs)
+        tags = [f"{row_tag(name, args.users)}-{which}" for which in args.splits.split(",")]
+        runs = [train(name, seed, work, args.max_steps, evidence, tags) for seed in args.seeds]
+        section = score(name, runs, work, evidence, args)
+        section["training"] = training_figures([evidence.run(run.name) for run in runs])
         section = {**section, **stamp, "seeds": args.seeds, "max_steps": args.max_steps or "the recipe's"}
         if args.splits == "valid":
             print(render({name: section}, ("valid",)))
@@ -94,7 +100,7 @@ def main() -> None:
         save(args.kept, kept)
     if args.splits == "valid":
         return
-    plot_rewards(kept, work, HERE / "rewards.png")
+    plot_rewards(kept, evidence, HERE / "rewards.png")
     args.out.write_text(render(kept))
     print(args.out.read_text())
 
@@ -114,53 +120,119 @@ def llmrec(*args: str) -> None:
 # -- training
 
 
-def train(name: str, seed: int, work: Path, max_steps: int) -> Path:
-    """The RL run of ``name`` with ``seed``: trained, resumed or reused (a run of an older version of the recipe
-    is started over, its scores dropped)."""
+def train(name: str, seed: int, work: Path, max_steps: int, evidence: Evidence, tags: list[str]) -> Path:
+    """The RL run of ``name`` with ``seed``: trained, resumed or reused, its record kept in ``evidence`` once it
+    finishes. A run whose record is kept under the same recipe and whose ranks for every ``tags`` row are kept is
+    not needed again (its directory may be gone). A run of an older version of the recipe is started over, its
+    record and scores dropped."""
     from llmrec.runs import config_file, read_metrics
     from llmrec.training.recipe import read_recipe
 
     run = work / (f"{name}-seed{seed}" + ("" if not max_steps else f"-steps{max_steps}"))
     recipe = read_recipe(RECIPES[name], trainer={"seed": seed, **({"max_steps": max_steps} if max_steps else {})})[0]
     stamp = run / "bench-recipe.json"
+    record = evidence.run(run.name)
+    if record is not None and record["recipe"] != recipe:
+        print(f"{run.name}: its kept record is of another version of the recipe; dropping it", file=sys.stderr)
+        evidence.drop(run.name)
+        record = None
     if run.exists() and (not stamp.exists() or json.loads(stamp.read_text()) != recipe):
         print(f"{run.name}: trained on another version of the recipe; starting it over", file=sys.stderr)
         shutil.rmtree(run)
-        for kept in (work / "ranks").glob(f"*-{run.name}.*"):
-            kept.unlink()
+        evidence.drop(run.name)
+        record = None
+    if record is not None and all(evidence.has(f"{tag}-{run.name}") for tag in tags):
+        return run
     if not run.exists():
         run.mkdir(parents=True)
         stamp.write_text(json.dumps(recipe, indent=1) + "\n")
+    if not read_metrics(run).get("finished"):
+        command = ["rl", "--recipe", RECIPES[name], "--out", str(run), "--no-eval", "--trainer", f"seed={seed}"]
+        if max_steps:
+            command += ["--max-steps", str(max_steps)]
+        if config_file(run).exists():
+            command = ["rl", "--recipe", RECIPES[name], "--out", str(run), "--resume", "--no-eval"]
+        llmrec(*command)
     if read_metrics(run).get("finished"):
-        return run
-    command = ["rl", "--recipe", RECIPES[name], "--out", str(run), "--no-eval", "--trainer", f"seed={seed}"]
-    if max_steps:
-        command += ["--max-steps", str(max_steps)]
-    if config_file(run).exists():
-        command = ["rl", "--recipe", RECIPES[name], "--out", str(run), "--resume", "--no-eval"]
-    llmrec(*command)
+        evidence.keep_run(run, recipe)
     return run
 
 
-def training_figures(runs: list[Path]) -> dict[str, Any]:
-    from llmrec.runs import read_metrics
-
-    metrics = [read_metrics(run) for run in runs]
+def training_figures(records: list[dict[str, Any]]) -> dict[str, Any]:
+    metrics = [record["metrics"] for record in records]
     return {
         "steps": metrics[0]["steps"],
         "prompts": metrics[0]["examples"],
         "seconds_per_step": [m["seconds_per_step"] for m in metrics],
         "train_minutes": [round(m["train_seconds"] / 60, 1) for m in metrics],
         "peak_gib": [round(m["peak_rss_mib"] / 1024, 2) for m in metrics],
-        "rollout_validity": [validity_penalties(run) for run in runs],
+        "rollout_validity": [validity_penalties(record["log"]) for record in records],
     }
 
 
-def validity_penalties(run: Path) -> float | None:
-    """The sum of the mean validity reward over the run's steps (0: no invalid answer was ever sampled)."""
-    log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+def validity_penalties(log: list[dict[str, Any]]) -> float | None:
+    """The sum of the mean validity reward over a run's logged steps (0: no invalid answer was ever sampled)."""
     values = [e["rewards/validity/mean"] for e in log if "rewards/validity/mean" in e]
     return float(sum(values)) if values else None
+
+
+class Evidence:
+    """What the report is rendered from, kept in the repository: each row's per-user ranks (``ranks/KEY.json``,
+    with the row's answer report where it has one) and each RL run's recipe, training figures and per-step log
+    (``runs/RUN.json``). Small text files: a benchmark continues from them in a later session, on another machine,
+    where ``--work`` (the adapters) is gone."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def _rank_file(self, key: str) -> Path:
+        return self.root / "ranks" / f"{key}.json"
+
+    def has(self, key: str) -> bool:
+        return self._rank_file(key).exists()
+
+    def ranks(self, key: str, compute: Any) -> np.ndarray:
+        """The per-user ranks of row ``key``, computed once (``compute`` may also return a report of the answers,
+        kept beside them)."""
+        path = self._rank_file(key)
+        if path.exists():
+            return np.asarray(json.loads(path.read_text())["ranks"])
+        found = compute()
+        ranks, report = found if isinstance(found, tuple) else (found, None)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        entry = {"ranks": np.asarray(ranks).tolist(), **({"report": report} if report is not None else {})}
+        path.write_text(json.dumps(entry) + "\n")
+        return np.asarray(ranks)
+
+    def reports(self, tag: str) -> dict[str, Any]:
+        """The answer reports kept for the rows of ``tag`` (valid_ratio of reasoning paths, ...)."""
+        out = {}
+        for path in sorted((self.root / "ranks").glob(f"{tag}-*.json")):
+            entry = json.loads(path.read_text())
+            if "report" in entry:
+                out[path.stem.removeprefix(f"{tag}-")] = entry["report"]
+        return out
+
+    def run(self, name: str) -> dict[str, Any] | None:
+        path = self.root / "runs" / f"{name}.json"
+        return json.loads(path.read_text()) if path.exists() else None
+
+    def keep_run(self, run: Path, recipe: dict[str, Any]) -> None:
+        """Keep a finished run's recipe, figures and per-step log."""
+        from llmrec.runs import read_metrics
+
+        metrics = read_metrics(run)
+        figures = {k: metrics[k] for k in ("steps", "examples", "train_seconds", "seconds_per_step", "peak_rss_mib")}
+        log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+        path = self.root / "runs" / f"{run.name}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"recipe": recipe, "metrics": figures, "log": log}, indent=1) + "\n")
+
+    def drop(self, name: str) -> None:
+        """Forget run ``name``: its record and every row it scored."""
+        (self.root / "runs" / f"{name}.json").unlink(missing_ok=True)
+        for path in (self.root / "ranks").glob(f"*-{name}.json"):
+            path.unlink()
 
 
 # -- scoring
@@ -176,26 +248,6 @@ def sampled_users(task: Any, dataset: Any, count: int) -> tuple[list[Any], list[
         users = sorted(np.random.default_rng(SAMPLE_SEED).choice(users, count, replace=False).tolist())
     keep = set(users)
     return [e for e in valid if e.user in keep], [e for e in test if e.user in keep]
-
-
-def cached(work: Path, key: str, compute: Any) -> np.ndarray:
-    """Per-user ranks kept in ``work/ranks/KEY.npy``, computed once (``compute`` may also return a report of the
-    answers, kept beside them as ``KEY.json``)."""
-    path = work / "ranks" / f"{key}.npy"
-    if path.exists():
-        return np.load(path)
-    found = compute()
-    ranks, report = found if isinstance(found, tuple) else (found, None)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    np.save(path, np.asarray(ranks))
-    if report is not None:
-        path.with_suffix(".json").write_text(json.dumps(report) + "\n")
-    return np.asarray(ranks)
-
-
-def answer_reports(work: Path, tag: str) -> dict[str, Any]:
-    """The answer reports kept for the rows of ``tag`` (valid_ratio of reasoning paths, ...)."""
-    return {p.stem.removeprefix(f"{tag}-"): json.loads(p.read_text()) for p in (work / "ranks").glob(f"{tag}-*.json")}
 
 
 class Engines:
@@ -228,7 +280,15 @@ class Engines:
         self.key, self.engine, self.lora = None, None, None
 
 
-def score(name: str, runs: list[Path], work: Path, args: argparse.Namespace) -> dict[str, Any]:
+def row_tag(name: str, users: int | None) -> str:
+    """The prefix of recipe ``name``'s kept rows: the users scored and the history window shape every row."""
+    from llmrec.training.rl_recipe import load_rl_recipe
+
+    count = USERS[name] if users is None else users
+    return f"{name}-u{count}-h{load_rl_recipe(RECIPES[name]).task.max_history}"
+
+
+def score(name: str, runs: list[Path], work: Path, evidence: Evidence, args: argparse.Namespace) -> dict[str, Any]:
     from llmrec.data.builtin import load_dataset
     from llmrec.training.rl_recipe import load_rl_recipe
 
@@ -238,24 +298,25 @@ def score(name: str, runs: list[Path], work: Path, args: argparse.Namespace) -> 
     splits = dict(zip(("valid", "test"), sampled_users(recipe.task, dataset, users), strict=True))
     splits = {which: examples for which, examples in splits.items() if which in args.splits.split(",")}
     engines = Engines(args.engine)
-    tag = f"{name}-u{users}-h{recipe.task.max_history}"  # the history window shapes every row's queries
+    tag = row_tag(name, args.users)
     rows: dict[str, dict[str, np.ndarray]] = {}
     try:
         for which, examples in splits.items():
+            key = f"{tag}-{which}"
             if name == "rec-r1":
-                found = query_rows(engines, recipe, dataset, examples, runs, work, f"{tag}-{which}", args.sasrec)
+                found = query_rows(engines, recipe, dataset, examples, runs, work, evidence, key, args.sasrec)
             else:
-                found = reasoning_rows(engines, dataset, examples, runs, work, f"{tag}-{which}")
+                found = reasoning_rows(engines, dataset, examples, runs, evidence, key)
             for row, ranks in found.items():
                 rows.setdefault(row, {})[which] = ranks
     finally:
         engines.close()
     section = summarise(name, rows, {which: len(e) for which, e in splits.items()})
-    section["answers"] = {which: answer_reports(work, f"{tag}-{which}") for which in splits}
+    section["answers"] = {which: evidence.reports(f"{tag}-{which}") for which in splits}
     return section
 
 
-def query_rows(engines, recipe, dataset, examples, runs, work, tag, sasrec) -> dict[str, np.ndarray]:
+def query_rows(engines, recipe, dataset, examples, runs, work, evidence, tag, sasrec) -> dict[str, np.ndarray]:
     from llmrec.catalog.catalog import Catalog
     from llmrec.catalog.retrievers import make_retriever
     from llmrec.eval.generated import generate_queries, query_ranks
@@ -277,14 +338,14 @@ def query_rows(engines, recipe, dataset, examples, runs, work, tag, sasrec) -> d
         return query_ranks(bm25, generate_queries(engine, examples, lora, grounding, count)[0], targets)
 
     out = {
-        "titles-bm25": cached(work, f"{tag}-titles-bm25", lambda: query_ranks(bm25, titles, targets)),
-        "titles-dense": cached(work, f"{tag}-titles-dense", lambda: query_ranks(dense, titles, targets)),
-        "texts-bm25": cached(work, f"{tag}-texts-bm25", lambda: query_ranks(bm25, texts, targets)),
-        "sasrec": cached(work, f"{tag}-sasrec", lambda: sasrec_ranks(dataset, examples, work, sasrec)),
-        "pop": cached(work, f"{tag}-pop", lambda: popularity_ranks(dataset, examples)),
-        "base": cached(work, f"{tag}-base-{decoding}", lambda: llm(None)),
+        "titles-bm25": evidence.ranks(f"{tag}-titles-bm25", lambda: query_ranks(bm25, titles, targets)),
+        "titles-dense": evidence.ranks(f"{tag}-titles-dense", lambda: query_ranks(dense, titles, targets)),
+        "texts-bm25": evidence.ranks(f"{tag}-texts-bm25", lambda: query_ranks(bm25, texts, targets)),
+        "sasrec": evidence.ranks(f"{tag}-sasrec", lambda: sasrec_ranks(dataset, examples, work, sasrec)),
+        "pop": evidence.ranks(f"{tag}-pop", lambda: popularity_ranks(dataset, examples)),
+        "base": evidence.ranks(f"{tag}-base-{decoding}", lambda: llm(None)),
     }
-    out["rl"] = np.stack([cached(work, f"{tag}-{run.name}", lambda run=run: llm(run)) for run in runs])
+    out["rl"] = np.stack([evidence.ranks(f"{tag}-{run.name}", lambda run=run: llm(run)) for run in runs])
     return out
 
 
@@ -337,7 +398,7 @@ def popularity_ranks(dataset: Any, examples: list[Any]) -> np.ndarray:
     return catalog_ranks(np.tile(counts, (len(examples), 1)), [e.target for e in examples])
 
 
-def reasoning_rows(engines, dataset, examples, runs, work, tag) -> dict[str, np.ndarray]:
+def reasoning_rows(engines, dataset, examples, runs, evidence, tag) -> dict[str, np.ndarray]:
     from llmrec.eval.generated import reasoning_ranks
     from llmrec.inference.reasoning import ReasoningConfig
 
@@ -348,10 +409,10 @@ def reasoning_rows(engines, dataset, examples, runs, work, tag) -> dict[str, np.
         return reasoning_ranks(engine, dataset, examples, lora, config)
 
     out = {
-        "base-unpruned": cached(work, f"{tag}-base-unpruned", lambda: llm(None, unpruned)),
-        "base": cached(work, f"{tag}-base", lambda: llm(None, pruned)),
+        "base-unpruned": evidence.ranks(f"{tag}-base-unpruned", lambda: llm(None, unpruned)),
+        "base": evidence.ranks(f"{tag}-base", lambda: llm(None, pruned)),
     }
-    out["rl"] = np.stack([cached(work, f"{tag}-{run.name}", lambda run=run: llm(run, pruned)) for run in runs])
+    out["rl"] = np.stack([evidence.ranks(f"{tag}-{run.name}", lambda run=run: llm(run, pruned)) for run in runs])
     return out
 
 
@@ -381,7 +442,7 @@ def summarise(name: str, rows: dict[str, dict[str, np.ndarray]], users: dict[str
 # -- report
 
 
-def plot_rewards(kept: dict[str, Any], work: Path, path: Path) -> None:
+def plot_rewards(kept: dict[str, Any], evidence: Evidence, path: Path) -> None:
     """Each recipe's reward components over training steps (mean over seeds, 10-step moving average)."""
     import matplotlib
 
@@ -396,8 +457,11 @@ def plot_rewards(kept: dict[str, Any], work: Path, path: Path) -> None:
         logs = []
         for seed in kept[name]["seeds"]:
             suffix = "" if kept[name]["max_steps"] == "the recipe's" else f"-steps{kept[name]['max_steps']}"
-            file = work / f"{name}-seed{seed}{suffix}" / "log.jsonl"
-            logs.append([json.loads(line) for line in file.read_text().splitlines()])
+            run = f"{name}-seed{seed}{suffix}"
+            record = evidence.run(run)
+            if record is None:
+                raise SystemExit(f"{run}: no training log kept in {evidence.root}; run the benchmark of {name} again")
+            logs.append(record["log"])
         keys = {k for log in logs for e in log for k in e}
         components = sorted(k for k in keys if k.startswith("rewards/") and k.endswith("/mean"))
         for key in [*components, "reward"]:

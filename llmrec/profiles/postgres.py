@@ -43,4 +43,3 @@ class PostgresStore(SQLStore):
         connection = self.connection()
         with connection.transaction(), connection.cursor() as cursor:
             yield cursor
-

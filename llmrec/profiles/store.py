@@ -57,7 +57,6 @@ class SQLiteStore(SQLStore):
         cursor.execute("COMMIT")
 
 
-
 def open_store(url: str, updater: ProfileUpdater | None = None) -> SQLStore:
     """The store at ``url``: ``sqlite:///path`` (a file, created when missing; ``sqlite:///:memory:`` is not
     shared between processes) or ``postgresql://user:password@host:port/db``."""

@@ -1,11 +1,12 @@
 """The RL benchmark's bookkeeping (eval/rl/benchmark.py): a kept run is resumed or reused only while its recipe is
-the one it was started from; a run of an older version of the recipe is trained again and its scores dropped.
-Training itself is stood in for by recording the ``llmrec rl`` command (tests/training/test_rl.py trains)."""
+the one it was started from; a run of an older version of the recipe is trained again and its scores dropped; a run
+whose record and ranks are kept in the repository is not trained again in another session. Training itself is stood in for by recording the ``llmrec rl`` command (tests/training/test_rl.py trains)."""
 
 from __future__ import annotations
 
 import importlib.util
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -30,28 +31,60 @@ def bench(monkeypatch: pytest.MonkeyPatch):
     return module, commands
 
 
+def finish(run: Path, seconds: float = 60.0) -> None:
+    """What a finished ``llmrec rl`` run leaves that the benchmark reads."""
+    metrics = {"finished": True, "steps": 3, "examples": 12, "train_seconds": seconds, "seconds_per_step": 20.0}
+    (run / "metrics.json").write_text(json.dumps({**metrics, "peak_rss_mib": 2048.0}))
+    (run / "log.jsonl").write_text('{"step": 1, "reward": 0.5, "rewards/validity/mean": 0.0}\n')
+
+
 def test_a_kept_run_is_resumed_only_under_its_own_recipe(bench, tmp_path: Path) -> None:
     module, commands = bench
-    run = module.train("rec-r1", 0, tmp_path, 3)
+    evidence = module.Evidence(tmp_path / "kept")
+    run = module.train("rec-r1", 0, tmp_path, 3, evidence, ["rec-r1-u4-h6-valid"])
     assert run.name == "rec-r1-seed0-steps3" and commands[-1][-4:] == ["--trainer", "seed=0", "--max-steps", "3"]
     stamp = json.loads((run / "bench-recipe.json").read_text())
     assert stamp["trainer"]["seed"] == 0 and stamp["trainer"]["max_steps"] == 3
     assert stamp["grounding"] == "format"
 
-    module.train("rec-r1", 0, tmp_path, 3)  # the same recipe: the interrupted run is continued
+    module.train("rec-r1", 0, tmp_path, 3, evidence, [])  # the same recipe: the interrupted run is continued
     assert commands[-1][-2:] == ["--resume", "--no-eval"]
 
-    ranks = tmp_path / "ranks"
-    ranks.mkdir()
-    (ranks / f"rec-r1-u4-valid-{run.name}.npy").write_bytes(b"")
-    (ranks / "rec-r1-u4-valid-base.npy").write_bytes(b"")
+    finish(run)
+    module.train("rec-r1", 0, tmp_path, 3, evidence, [])  # finished: kept, not trained again
+    assert len(commands) == 2 and evidence.run(run.name)["recipe"] == stamp
+    evidence.ranks(f"rec-r1-u4-h6-valid-{run.name}", lambda: np.arange(4))
+    evidence.ranks("rec-r1-u4-h6-valid-base", lambda: np.arange(4))
     older = {**stamp, "rewards": [{"name": "format"}, {"name": "blackbox", "k": 10}]}
     (run / "bench-recipe.json").write_text(json.dumps(older))
     (run / "checkpoint-10").mkdir()
-    module.train("rec-r1", 0, tmp_path, 3)  # an older recipe's run: trained again from nothing
+    module.train("rec-r1", 0, tmp_path, 3, evidence, [])  # an older recipe's run: trained again from nothing
     assert "--resume" not in commands[-1] and not (run / "checkpoint-10").exists()
     assert json.loads((run / "bench-recipe.json").read_text()) == stamp
-    assert sorted(p.name for p in ranks.iterdir()) == ["rec-r1-u4-valid-base.npy"]  # only that run's scores go
+    kept = sorted(p.name for p in (tmp_path / "kept" / "ranks").iterdir())
+    assert kept == ["rec-r1-u4-h6-valid-base.json"] and evidence.run(run.name) is None  # only that run's go
+
+
+def test_a_run_kept_in_the_repository_is_not_trained_again_where_its_adapter_is_gone(bench, tmp_path: Path) -> None:
+    module, commands = bench
+    evidence = module.Evidence(tmp_path / "kept")
+    tags = ["rec-r1-u4-h6-valid", "rec-r1-u4-h6-test"]
+    run = module.train("rec-r1", 1, tmp_path / "work", 3, evidence, tags)
+    finish(run, seconds=90.0)
+    module.train("rec-r1", 1, tmp_path / "work", 3, evidence, tags)
+    for tag in tags:
+        evidence.ranks(f"{tag}-{run.name}", lambda: (np.array([0, 7, 2]), {"valid_ratio": 1.0}))
+    shutil.rmtree(tmp_path / "work")  # another session, another machine: only the repository's files
+
+    again = module.train("rec-r1", 1, tmp_path / "work", 3, evidence, tags)
+    assert again == run and len(commands) == 1 and not run.exists()
+    assert evidence.ranks(f"{tags[0]}-{run.name}", lambda: pytest.fail("recomputed")).tolist() == [0, 7, 2]
+    assert evidence.reports(tags[1]) == {run.name: {"valid_ratio": 1.0}}
+    figures = module.training_figures([evidence.run(run.name)])
+    assert figures["train_minutes"] == [1.5] and figures["peak_gib"] == [2.0] and figures["rollout_validity"] == [0.0]
+
+    module.train("rec-r1", 1, tmp_path / "work", 3, evidence, [*tags, "rec-r1-u0-h6-valid"])  # a row not kept
+    assert len(commands) == 2 and commands[-1][-4:] == ["--trainer", "seed=1", "--max-steps", "3"]
 
 
 def test_the_popularity_row_ranks_by_training_interactions_with_ties_against_the_target(bench, ml100k) -> None:
