@@ -6,10 +6,13 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from llmrec.data.dataset import Dataset
 from llmrec.errors import LlmrecError
+
+if TYPE_CHECKING:
+    from llmrec.catalog.catalog import Catalog
 
 
 @dataclass(frozen=True)
@@ -54,9 +57,13 @@ def dataset_reviews(dataset: Dataset) -> list[Review]:
     return out
 
 
-def review_from_json(text: str, user: str, dataset: str | None = None) -> Review:
+def review_from_json(
+    text: str, user: str, dataset: str | Dataset | None = None, catalog: Catalog | None = None
+) -> Review:
     """A review given as JSON (``{"item": "Title" or "#id", "rating": 5, "text": "...", "id": "..."}``); with a
-    dataset its item is looked up (by exact title, normalised title or ``#id``) for the item's attributes."""
+    dataset (a name, a directory or one already loaded) its item is looked up (by exact title, normalised title or
+    ``#id``) for the item's attributes. A caller that answers many reviews (the server) passes its loaded dataset
+    and its ``catalog``, so neither is read again per review."""
     try:
         data = json.loads(text)
     except json.JSONDecodeError as error:
@@ -71,8 +78,8 @@ def review_from_json(text: str, user: str, dataset: str | None = None) -> Review
         from llmrec.catalog.catalog import Catalog
         from llmrec.data.builtin import load_dataset
 
-        loaded = load_dataset(dataset)
-        catalog = Catalog.from_dataset(loaded)
+        loaded = dataset if isinstance(dataset, Dataset) else load_dataset(dataset)
+        catalog = catalog or Catalog.from_dataset(loaded)
         if title.startswith("#") and title[1:].isdigit() and int(title[1:]) in catalog:
             item_id = int(title[1:])
         else:

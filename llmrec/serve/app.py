@@ -299,7 +299,7 @@ def _recommend(state: ServerState, body: RecommendRequest) -> dict[str, Any]:
 def _apply_review(state: ServerState, user: str, body: ReviewRequest) -> dict[str, Any]:
     from llmrec.profiles.reviews import review_from_json
 
-    parsed = review_from_json(body.model_dump_json(), user, str(state.dataset.path) if body.item else None)
+    parsed = review_from_json(body.model_dump_json(), user, state.dataset if body.item else None, state.catalog)
     facts = state.extractor.extract([parsed])[0]
     if isinstance(facts, Exception):
         state.store.record_failure(parsed.review_id, user, str(facts))
