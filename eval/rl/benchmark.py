@@ -399,20 +399,22 @@ def popularity_ranks(dataset: Any, examples: list[Any]) -> np.ndarray:
 
 
 def reasoning_rows(engines, dataset, examples, runs, evidence, tag) -> dict[str, np.ndarray]:
-    from llmrec.eval.generated import reasoning_ranks
+    from functools import cache
+
+    from llmrec.eval.generated import reasoning_ranks_by_rule
     from llmrec.inference.reasoning import ReasoningConfig
 
-    pruned, unpruned = ReasoningConfig(prune="both"), ReasoningConfig(prune="none")
-
-    def llm(run: Path | None, config: ReasoningConfig) -> tuple[np.ndarray, dict[str, Any]]:
+    @cache
+    def llm(run: Path | None) -> dict[str, tuple[np.ndarray, dict[str, Any]]]:
+        """Both pruning rules' rows of ``run`` from one sample of paths."""
         engine, lora = engines(run)
-        return reasoning_ranks(engine, dataset, examples, lora, config)
+        return reasoning_ranks_by_rule(engine, dataset, examples, lora, ReasoningConfig(), ("none", "both"))
 
     out = {
-        "base-unpruned": evidence.ranks(f"{tag}-base-unpruned", lambda: llm(None, unpruned)),
-        "base": evidence.ranks(f"{tag}-base", lambda: llm(None, pruned)),
+        "base-unpruned": evidence.ranks(f"{tag}-base-unpruned", lambda: llm(None)["none"]),
+        "base": evidence.ranks(f"{tag}-base", lambda: llm(None)["both"]),
     }
-    out["rl"] = np.stack([evidence.ranks(f"{tag}-{run.name}", lambda run=run: llm(run, pruned)) for run in runs])
+    out["rl"] = np.stack([evidence.ranks(f"{tag}-{run.name}", lambda run=run: llm(run)["both"]) for run in runs])
     return out
 
 

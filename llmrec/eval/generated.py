@@ -17,6 +17,7 @@ depth), for paired comparisons (:mod:`llmrec.ranking.intervals`).
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,7 @@ from llmrec.data.splits import leave_one_out_split
 from llmrec.errors import LlmrecError
 from llmrec.inference.answers import MARKER, parse_answer, structured_answers
 from llmrec.inference.engine import Engine
-from llmrec.inference.reasoning import ReasoningConfig, ReasoningTask, reason
+from llmrec.inference.reasoning import ReasoningConfig, ReasoningTask, reason, reprune
 from llmrec.progress import progress_bar
 from llmrec.ranking.metrics import ranking_metrics
 
@@ -61,28 +62,47 @@ def reasoning_ranks(
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """Each example's target rank among its candidates under reasoning generation, and the paths' figures."""
     config = config or ReasoningConfig()
+    return reasoning_ranks_by_rule(engine, dataset, examples, lora, config, (config.prune,))[config.prune]
+
+
+def reasoning_ranks_by_rule(
+    engine: Engine,
+    dataset: Dataset,
+    examples: list[TaskExample],
+    lora: str | Path | None,
+    config: ReasoningConfig,
+    rules: tuple[str, ...],
+) -> dict[str, tuple[np.ndarray, dict[str, Any]]]:
+    """:func:`reasoning_ranks` under each pruning rule of ``rules``, from one sample of paths (``config``'s
+    sampling; its ``prune`` is ignored): rows that differ only in pruning cost one generation and are paired."""
     catalog = Catalog.from_dataset(dataset)
-    ranks, kept, valid, paths, fallbacks = [], 0, 0, 0, 0
+    found: dict[str, dict[str, Any]] = {rule: {"ranks": [], "kept": 0, "fallbacks": 0} for rule in rules}
+    valid = paths = 0
     with progress_bar(len(examples), "reasoning", unit="user") as bar:
         for start in range(0, len(examples), CHUNK):
             chunk = examples[start : start + CHUNK]
             tasks = [ReasoningTask(catalog, e.history, e.candidates, lora=lora) for e in chunk]
-            for example, result in zip(chunk, reason(engine, tasks, config), strict=True):
-                order = [r.item_id for r in result.ranking]
-                ranks.append(order.index(example.target))
+            sampled = reason(engine, tasks, replace(config, prune="none"))
+            for example, task, result in zip(chunk, tasks, sampled, strict=True):
                 paths += len(result.paths)
-                kept += sum(p.kept for p in result.paths)
                 valid += sum(p.item_id in example.candidates for p in result.paths)
-                fallbacks += result.fallback
+                for rule, into in found.items():
+                    ranked = reprune(task, result, rule, config.min_agreement)
+                    into["ranks"].append([r.item_id for r in ranked.ranking].index(example.target))
+                    into["kept"] += sum(p.kept for p in ranked.paths)
+                    into["fallbacks"] += ranked.fallback
             bar.update(len(chunk))
-    report = {
-        "paths_per_user": config.paths,
-        "prune": config.prune,
-        "kept_ratio": kept / max(paths, 1),
-        "valid_ratio": valid / max(paths, 1),
-        "fallback_ratio": fallbacks / max(len(examples), 1),
-    }
-    return np.asarray(ranks), report
+    out = {}
+    for rule, into in found.items():
+        report = {
+            "paths_per_user": config.paths,
+            "prune": rule,
+            "kept_ratio": into["kept"] / max(paths, 1),
+            "valid_ratio": valid / max(paths, 1),
+            "fallback_ratio": into["fallbacks"] / max(len(examples), 1),
+        }
+        out[rule] = (np.asarray(into["ranks"]), report)
+    return out
 
 
 def generate_queries(

@@ -13,7 +13,7 @@ log-probability of each as the direct answer. Every path's trace is kept.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -223,6 +223,20 @@ def reason(engine: Engine, tasks: list[ReasoningTask], config: ReasoningConfig |
         }
         out.append(_rank(task, paths, None if direct is None else direct[index], usage, fallback))
     return out
+
+
+def reprune(task: ReasoningTask, reasoned: Reasoned, rule: str, min_agreement: int = 2) -> Reasoned:
+    """``reasoned`` (what :func:`reason` returned for ``task``) ranked again under another pruning ``rule``, from
+    the same sampled paths: what ``reason`` returns with that rule for the same sample, without generating again
+    (so rows that differ only in pruning share one sample and compare paired)."""
+    if rule not in PRUNE_RULES:
+        raise LlmrecError(f"prune must be one of {', '.join(PRUNE_RULES)}, got {rule!r}")
+    paths = [replace(path, kept=True, pruned_by=None) for path in reasoned.paths]
+    candidates = {i: task.catalog.title(i) for i in task.candidates}
+    fallback = prune_paths(paths, candidates, rule, min_agreement)
+    logprob = {item.item_id: item.logprob for item in reasoned.ranking}
+    direct = None if any(v is None for v in logprob.values()) else [logprob[i] for i in task.candidates]
+    return _rank(task, paths, direct, reasoned.usage, fallback)
 
 
 def _rank(

@@ -12,6 +12,7 @@ from llmrec.inference.reasoning import (
     last_mentioned,
     prune_paths,
     reason,
+    reprune,
 )
 
 CANDIDATES = {1: "Fargo", 2: "Heat", 3: "Scream"}
@@ -77,3 +78,16 @@ def test_reasoning_on_the_default_model_grounds_every_path(hf_engine, catalog) -
     assert result.usage["completion_tokens"] > 0
     again = reason(hf_engine, tasks, config)[0]
     assert [r.item_id for r in again.ranking] == [r.item_id for r in result.ranking]
+
+
+def test_repruning_a_sample_ranks_as_reasoning_with_that_rule_does(hf_engine, catalog) -> None:
+    task = ReasoningTask(catalog, history=[1, 95, 50, 181], candidates=[100, 258, 288, 12, 121])
+    config = ReasoningConfig(paths=4, max_reasoning_tokens=32, seed=3, prune="none")
+    (sampled,) = reason(hf_engine, [task], config)
+    for rule in ("self", "majority", "both", "none"):
+        (direct,) = reason(hf_engine, [task], ReasoningConfig(paths=4, max_reasoning_tokens=32, seed=3, prune=rule))
+        again = reprune(task, sampled, rule)
+        assert again.ranking == direct.ranking and again.paths == direct.paths and again.fallback == direct.fallback
+    assert all(p.kept for p in sampled.paths)  # the sample itself is left as it was
+    with pytest.raises(LlmrecError, match="prune must be one of"):
+        reprune(task, sampled, "sometimes")
