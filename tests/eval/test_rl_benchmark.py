@@ -1,6 +1,7 @@
 """The RL benchmark's bookkeeping (eval/rl/benchmark.py): a kept run is resumed or reused only while its recipe is
 the one it was started from; a run of an older version of the recipe is trained again and its scores dropped; a run
-whose record and ranks are kept in the repository is not trained again in another session. Training itself is stood in for by recording the ``llmrec rl`` command (tests/training/test_rl.py trains)."""
+whose record and ranks are kept in the repository is not trained again in another session. Training itself is
+stood in for by recording the ``llmrec rl`` command (tests/training/test_rl.py trains)."""
 
 from __future__ import annotations
 
