@@ -91,7 +91,11 @@ def main() -> None:
         tags = [f"{row_tag(name, args.users)}-{which}" for which in args.splits.split(",")]
         runs = [train(name, seed, work, args.max_steps, evidence, tags) for seed in args.seeds]
         section = score(name, runs, work, evidence, args)
-        section["training"] = training_figures([evidence.run(run.name) for run in runs])
+        records = [evidence.run(run.name) for run in runs]
+        if None in records:
+            unfinished = [run.name for run, record in zip(runs, records, strict=True) if record is None]
+            raise SystemExit(f"{', '.join(unfinished)}: training did not finish; run the benchmark again to resume")
+        section["training"] = training_figures(records)
         section = {**section, **stamp, "seeds": args.seeds, "max_steps": args.max_steps or "the recipe's"}
         if args.splits == "valid":
             print(render({name: section}, ("valid",)))
@@ -124,7 +128,8 @@ def train(name: str, seed: int, work: Path, max_steps: int, evidence: Evidence, 
     """The RL run of ``name`` with ``seed``: trained, resumed or reused, its record kept in ``evidence`` once it
     finishes. A run whose record is kept under the same recipe and whose ranks for every ``tags`` row are kept is
     not needed again (its directory may be gone). A run of an older version of the recipe is started over, its
-    record and scores dropped."""
+    record and scores dropped; so is whatever is kept of a run trained again from nothing (its adapter gone, a row
+    missing), so that no row mixes two trainings."""
     from llmrec.runs import config_file, read_metrics
     from llmrec.training.recipe import read_recipe
 
@@ -137,13 +142,14 @@ def train(name: str, seed: int, work: Path, max_steps: int, evidence: Evidence, 
         evidence.drop(run.name)
         record = None
     if run.exists() and (not stamp.exists() or json.loads(stamp.read_text()) != recipe):
-        print(f"{run.name}: trained on another version of the recipe; starting it over", file=sys.stderr)
-        shutil.rmtree(run)
-        evidence.drop(run.name)
-        record = None
+        print(f"{run.name}: its directory holds another version of the recipe; removing it", file=sys.stderr)
+        shutil.rmtree(run)  # the kept record, if it matched above, is of the current recipe and stays
     if record is not None and all(evidence.has(f"{tag}-{run.name}") for tag in tags):
         return run
     if not run.exists():
+        if record is not None:
+            print(f"{run.name}: a row is not kept and the adapter is gone; training it again", file=sys.stderr)
+        evidence.drop(run.name)
         run.mkdir(parents=True)
         stamp.write_text(json.dumps(recipe, indent=1) + "\n")
     if not read_metrics(run).get("finished"):
@@ -312,7 +318,11 @@ def score(name: str, runs: list[Path], work: Path, evidence: Evidence, args: arg
     finally:
         engines.close()
     section = summarise(name, rows, {which: len(e) for which, e in splits.items()})
-    section["answers"] = {which: evidence.reports(f"{tag}-{which}") for which in splits}
+    named = {"base", "base-unpruned", *(run.name for run in runs)}  # not other seeds' or reduced runs' reports
+    section["answers"] = {
+        which: {row: report for row, report in evidence.reports(f"{tag}-{which}").items() if row in named}
+        for which in splits
+    }
     return section
 
 

@@ -58,6 +58,8 @@ def test_a_kept_run_is_resumed_only_under_its_own_recipe(bench, tmp_path: Path) 
     evidence.ranks("rec-r1-u4-h6-valid-base", lambda: np.arange(4))
     older = {**stamp, "rewards": [{"name": "format"}, {"name": "blackbox", "k": 10}]}
     (run / "bench-recipe.json").write_text(json.dumps(older))
+    record = tmp_path / "kept" / "runs" / f"{run.name}.json"
+    record.write_text(json.dumps({**json.loads(record.read_text()), "recipe": older}))  # kept from the older one
     (run / "checkpoint-10").mkdir()
     module.train("rec-r1", 0, tmp_path, 3, evidence, [])  # an older recipe's run: trained again from nothing
     assert "--resume" not in commands[-1] and not (run / "checkpoint-10").exists()
@@ -86,6 +88,23 @@ def test_a_run_kept_in_the_repository_is_not_trained_again_where_its_adapter_is_
 
     module.train("rec-r1", 1, tmp_path / "work", 3, evidence, [*tags, "rec-r1-u0-h6-valid"])  # a row not kept
     assert len(commands) == 2 and commands[-1][-4:] == ["--trainer", "seed=1", "--max-steps", "3"]
+    assert not any(evidence.has(f"{tag}-{run.name}") for tag in tags)  # no row mixes two trainings
+    assert evidence.run(run.name) is None  # kept again once this training finishes
+
+
+def test_a_stale_work_directory_does_not_drop_evidence_of_the_current_recipe(bench, tmp_path: Path) -> None:
+    module, commands = bench
+    evidence = module.Evidence(tmp_path / "kept")
+    run = module.train("rec-r1", 2, tmp_path, 3, evidence, ["rec-r1-u4-h6-valid"])
+    finish(run)
+    module.train("rec-r1", 2, tmp_path, 3, evidence, [])
+    evidence.ranks(f"rec-r1-u4-h6-valid-{run.name}", lambda: np.arange(4))
+    stamp = json.loads((run / "bench-recipe.json").read_text())
+    (run / "bench-recipe.json").write_text(json.dumps({**stamp, "dataset": "an older one"}))
+
+    module.train("rec-r1", 2, tmp_path, 3, evidence, ["rec-r1-u4-h6-valid"])
+    assert len(commands) == 1 and not run.exists()  # the stale directory goes, the kept run stands
+    assert evidence.has(f"rec-r1-u4-h6-valid-{run.name}") and evidence.run(run.name)["recipe"] == stamp
 
 
 def test_the_popularity_row_ranks_by_training_interactions_with_ties_against_the_target(bench, ml100k) -> None:
