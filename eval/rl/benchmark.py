@@ -124,6 +124,11 @@ def llmrec(*args: str) -> None:
 # -- training
 
 
+def run_name(name: str, seed: int, max_steps: int) -> str:
+    """The run of recipe ``name`` with ``seed`` (and a reduced ``max_steps``; 0: the recipe's)."""
+    return f"{name}-seed{seed}" + (f"-steps{max_steps}" if max_steps else "")
+
+
 def train(name: str, seed: int, work: Path, max_steps: int, evidence: Evidence, tags: list[str]) -> Path:
     """The RL run of ``name`` with ``seed``: trained, resumed or reused, its record kept in ``evidence`` once it
     finishes. A run whose record is kept under the same recipe and whose ranks for every ``tags`` row are kept is
@@ -133,7 +138,7 @@ def train(name: str, seed: int, work: Path, max_steps: int, evidence: Evidence, 
     from llmrec.runs import config_file, read_metrics
     from llmrec.training.recipe import read_recipe
 
-    run = work / (f"{name}-seed{seed}" + ("" if not max_steps else f"-steps{max_steps}"))
+    run = work / run_name(name, seed, max_steps)
     recipe = read_recipe(RECIPES[name], trainer={"seed": seed, **({"max_steps": max_steps} if max_steps else {})})[0]
     stamp = run / "bench-recipe.json"
     record = evidence.run(run.name)
@@ -468,8 +473,8 @@ def plot_rewards(kept: dict[str, Any], evidence: Evidence, path: Path) -> None:
     for axis, name in zip(axes[0], names, strict=True):
         logs = []
         for seed in kept[name]["seeds"]:
-            suffix = "" if kept[name]["max_steps"] == "the recipe's" else f"-steps{kept[name]['max_steps']}"
-            run = f"{name}-seed{seed}{suffix}"
+            steps = kept[name]["max_steps"]
+            run = run_name(name, seed, 0 if steps == "the recipe's" else steps)
             record = evidence.run(run)
             if record is None:
                 raise SystemExit(f"{run}: no training log kept in {evidence.root}; run the benchmark of {name} again")

@@ -52,8 +52,7 @@ class ReasoningConfig:
     def __post_init__(self) -> None:
         if self.paths < 1:
             raise LlmrecError(f"paths must be at least 1, got {self.paths}")
-        if self.prune not in PRUNE_RULES:
-            raise LlmrecError(f"prune must be one of {', '.join(PRUNE_RULES)}, got {self.prune!r}")
+        _check_rule(self.prune)
         if self.min_agreement < 1:
             raise LlmrecError(f"min_agreement must be at least 1, got {self.min_agreement}")
 
@@ -215,13 +214,12 @@ def reason(engine: Engine, tasks: list[ReasoningTask], config: ReasoningConfig |
                     weight=math.exp(logprob / max(tokens, 1)),
                 )
             )
-        candidates = {i: task.catalog.title(i) for i in task.candidates}
-        fallback = prune_paths(paths, candidates, config.prune, config.min_agreement)
         usage = {
             "prompt_tokens": result.prompt_tokens + sum(a.prompt_tokens for a in mine),
             "completion_tokens": result.completion_tokens + sum(a.completion_tokens for a in mine),
         }
-        out.append(_rank(task, paths, None if direct is None else direct[index], usage, fallback))
+        scores = None if direct is None else direct[index]
+        out.append(_rank(task, paths, scores, usage, config.prune, config.min_agreement))
     return out
 
 
@@ -229,19 +227,29 @@ def reprune(task: ReasoningTask, reasoned: Reasoned, rule: str, min_agreement: i
     """``reasoned`` (what :func:`reason` returned for ``task``) ranked again under another pruning ``rule``, from
     the same sampled paths: what ``reason`` returns with that rule for the same sample, without generating again
     (so rows that differ only in pruning share one sample and compare paired)."""
-    if rule not in PRUNE_RULES:
-        raise LlmrecError(f"prune must be one of {', '.join(PRUNE_RULES)}, got {rule!r}")
+    _check_rule(rule)
     paths = [replace(path, kept=True, pruned_by=None) for path in reasoned.paths]
-    candidates = {i: task.catalog.title(i) for i in task.candidates}
-    fallback = prune_paths(paths, candidates, rule, min_agreement)
     logprob = {item.item_id: item.logprob for item in reasoned.ranking}
     direct = None if any(v is None for v in logprob.values()) else [logprob[i] for i in task.candidates]
-    return _rank(task, paths, direct, reasoned.usage, fallback)
+    return _rank(task, paths, direct, reasoned.usage, rule, min_agreement)
+
+
+def _check_rule(rule: str) -> None:
+    if rule not in PRUNE_RULES:
+        raise LlmrecError(f"prune must be one of {', '.join(PRUNE_RULES)}, got {rule!r}")
 
 
 def _rank(
-    task: ReasoningTask, paths: list[ReasoningPath], direct: list[float] | None, usage: dict[str, int], fallback: bool
+    task: ReasoningTask,
+    paths: list[ReasoningPath],
+    direct: list[float] | None,
+    usage: dict[str, int],
+    rule: str,
+    min_agreement: int,
 ) -> Reasoned:
+    """Prune ``paths`` in place under ``rule``, then rank the candidates by the kept paths' weighted votes (the
+    unchosen by ``direct`` log-probability, else in their given order)."""
+    fallback = prune_paths(paths, {i: task.catalog.title(i) for i in task.candidates}, rule, min_agreement)
     scores: dict[int, float] = {}
     votes: dict[int, int] = {}
     for path in paths:
