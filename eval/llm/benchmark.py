@@ -17,6 +17,10 @@ the test split (the first ``--users`` of each, or all): HR@1, NDCG@5, NDCG@10, a
 and the recipe run ``--seeds`` seeds (seed i of the recipe distils seed i of SASRec), and the recipe is compared
 with its teacher by paired bootstrap intervals over users, overall and by the target's popularity and the length
 of the user's history. Nothing is chosen here: each row says what was chosen on which split before.
+
+Each row's per-user ranks and figures are kept in the repository (``--evidence``, ``eval/llm/kept/``): a run of
+several hours goes on in a later session, on another machine, where ``--work`` (the trained runs) is gone, and
+only what is missing or stale is trained and scored.
 """
 
 from __future__ import annotations
@@ -30,7 +34,6 @@ import shutil
 import subprocess
 import sys
 import time
-from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -237,18 +240,78 @@ def train_llm_run(name: str, sasrec: Path, work: Path, steps: int, index: int = 
     return json.loads((run / "metrics.json").read_text()), wanted
 
 
-def llm_ranks(name: str, key: str, work: Path, make: Any, examples: dict[str, list]) -> dict[str, Any]:
-    """The LLM recommender ``make()``'s target ranks on the c20 ``examples`` of each split, and its s/user.
+class Kept:
+    """The rows' evidence, kept in the repository (``ROOT/NAME.json``, NAME a row's seeded name): what was scored
+    (``what``: the recipe and budget of a fine-tuning, an encoder's weights, the zero-shot task), on how many users,
+    and the row (each split's per-user ranks, its training figures). Small text files: a benchmark of several
+    hours continues from them in a later session, on another machine, where ``--work`` (the trained runs) is
+    gone; an entry of anything else than what is asked for now is scored again."""
 
-    Kept in ``work/eval-NAME.json`` under ``key`` (what was scored: the run's recipe, budget and final loss, or
-    the zero-shot task) so that an invocation that only adds rows does not score the others again; delete the
-    file to score anew.
-    """
-    kept = work / f"eval-{name}.json"
-    key = f"{key}\n# users {len(examples['test'])}, splits {' '.join(examples)}"
-    if kept.exists() and json.loads(kept.read_text())["key"] == key:
-        return json.loads(kept.read_text())["row"]
-    recommender = make()
+    def __init__(self, root: Path, users: int) -> None:
+        self.root, self.users = root, users
+
+    def _file(self, name: str) -> Path:
+        return self.root / f"{name}.json"
+
+    def entry(self, name: str) -> dict[str, Any] | None:
+        """What is kept for ``name`` on this benchmark's users, whatever it scored."""
+        path = self._file(name)
+        found = json.loads(path.read_text()) if path.exists() else None
+        return found if found is not None and found["users"] == self.users else None
+
+    def row(self, name: str, what: str) -> dict[str, Any] | None:
+        """The kept row of ``name`` if it scored ``what``."""
+        found = self.entry(name)
+        return found["row"] if found is not None and found["what"] == what else None
+
+    def keep(self, name: str, what: str, row: dict[str, Any]) -> dict[str, Any]:
+        self.root.mkdir(parents=True, exist_ok=True)
+        entry = {"what": what, "users": self.users, "measured": f"{datetime.now(UTC):%Y-%m-%d}", "row": row}
+        self._file(name).write_text(json.dumps(entry) + "\n")
+        return row
+
+
+def finished(run: Path) -> bool:
+    """Whether an encoder run trained to its end (its best weights are there to score or to distil)."""
+    return (run / "metrics.json").exists()
+
+
+def encoder_row(name: str, run: Path, work: Path, index: int, kept: Kept, score: Any) -> dict[str, Any]:
+    """Seed ``index`` of encoder ``name`` (trained at ``run`` unless given): its ranks and training wall seconds,
+    kept under the digest of the weights they were scored with. A kept row stands while ``run`` is gone; when
+    ``run`` is there, its weights must be the kept ones."""
+    seeded_name = seeded(name, index)
+    if not finished(run):
+        found = kept.entry(seeded_name)
+        if found is not None:
+            return found["row"]
+        run, wall = train_encoder_run(name, work, index)
+    else:
+        wall = json.loads((run / "metrics.json").read_text()).get("wall_seconds", 0.0)
+    digest = encoder_digest(run)
+    found = kept.row(seeded_name, digest)
+    if found is not None:
+        return found
+    return kept.keep(seeded_name, digest, {**score(run), "wall_seconds": wall, "digest": digest})
+
+
+def llm_row(name: str, index: int, teacher: Path, args: argparse.Namespace, kept: Kept) -> dict[str, Any] | None:
+    """The kept row of seed ``index`` of LLM row ``name`` if it was trained from what it would be trained from now
+    (``budget_of`` its recipe, ``--steps`` and its teacher's weights: those of ``teacher``, or of the teacher's
+    kept row while ``teacher`` is gone); None when it is to be trained."""
+    if finished(teacher):
+        digest = encoder_digest(teacher)
+    else:
+        found = kept.entry(seeded("sasrec", index))
+        if found is None:
+            return None
+        digest = found["row"]["digest"]
+    recipe = row_recipe(name, teacher, args.work, index)
+    return kept.row(seeded(name, index), budget_of(recipe.read_text(), args.steps, digest))
+
+
+def llm_ranks(recommender: Any, examples: dict[str, list], name: str) -> dict[str, Any]:
+    """The LLM ``recommender``'s target ranks on the c20 ``examples`` of each split, and its s/user on test."""
     row: dict[str, Any] = {}
     try:
         for which, wanted in examples.items():
@@ -261,7 +324,6 @@ def llm_ranks(name: str, key: str, work: Path, make: Any, examples: dict[str, li
                 row["seconds_per_user"] = (time.perf_counter() - started) / max(1, len(scored))
     finally:
         recommender.close()
-    kept.write_text(json.dumps({"key": key, "row": row, "measured": f"{datetime.now(UTC):%Y-%m-%d}"}) + "\n")
     return row
 
 
@@ -361,9 +423,9 @@ def write_results(
         f"SASRec and the recipe run {args.seeds} seed(s) each (test figures: mean ± standard deviation over "
         "seeds); the other rows one. Test metrics in the first columns; valid ones, where choices are made, after "
         "them. Train = wall time of the (first seed's) training process (with the torch threads it ran on); "
-        "peak = its peak resident memory. Fine-tunings and their scores are kept in the work directory and reused "
-        "by later invocations (see the script), so a row may come from an earlier invocation of the same recipe "
-        "and budget.",
+        "peak = its peak resident memory. Each row's per-user ranks and figures are kept in `eval/llm/kept/` and "
+        "reused by later invocations while what they scored is unchanged (the same recipe, budget and teacher "
+        "weights; see `Kept` in the script), so a row may come from an earlier invocation.",
         "",
         "| model | seeds | HR@1 | NDCG@5 | NDCG@10 | valid HR@1 | valid NDCG@10 | answer | train | peak MiB | "
         "s/user (eval) |",
@@ -412,9 +474,12 @@ def main() -> None:
         "--skip", default="", help=f"Comma-separated rows to leave out: gru4rec, zero-shot, {', '.join(LLM_ROWS)}."
     )
     parser.add_argument(
-        "--work", type=Path, help="Where runs and scores are kept (default: $LLMREC_HOME/bench-llm, see the README)."
+        "--work", type=Path, help="Where the trained runs are kept (default: $LLMREC_HOME/bench-llm, see the README)."
     )
     parser.add_argument("--out", type=Path, default=HERE / "RESULTS.md")
+    parser.add_argument(
+        "--evidence", type=Path, default=HERE / "kept", help="Where each row's ranks and figures are kept (see Kept)."
+    )
     args = parser.parse_args()
     skip = set(filter(None, args.skip.split(",")))
     if args.work is None:
@@ -426,6 +491,9 @@ def main() -> None:
         parser.error(f"--skip: unknown rows {', '.join(sorted(unknown))}")
     if args.seeds < 1:
         parser.error("--seeds must be at least 1")
+    for given in (args.sasrec, args.gru4rec):
+        if given and not finished(given):
+            parser.error(f"{given}: not a finished encoder run (no metrics.json)")
 
     from llmrec.adapters.tasks import build_examples
     from llmrec.data.builtin import load_dataset
@@ -438,13 +506,14 @@ def main() -> None:
     dataset = load_dataset("ml-100k")
     split = leave_one_out_split(dataset)
     # the candidates every row ranks, and the zero-shot row's task: titles, answered by the candidate's letter
-    task = replace(load_recipe(RECIPE).task, item_text="title", template=None, user_vector=False, output="verbalizer")
+    task = load_recipe(RECIPE).task.titles_only(output="verbalizer")
     examples = {which: build_examples(dataset, split, which, task) for which in SPLITS}
     if args.users:
         examples = {which: found[: args.users] for which, found in examples.items()}
     counts = np.bincount(np.concatenate(split.train_sequences()), minlength=dataset.num_items + 1)
     groups = {which: groups_of(found, counts) for which, found in examples.items()}
     rows: list[dict[str, Any]] = []
+    kept = Kept(args.evidence, len(examples["test"]))
 
     def add(row: dict[str, Any]) -> None:
         rows.append(row)
@@ -458,46 +527,46 @@ def main() -> None:
     add(summarise("random", TUNING["random"], [scored(lambda w, found: rng.random((len(found), 20)))]))
     popularity = [scored(lambda w, found: np.array([[counts[c] for c in e.candidates] for e in found], dtype=float))]
     add(summarise("pop", TUNING["pop"], popularity))
-    teachers: list[Path] = []
+    teachers = [args.sasrec if args.sasrec and i == 0 else args.work / seeded("sasrec", i) for i in range(args.seeds)]
+    # An LLM row still to train needs its teacher's weights: a teacher known only by its kept row is trained again
+    # first, so that the SASRec row below is scored with the weights the new fine-tuning distils (no row mixes two
+    # trainings of one seed).
+    llm_seeds = [(n, i) for n in LLM_ROWS if n not in skip for i in range(args.seeds if n == "recipe" else 1)]
+    for index, teacher in enumerate(teachers):
+        untrained = [n for n, i in llm_seeds if i == index and llm_row(n, i, teacher, args, kept) is None]
+        if untrained and not finished(teacher):
+            print(f"{teacher.name}: needed to train {', '.join(untrained)}; training it", file=sys.stderr)
+            train_encoder_run("sasrec", args.work, index)
     for name, given in {"sasrec": args.sasrec, "gru4rec": None if "gru4rec" in skip else args.gru4rec}.items():
         if name in skip:
             continue
-        seeds, walls = [], []
+        seeds = []
         for index in range(args.seeds if name == "sasrec" else 1):
-            run, wall = (given, 0.0) if given and index == 0 else train_encoder_run(name, args.work, index)
-            teachers += [run] if name == "sasrec" else []
-            seeds.append(scored(lambda w, found, run=run: encoder_scores(run, split, found, w)))
-            walls.append(wall)
-        add(summarise(name, TUNING[name], seeds, train_seconds=walls[0], key=name))
+            run = given if given and index == 0 else args.work / seeded(name, index)
+            score = lambda run: scored(lambda w, found: encoder_scores(run, split, found, w))  # noqa: E731
+            seeds.append(encoder_row(name, run, args.work, index, kept, score))
+        add(summarise(name, TUNING[name], seeds, train_seconds=seeds[0]["wall_seconds"], key=name))
 
     if "zero-shot" not in skip:
-        ranks = llm_ranks("zero-shot", repr(task), args.work, lambda: LLMRecommender.zero_shot(task), examples)
+        ranks = kept.row("zero-shot", repr(task)) or kept.keep(
+            "zero-shot", repr(task), llm_ranks(LLMRecommender.zero_shot(task), examples, "zero-shot")
+        )
         add(summarise("base LLM zero-shot", TUNING["zero-shot"], [ranks], seconds_per_user=ranks["seconds_per_user"]))
     for name, (label, _) in LLM_ROWS.items():
         if name in skip:
             continue
-        seeds, runs = [], []
+        seeds = []
         for index in range(args.seeds if name == "recipe" else 1):
-            trained, budget = train_llm_run(name, teachers[index], args.work, args.steps, index)
-            run = args.work / f"sft-{seeded(name, index)}"
-            key = f"{budget}\n# train_loss {trained['train_loss']}"
-            make = lambda run=run: LLMRecommender.from_run(run)  # noqa: E731 - one recommender per seed's run
-            seeds.append(llm_ranks(seeded(name, index), key, args.work, make, examples))
-            runs.append(trained)
-        first = runs[0]
-        add(
-            summarise(
-                label,
-                TUNING["recipe" if name == "recipe" else "other"],
-                seeds,
-                key=name,
-                train_seconds=first["train_seconds"],
-                threads=first.get("threads"),
-                peak_rss_mib=first["peak_rss_mib"],
-                steps=first["steps"],
-                seconds_per_user=seeds[0]["seconds_per_user"],
-            )
-        )
+            found = llm_row(name, index, teachers[index], args, kept)
+            if found is None:
+                trained, what = train_llm_run(name, teachers[index], args.work, args.steps, index)
+                recommender = LLMRecommender.from_run(args.work / f"sft-{seeded(name, index)}")
+                figures = {k: trained.get(k) for k in ("train_seconds", "threads", "peak_rss_mib", "steps")}
+                found = kept.keep(seeded(name, index), what, {**llm_ranks(recommender, examples, name), **figures})
+            seeds.append(found)
+        first = seeds[0]
+        figures = {k: first[k] for k in ("train_seconds", "threads", "peak_rss_mib", "steps", "seconds_per_user")}
+        add(summarise(label, TUNING["recipe" if name == "recipe" else "other"], seeds, key=name, **figures))
     print(args.out.read_text())
 
 

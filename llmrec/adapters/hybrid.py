@@ -76,7 +76,7 @@ class HybridPrompter:
 
     ``embedding`` is the LLM's input-embedding module (``model.get_input_embeddings()``); the projector must map
     the item table's width to its hidden size. Without a projector and items it handles text-only prompts (no
-    placeholders) the same way.
+    placeholders) the same way. ``prior`` (the task's) weighs the encoder's own scores added to the item scores.
     """
 
     def __init__(
@@ -86,6 +86,7 @@ class HybridPrompter:
         projector: Projector | None = None,
         items: ItemTable | None = None,
         placeholder: str = PLACEHOLDER,
+        prior: float = 0.0,
     ) -> None:
         if (projector is None) != (items is None):
             raise LlmrecError("give both a projector and an item table, or neither (text-only prompts)")
@@ -94,6 +95,7 @@ class HybridPrompter:
         self.projector = projector
         self.items = items
         self.placeholder = placeholder
+        self.prior = prior
         self.hidden_size = int(embedding.weight.shape[1])
         if projector is not None and items is not None:
             projector.check_sizes(items.dim, self.hidden_size)
@@ -155,19 +157,44 @@ class HybridPrompter:
         inputs = torch.as_tensor(vectors, dtype=torch.float32).to(device)  # (K, D)
         return self.projector(inputs).to(device=weight.device, dtype=weight.dtype)  # (K, H)
 
-    def score_candidates(self, states: torch.Tensor, candidate_ids: torch.Tensor) -> torch.Tensor:
+    def score_candidates(
+        self, states: torch.Tensor, candidate_ids: torch.Tensor, user_vectors: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """``[B, C]`` item scores: each LLM state ``states [B, H]`` dotted with the projected vectors of its
-        candidates ``candidate_ids [B, C]`` (the item vectors as output embeddings; training and serving both)."""
+        candidates ``candidate_ids [B, C]`` (the item vectors as output embeddings; training and serving both),
+        plus the task's ``prior`` times the encoder's own scores (:meth:`teacher_scores` of ``user_vectors``)."""
         vectors = self.project(candidate_ids.reshape(-1)).reshape(*candidate_ids.shape, -1)  # (B, C, H)
-        return torch.einsum("bh,bch->bc", states.float(), vectors.float())  # float32 whatever the LLM's dtype
+        scores = torch.einsum("bh,bch->bc", states.float(), vectors.float())  # float32 whatever the LLM's dtype
+        return self._with_prior(scores, user_vectors, candidate_ids)
 
-    def score_catalog(self, states: torch.Tensor) -> torch.Tensor:
+    def score_catalog(self, states: torch.Tensor, user_vectors: torch.Tensor | None = None) -> torch.Tensor:
         """``[B, N]`` item scores of every catalog item (column ``i`` is item id ``i + 1``): each state
-        ``states [B, H]`` dotted with every projected item vector, in float32."""
+        ``states [B, H]`` dotted with every projected item vector, in float32, plus the task's ``prior`` times the
+        encoder's own scores."""
         if self.items is None:
             raise LlmrecError("scoring the catalog needs item vectors")
         vectors = self.project(torch.arange(1, self.items.num_items + 1))  # (N, H)
-        return states.float() @ vectors.float().T
+        return self._with_prior(states.float() @ vectors.float().T, user_vectors)
+
+    def teacher_scores(self, user_vectors: torch.Tensor, candidate_ids: torch.Tensor | None = None) -> torch.Tensor:
+        """The encoder's own scores, float32: each user state ``user_vectors [B, D]`` dotted with the ``id`` item
+        embeddings of its candidates ``candidate_ids [B, C]`` (``[B, C]``), or of every item (``[B, N]``)."""
+        items = self.items
+        if items is None or items.kind != "id" or len(user_vectors) == 0:
+            raise LlmrecError("the encoder's own scores need one user state per row and its id item vectors")
+        table = items.vectors.to(user_vectors.device).float()  # (N + 1, D), row 0 padding
+        if candidate_ids is None:
+            return user_vectors.float() @ table[1:].T
+        return torch.einsum("bd,bcd->bc", user_vectors.float(), table[candidate_ids.to(user_vectors.device)])
+
+    def _with_prior(
+        self, scores: torch.Tensor, user_vectors: torch.Tensor | None, candidate_ids: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        if not self.prior:
+            return scores
+        if user_vectors is None:
+            raise LlmrecError("this task's prior adds the encoder's own scores: pass each row's user state")
+        return scores + self.prior * self.teacher_scores(user_vectors, candidate_ids).to(scores.device)
 
     def embed(self, tokens: HybridTokens) -> torch.Tensor:
         """``inputs_embeds [L, H_llm]``: token embeddings with the projected item (and user) vectors at the slots."""

@@ -38,7 +38,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -56,6 +56,7 @@ ITEM_TEXTS = ("title", "hybrid", "vector")
 WHICH = ("train", "valid", "test")
 _Row = tuple[int, np.ndarray, int, np.ndarray, int]  # user, history, target, candidates (empty for next), cutoff
 UserStateFn = Callable[[list[np.ndarray]], Any]  # histories -> [E, D] user states (llmrec.adapters.UserStates)
+
 
 @dataclass
 class TaskConfig:
@@ -111,6 +112,14 @@ class TaskConfig:
         default=None,
         metadata={"help": "System message of every prompt; default: none, so the chat template adds its own."},
     )
+    prior: float = field(
+        default=0.0,
+        metadata={
+            "help": "output item with user_vector: the weight of the encoder's own score of each item (its user "
+            "state dotted with the item's embedding) added to the LLM's, which then learns a correction of its "
+            "teacher instead of the whole ranking; 0: the LLM's score alone."
+        },
+    )
     attributes: bool = field(
         default=False,
         metadata={
@@ -135,8 +144,17 @@ class TaskConfig:
             raise LlmrecError(f"examples_per_user must be 0 (all positions) or more, got {self.examples_per_user}")
         if self.user_vector and self.item_text == "title":
             raise LlmrecError("user_vector needs item vectors in the prompt (item_text hybrid or vector), not titles")
+        if self.prior < 0:
+            raise LlmrecError(f"prior must be >= 0, got {self.prior}")
+        if self.prior and (self.output != "item" or not self.user_vector):
+            raise LlmrecError("prior adds the encoder's own scores: it needs output item and user_vector")
         if self.attributes and self.item_text == "vector":
             raise LlmrecError("attributes follow each history item's title, and item_text vector shows none")
+
+    def titles_only(self, **changes: Any) -> TaskConfig:
+        """This task with items shown by their titles alone (no vectors, no user state, no prior), on its default
+        template, and ``changes``: the text prompts of a vector task."""
+        return replace(self, item_text="title", template=None, user_vector=False, prior=0.0, **changes)
 
     @property
     def template_name(self) -> str:

@@ -19,7 +19,6 @@ as a pooling model (``VLLMEngine(runner="pooling")``), the hf engine with ``last
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -89,7 +88,8 @@ class LLMRecommender:
                 from transformers import AutoTokenizer
 
                 tokenizer = AutoTokenizer.from_pretrained(engine.model)
-            self.prompter = HybridPrompter(tokenizer, embedding, bundle.projector.eval(), bundle.items)
+            prior = self.task.prior
+            self.prompter = HybridPrompter(tokenizer, embedding, bundle.projector.eval(), bundle.items, prior=prior)
 
     @classmethod
     def from_run(
@@ -122,7 +122,7 @@ class LLMRecommender:
                 "a zero-shot LLM has no projector to score the candidates' item vectors with: give the task "
                 "output 'verbalizer' or 'generative', not 'item'"
             )
-        task = replace(task, item_text="title", template=None, user_vector=False)
+        task = task.titles_only()
         loaded = load_engine(engine, model, **options)
         return cls(loaded, task, load_dataset(dataset), None, getattr(loaded, "tokenizer", None))
 
@@ -198,8 +198,9 @@ class LLMRecommender:
         require(self.engine, "last_hidden", "ranking by item vectors (task output item)")
         states = self.engine.last_hidden(requests)  # (E, H)
         candidates = torch.tensor([e.candidates for e in examples], dtype=torch.long)  # (E, C)
+        users = torch.tensor([e.user_vectors[0] for e in examples]) if self.prompter.prior else None  # (E, D)
         with torch.no_grad():
-            out = self.prompter.score_candidates(states, candidates).double().numpy()
+            out = self.prompter.score_candidates(states, candidates, users).double().numpy()
         if not np.isfinite(out).all():
             raise FloatingPointError("non-finite candidate scores; the model is broken")
         return out

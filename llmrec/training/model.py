@@ -30,12 +30,13 @@ class RecommenderLM(nn.Module):
     ``batch`` is a :class:`llmrec.adapters.HybridCollator` batch with labels, best padded on the left: logits over
     the vocabulary are computed only from the earliest answer position on, which left padding puts near the end
     of every row. Batches with candidates (task output item) are scored by the last hidden state against the
-    candidates' projected vectors instead, the target among its candidates (``item_loss="candidates"``) or among
-    every item (``"catalog"``); with ``distill > 0`` the catalog loss adds the KL divergence from the encoder's own
-    catalog distribution (the batch's user states dotted with the ``id`` item vectors: the teacher) to the LLM's,
-    softened by ``distill_temperature``. With ``contrastive_weight > 0`` the loss adds
-    RSLLM's alignment term over the batch's distinct items: an InfoNCE loss between each projected item vector and
-    the LLM's (frozen) embedding of the item's title, both directions, at ``temperature``.
+    candidates' projected vectors instead (plus the task's ``prior`` times the encoder's own scores), the target
+    among its candidates (``item_loss="candidates"``) or among every item (``"catalog"``); with ``distill > 0``
+    the catalog loss adds the KL divergence from the encoder's own catalog distribution (the batch's user states
+    dotted with the ``id`` item vectors: the teacher) to the LLM's, softened by ``distill_temperature``. With
+    ``contrastive_weight > 0`` the loss adds RSLLM's alignment term over the batch's distinct items: an InfoNCE
+    loss between each projected item vector and the LLM's (frozen) embedding of the item's title, both
+    directions, at ``temperature``.
     """
 
     def __init__(
@@ -80,14 +81,15 @@ class RecommenderLM(nn.Module):
             state = self.last_state(embeds, attention_mask)  # (B, H)
             if self.item_loss == "catalog":  # the target against every item, as the encoders' full softmax
                 columns = candidate_ids.gather(1, targets[:, None])[:, 0] - 1  # the target's item id - 1
-                scores = self.prompter.score_catalog(state)  # (B, N)
+                scores = self.prompter.score_catalog(state, user_vectors)  # (B, N)
                 lm_loss = F.cross_entropy(scores, columns)
                 if self.distill > 0:
                     kl = self.distill_loss(scores, user_vectors)
                     result = {"loss": lm_loss + self.distill * kl, "lm_loss": lm_loss.detach()}
                     return self._with_contrast(result | {"distill_loss": kl.detach()}, item_ids)
             else:
-                lm_loss = F.cross_entropy(self.prompter.score_candidates(state, candidate_ids), targets)
+                scores = self.prompter.score_candidates(state, candidate_ids, user_vectors)
+                lm_loss = F.cross_entropy(scores, targets)
             return self._with_contrast({"loss": lm_loss, "lm_loss": lm_loss.detach()}, item_ids)
         if labels is None:
             raise LlmrecError("RecommenderLM trains on batches with labels (rows with an answer) or candidates")
@@ -106,10 +108,9 @@ class RecommenderLM(nn.Module):
     def distill_loss(self, scores: torch.Tensor, user_vectors: torch.Tensor | None) -> torch.Tensor:
         """KL(teacher || LLM) over the catalog, batch mean, times the squared temperature: the teacher's scores are
         each row's user state (``user_vectors [B, D]``, one per row) dotted with the ``id`` item vectors."""
-        items = self.prompter.items
-        if user_vectors is None or len(user_vectors) != len(scores) or items is None or items.kind != "id":
+        if user_vectors is None or len(user_vectors) != len(scores):
             raise LlmrecError("distillation needs one encoder user state per row and the encoder's id item vectors")
-        teacher = user_vectors.float() @ items.vectors[1:].to(user_vectors.device).T  # (B, N)
+        teacher = self.prompter.teacher_scores(user_vectors)  # (B, N)
         t = self.distill_temperature
         student, target = F.log_softmax(scores / t, dim=-1), F.log_softmax(teacher / t, dim=-1)
         return F.kl_div(student, target, log_target=True, reduction="batchmean") * t * t
@@ -202,7 +203,7 @@ def build_model(
     title_table = None
     if items is not None:
         projector = build_projector(recipe.projector)
-        prompter = HybridPrompter(tokenizer, llm.get_input_embeddings(), projector, items)
+        prompter = HybridPrompter(tokenizer, llm.get_input_embeddings(), projector, items, prior=recipe.task.prior)
         if recipe.curriculum.kind == "rsllm":
             title_table = title_vectors(tokenizer, llm.get_input_embeddings(), titles)
     weight = recipe.curriculum.contrastive_weight if recipe.curriculum.kind == "rsllm" else 0.0

@@ -106,6 +106,11 @@ class Recipe:
                 f"task user_vector needs representation 'id' (the encoder's user state lives in the space of its "
                 f"item embeddings), not {self.representation!r}"
             )
+        if self.task.prior and self.curriculum.kind != "none":
+            raise LlmrecError(
+                f"task prior adds the encoder's own score to every training row's, but the {self.curriculum.kind!r} "
+                "curriculum's text-only rows carry no user state: set curriculum kind 'none'"
+            )
         if self.task.item_text != want:
             self.task = config_from_dict(TaskConfig, {**asdict(self.task), "item_text": want}, "task")
 

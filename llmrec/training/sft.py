@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,7 @@ import torch
 
 from llmrec.adapters.bundle import save_items
 from llmrec.adapters.representations import ItemTable, UserStates, item_representation
-from llmrec.adapters.tasks import TaskConfig, TaskExample, build_examples, query_completions
+from llmrec.adapters.tasks import TaskExample, build_examples, query_completions
 from llmrec.adapters.templates import check_template
 from llmrec.configs import resolve_threads
 from llmrec.data.builtin import load_dataset
@@ -147,7 +147,7 @@ def prepare(recipe: Recipe, run: Path) -> Prepared:
 def training_examples(prepared: Prepared) -> tuple[list[TaskExample], list[TaskExample] | None]:
     """Each training example rendered text-only and, with an item representation, hybrid (the curriculum picks)."""
     recipe = prepared.recipe
-    text_task: TaskConfig = replace(recipe.task, item_text="title", template=None, user_vector=False)
+    text_task = recipe.task.titles_only()
     text = build_examples(prepared.dataset, prepared.split, "train", text_task)
     if recipe.task.task == "query":  # no gold query: the target's title after a rationale from the history
         for example, answer in zip(text, query_completions(prepared.dataset, text, recipe.task.marker), strict=True):

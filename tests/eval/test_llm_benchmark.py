@@ -1,10 +1,14 @@
 """The LLM benchmark script (eval/llm/benchmark.py) end to end on a reduced budget: its rows train, score and
-render, and a second invocation reuses the kept fine-tuning and scores instead of redoing them."""
+render, a second invocation reuses the kept fine-tuning and scores instead of redoing them, and the rows kept
+in the evidence directory stand when the work directory (the trained runs) is gone."""
 
 from __future__ import annotations
 
+import argparse
+import importlib.util
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -13,10 +17,19 @@ SCRIPT = Path(__file__).resolve().parents[2] / "eval" / "llm" / "benchmark.py"
 
 
 def run_benchmark(sasrec: Path, work: Path, out: Path) -> subprocess.CompletedProcess:
+    evidence = out.parent / "kept"  # never the repository's eval/llm/kept
     # zero-shot and the recipe row: the text, id-vector and hybrid rows train the same way at other costs
     command = [sys.executable, str(SCRIPT), "--sasrec", str(sasrec), "--skip", "gru4rec,text,id-vector,hybrid"]
     command += ["--steps", "2", "--users", "6", "--seeds", "1", "--work", str(work), "--out", str(out)]
+    command += ["--evidence", str(evidence)]
     return subprocess.run(command, capture_output=True, text=True, env=os.environ.copy(), timeout=900)
+
+
+def load_benchmark():
+    spec = importlib.util.spec_from_file_location("llm_benchmark", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def test_benchmark_rows_and_reuse(sasrec_run: Path, tmp_path: Path) -> None:
@@ -38,25 +51,33 @@ def test_benchmark_rows_and_reuse(sasrec_run: Path, tmp_path: Path) -> None:
     assert not any("valid_ratio" in row for row in rows.values())  # valid by construction: no ratio claimed
     assert "| base LLM zero-shot |" in out.read_text() and "2 optimiser steps each" in out.read_text()
 
-    kept = {path.name: path.stat().st_mtime_ns for path in work.glob("eval-*.json")}
+    evidence = tmp_path / "kept"
+    kept = {path.name: path.stat().st_mtime_ns for path in evidence.glob("*.json")}
     trained = (work / "sft-recipe" / "metrics.json").stat().st_mtime_ns
-    assert set(kept) == {"eval-zero-shot.json", "eval-recipe.json"}
+    assert set(kept) == {"sasrec.json", "zero-shot.json", "recipe.json"}
     second = run_benchmark(sasrec_run, work, out)
     assert second.returncode == 0, second.stderr[-3000:]
     assert (work / "sft-recipe" / "metrics.json").stat().st_mtime_ns == trained  # the fine-tuning reused
-    assert {path.name: path.stat().st_mtime_ns for path in work.glob("eval-*.json")} == kept  # scores reused
+    assert {path.name: path.stat().st_mtime_ns for path in evidence.glob("*.json")} == kept  # scores reused
     assert json.loads((tmp_path / "results.json").read_text()) == list(rows.values())
+
+    shutil.rmtree(work)  # a later session on another machine: only the repository's evidence is left
+    third = run_benchmark(sasrec_run, work, out)
+    assert third.returncode == 0, third.stderr[-3000:]
+    assert not (work / "sft-recipe").exists()  # nothing trained again
+    assert {path.name: path.stat().st_mtime_ns for path in evidence.glob("*.json")} == kept
+    assert json.loads((tmp_path / "results.json").read_text()) == list(rows.values())
+    recipe_entry = json.loads((evidence / "recipe.json").read_text())
+    assert recipe_entry["users"] == 6 and recipe_entry["row"]["steps"] == 2
+    assert len(recipe_entry["row"]["test_ranks"]) == len(recipe_entry["row"]["valid_ranks"]) == 6
 
 
 def test_groups_split_targets_by_popularity_and_histories_by_length() -> None:
-    import importlib.util
     from types import SimpleNamespace
 
     import numpy as np
 
-    spec = importlib.util.spec_from_file_location("llm_benchmark", SCRIPT)
-    benchmark = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(benchmark)
+    benchmark = load_benchmark()
     counts = np.array([0, 40, 25, 15, 10, 6, 4])  # item 0 is padding; 100 interactions
     examples = [SimpleNamespace(target=t, position=p) for t, p in ((1, 50), (2, 8), (3, 30), (6, 12), (4, 90))]
     groups = benchmark.groups_of(examples, counts)
@@ -65,3 +86,27 @@ def test_groups_split_targets_by_popularity_and_histories_by_length() -> None:
     assert groups["torso target"].tolist() == [False, True, True, False, False]
     assert groups["tail target"].tolist() == [False, False, False, True, True]
     assert groups["short history"].tolist() == [False, True, False, True, False]  # 8 and 12: at most the 25th pct, 12
+
+
+def test_a_kept_llm_row_stands_only_for_its_teachers_weights(sasrec_run: Path, tmp_path: Path) -> None:
+    benchmark = load_benchmark()
+    work = tmp_path / "work"
+    teacher = work / "sasrec"
+    shutil.copytree(sasrec_run, teacher)
+    args = argparse.Namespace(work=work, steps=2)
+    kept = benchmark.Kept(tmp_path / "kept", users=6)
+    digest = benchmark.encoder_digest(teacher)
+    what = benchmark.budget_of(benchmark.row_recipe("recipe", teacher, work).read_text(), 2, digest)
+    row = {"valid_ranks": [0] * 6, "test_ranks": [1] * 6}
+    assert benchmark.llm_row("recipe", 0, teacher, args, kept) is None  # nothing kept yet
+    kept.keep("recipe", what, row)
+    assert benchmark.llm_row("recipe", 0, teacher, args, kept) == row
+    assert benchmark.llm_row("recipe", 0, teacher, argparse.Namespace(work=work, steps=3), kept) is None  # budget
+
+    shutil.rmtree(teacher)  # the teacher's run is gone: its kept row names the weights
+    assert benchmark.llm_row("recipe", 0, teacher, args, kept) is None  # and nothing of it is kept
+    kept.keep("sasrec", digest, {"valid_ranks": [2] * 6, "test_ranks": [3] * 6, "digest": digest})
+    assert benchmark.llm_row("recipe", 0, teacher, args, kept) == row
+    kept.keep("sasrec", "0" * 64, {"valid_ranks": [2] * 6, "test_ranks": [3] * 6, "digest": "0" * 64})
+    assert benchmark.llm_row("recipe", 0, teacher, args, kept) is None  # a teacher trained again: retrain
+    assert benchmark.Kept(tmp_path / "kept", users=7).row("recipe", what) is None  # other users: scored anew

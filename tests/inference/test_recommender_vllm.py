@@ -39,19 +39,31 @@ def test_a_bundle_scores_the_same_on_vllm_and_transformers(sft_run: Path, ml100k
     assert all(a in e.candidates for a, e in zip(answers, examples, strict=True))
 
 
-def test_an_item_scored_bundle_scores_the_same_on_vllm_and_transformers(tiny_recipe, tmp_path: Path, ml100k) -> None:
+def test_an_item_scored_bundle_scores_the_same_on_vllm_and_transformers(
+    tiny_recipe, sasrec_run: Path, tmp_path: Path, ml100k
+) -> None:
+    """The run is trained with a prior: served, each candidate's score is the LLM's plus the prior times the
+    encoder's own score, on both engines."""
     from llmrec.data.splits import leave_one_out_split
+    from llmrec.encoders.run import load_best
     from llmrec.inference.recommender import LLMRecommender
     from llmrec.training.sft import train_sft
 
     run = tmp_path / "item-run"
-    train_sft(tiny_recipe(task={"item_text": "vector", "user_vector": True, "output": "item"}), run)
+    task = {"item_text": "vector", "user_vector": True, "output": "item", "prior": 0.5}
+    train_sft(tiny_recipe(task=task, curriculum={"kind": "none"}), run)
     hf = LLMRecommender.from_run(run, "hf", dtype="float32")
     try:
+        assert hf.task.prior == 0.5
         examples = build_examples(ml100k, leave_one_out_split(ml100k), "test", hf.task, hf.user_states)[:3]
         theirs = hf.rank(examples)
+        hf.prompter.prior = 0.0
+        llm_alone = hf.rank(examples)
     finally:
         hf.close()
+    items = load_best(sasrec_run).item_embeddings().detach().float().numpy()  # the encoder's own scores, by hand
+    own = np.array([[np.dot(e.user_vectors[0], items[c]) for c in e.candidates] for e in examples])
+    np.testing.assert_allclose(theirs, llm_alone + 0.5 * own, atol=1e-3, rtol=1e-4)
     vllm = LLMRecommender.from_run(run, "vllm", dtype="float32")
     try:
         assert vllm.adapter_merged and vllm.engine.runner == "pooling"

@@ -76,6 +76,9 @@ def test_unknown_keys_are_named() -> None:
         ({"trainer": {"item_loss": "catalog"}}, "item_loss 'catalog' is for task output item"),
         ({"trainer": {"distill": 0.5}}, "distill learns the encoder's own catalog scores"),
         ({"trainer": {"distill": -1.0}}, "distill must be >= 0"),
+        ({"task": {"prior": 1.0}}, "prior adds the encoder's own scores: it needs output item and user_vector"),
+        ({"task": {"item_text": "vector", "user_vector": True, "output": "item", "prior": -1.0}}, "prior must be"),
+        ({"task": {"item_text": "vector", "user_vector": True, "output": "item", "prior": 1.0}}, "curriculum kind"),
         ({"trainer": {"lr_scheduler_type": "sideways"}}, "recipe trainer: .*sideways"),
         ({"lora": {"target_modules": ["no_such_proj"]}}, "target_modules"),
     ],
@@ -321,6 +324,41 @@ def test_distillation_adds_the_kl_to_the_encoders_own_catalog_distribution(
     assert kl > 0
     torch.testing.assert_close(out["distill_loss"], kl, rtol=1e-4, atol=1e-4)
     torch.testing.assert_close(out["loss"], out["lm_loss"] + 0.5 * kl, rtol=1e-4, atol=1e-4)
+
+
+def test_a_prior_adds_the_encoders_own_scores_to_the_llms(tiny_recipe, sasrec_run: Path, tmp_path: Path) -> None:
+    """With task prior w, every item score is the LLM's plus w times the encoder's own (its user state dotted with
+    the item's embedding), in the catalog loss as among the candidates: the LLM learns a correction of it."""
+    from torch.nn.functional import cross_entropy
+
+    from llmrec.adapters.hybrid import HybridCollator
+    from llmrec.encoders.run import load_best
+
+    items = load_best(sasrec_run).item_embeddings()  # (N + 1, D), row 0 padding
+    for item_loss in ("catalog", "candidates"):
+        task = {"item_text": "vector", "user_vector": True, "output": "item", "prior": 0.5}
+        recipe = tiny_recipe(task=task, curriculum={"kind": "none"}, trainer={"item_loss": item_loss})
+        prepared = prepare(recipe, tmp_path / item_loss)
+        model, _ = prepared.build_model()
+        model.eval()
+        text, hybrid = training_examples(prepared)
+        batch = HybridCollator(model.prompter, padding_side="left")(training_rows(text, hybrid, recipe, 3, seed=0))
+        users, candidates = batch["user_vectors"], batch["candidate_ids"]
+        with torch.no_grad():
+            out = model(**batch)
+            embeds = model.prompter.embed_batch(
+                batch["input_ids"], batch["item_slots"], batch["item_ids"], batch["user_slots"], users
+            )
+            state = model.last_state(embeds, batch["attention_mask"])
+            own = state @ model.prompter.project(torch.arange(len(items))).float().T  # (B, N + 1): the LLM's
+            teacher = users @ items.T  # by hand
+        if item_loss == "catalog":
+            scores, target = (own + 0.5 * teacher)[:, 1:], candidates.gather(1, batch["targets"][:, None])[:, 0] - 1
+        else:
+            scores, target = (own + 0.5 * teacher).gather(1, candidates), batch["targets"]
+        torch.testing.assert_close(out["loss"], cross_entropy(scores, target), rtol=1e-4, atol=1e-4)
+        alone = cross_entropy(own.gather(1, candidates), batch["targets"])
+        assert not torch.isclose(out["loss"], alone)  # the prior changes the scores
 
 
 def test_distillation_refuses_a_teacher_with_an_item_bias(tiny_recipe, tmp_path: Path) -> None:
