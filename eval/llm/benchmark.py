@@ -175,13 +175,21 @@ def row_recipe(name: str, sasrec: Path, work: Path, index: int = 0) -> Path:
     values = load_recipe(RECIPE).to_dict()
     for key, change in LLM_ROWS[name][1].items():
         values[key] = {**values[key], **change} if isinstance(change, dict) else change
-    values["encoder"] = str(sasrec)
+    values["encoder"] = str(sasrec) if uses_teacher(name) else None
     if index:  # seed 0 is the recipe's own: its recipe text, and so its kept run, stays as it was
         values["trainer"] = {**values["trainer"], "seed": SEED_BASE["sft"] + index}
     recipe_from_dict(values)  # a bad combination fails here, before any training
     path = work / f"recipe-{seeded(name, index)}.yaml"
     path.write_text(yaml.safe_dump(values, sort_keys=False))
     return path
+
+
+def uses_teacher(name: str) -> bool:
+    """Whether LLM row ``name`` is trained from SASRec (its item vectors, user states or scores): every row but
+    the titles-only one."""
+    from llmrec.training.recipe import load_recipe
+
+    return LLM_ROWS[name][1].get("representation", load_recipe(RECIPE).representation) != "none"
 
 
 def encoder_digest(run: Path) -> str:
@@ -205,15 +213,18 @@ def budget_of(recipe_text: str, steps: int, encoder: str = "") -> str:
         values = recipe_from_dict(yaml.safe_load(recipe_text)).to_dict()
     except LlmrecError as error:  # a recipe of an older llmrec: never the same budget
         return f"unreadable recipe: {error}"
+    values.pop("encoder", None)  # where the teacher is (another machine, another --work) is not what it is
     if steps:
         values["trainer"]["max_steps"] = steps
     values["encoder_weights"] = encoder
     return json.dumps(values, sort_keys=True)
 
 
-def train_llm_run(name: str, sasrec: Path, work: Path, steps: int, index: int = 0) -> tuple[dict[str, Any], str]:
-    """One ``llmrec sft`` process for row ``name``'s recipe at seed ``index``; its metrics.json and its budget
-    (``budget_of``).
+def train_llm_run(
+    name: str, sasrec: Path, work: Path, steps: int, index: int = 0, digest: str = ""
+) -> tuple[dict[str, Any], str]:
+    """One ``llmrec sft`` process for row ``name``'s recipe at seed ``index`` (``digest``: its teacher's weights,
+    ``teacher_weights``); its metrics.json and its budget (``budget_of``).
 
     A run of the same recipe and budget left in ``work`` by an earlier invocation is reused when finished and
     resumed when interrupted; a run of another recipe, budget or encoder (``BUDGET_FILE`` differs) is deleted and
@@ -221,7 +232,7 @@ def train_llm_run(name: str, sasrec: Path, work: Path, steps: int, index: int = 
     """
     run = work / f"sft-{seeded(name, index)}"
     recipe = row_recipe(name, sasrec, work, index)
-    wanted = budget_of(recipe.read_text(), steps, encoder_digest(sasrec))
+    wanted = budget_of(recipe.read_text(), steps, digest)
     budget = run / BUDGET_FILE
     if run.exists() and (not budget.exists() or budget_of(**json.loads(budget.read_text())) != wanted):
         print(f"{run}: trained from another recipe, budget or encoder; retraining", file=sys.stderr)
@@ -234,18 +245,18 @@ def train_llm_run(name: str, sasrec: Path, work: Path, steps: int, index: int = 
         if (run / "config.yaml").exists():
             command.append("--resume")
         run.mkdir(parents=True, exist_ok=True)
-        kept = {"recipe_text": recipe.read_text(), "steps": steps, "encoder": encoder_digest(sasrec)}
+        kept = {"recipe_text": recipe.read_text(), "steps": steps, "encoder": digest}
         budget.write_text(json.dumps(kept) + "\n")
         subprocess.run(command, check=True)
     return json.loads((run / "metrics.json").read_text()), wanted
 
 
 class Kept:
-    """The rows' evidence, kept in the repository (``ROOT/NAME.json``, NAME a row's seeded name): what was scored
-    (``what``: the recipe and budget of a fine-tuning, an encoder's weights, the zero-shot task), on how many users,
-    and the row (each split's per-user ranks, its training figures). Small text files: a benchmark of several
-    hours continues from them in a later session, on another machine, where ``--work`` (the trained runs) is
-    gone; an entry of anything else than what is asked for now is scored again."""
+    """The rows' evidence, kept in the repository (``EVIDENCE/NAME.json``, NAME a row's seeded name): what was
+    scored (``what``: the recipe and budget of a fine-tuning, an encoder's weights, the zero-shot model and task),
+    on how many users, and the row (each split's per-user ranks, its training figures). Small text files: a
+    benchmark of several hours continues from them in a later session, on another machine, where ``--work`` (the
+    trained runs) is gone; an entry of anything else than what is asked for now is scored again."""
 
     def __init__(self, root: Path, users: int) -> None:
         self.root, self.users = root, users
@@ -267,7 +278,9 @@ class Kept:
     def keep(self, name: str, what: str, row: dict[str, Any]) -> dict[str, Any]:
         self.root.mkdir(parents=True, exist_ok=True)
         entry = {"what": what, "users": self.users, "measured": f"{datetime.now(UTC):%Y-%m-%d}", "row": row}
-        self._file(name).write_text(json.dumps(entry) + "\n")
+        partial = self._file(name).with_suffix(".partial")
+        partial.write_text(json.dumps(entry) + "\n")
+        partial.replace(self._file(name))  # a write cut short leaves the last whole entry
         return row
 
 
@@ -276,15 +289,19 @@ def finished(run: Path) -> bool:
     return (run / "metrics.json").exists()
 
 
-def encoder_row(name: str, run: Path, work: Path, index: int, kept: Kept, score: Any) -> dict[str, Any]:
-    """Seed ``index`` of encoder ``name`` (trained at ``run`` unless given): its ranks and training wall seconds,
-    kept under the digest of the weights they were scored with. A kept row stands while ``run`` is gone; when
-    ``run`` is there, its weights must be the kept ones."""
+def encoder_row(
+    name: str, run: Path, work: Path, index: int, kept: Kept, score: Any, given: bool = False
+) -> dict[str, Any]:
+    """Seed ``index`` of encoder ``name`` (trained at ``run`` unless ``given``): its ranks and training wall
+    seconds, kept under the digest of the weights they were scored with. A kept row stands while ``run`` is gone;
+    when ``run`` is there, its weights must be the kept ones."""
     seeded_name = seeded(name, index)
     if not finished(run):
         found = kept.entry(seeded_name)
         if found is not None:
             return found["row"]
+        if given:
+            raise SystemExit(f"{run}: not a finished {name} run, and no row of it is kept")
         run, wall = train_encoder_run(name, work, index)
     else:
         wall = json.loads((run / "metrics.json").read_text()).get("wall_seconds", 0.0)
@@ -295,17 +312,23 @@ def encoder_row(name: str, run: Path, work: Path, index: int, kept: Kept, score:
     return kept.keep(seeded_name, digest, {**score(run), "wall_seconds": wall, "digest": digest})
 
 
+def teacher_weights(name: str, teacher: Path, index: int, kept: Kept) -> str | None:
+    """The digest of the SASRec weights LLM row ``name`` (seed ``index``) is trained from: those of ``teacher``, or
+    of the teacher's kept row while ``teacher`` is gone (None: neither); empty for a row without a teacher."""
+    if not uses_teacher(name):
+        return ""
+    if finished(teacher):
+        return encoder_digest(teacher)
+    found = kept.entry(seeded("sasrec", index))
+    return None if found is None else found["row"]["digest"]
+
+
 def llm_row(name: str, index: int, teacher: Path, args: argparse.Namespace, kept: Kept) -> dict[str, Any] | None:
     """The kept row of seed ``index`` of LLM row ``name`` if it was trained from what it would be trained from now
-    (``budget_of`` its recipe, ``--steps`` and its teacher's weights: those of ``teacher``, or of the teacher's
-    kept row while ``teacher`` is gone); None when it is to be trained."""
-    if finished(teacher):
-        digest = encoder_digest(teacher)
-    else:
-        found = kept.entry(seeded("sasrec", index))
-        if found is None:
-            return None
-        digest = found["row"]["digest"]
+    (``budget_of`` its recipe, ``--steps`` and its teacher's weights); None when it is to be trained."""
+    digest = teacher_weights(name, teacher, index, kept)
+    if digest is None:
+        return None
     recipe = row_recipe(name, teacher, args.work, index)
     return kept.row(seeded(name, index), budget_of(recipe.read_text(), args.steps, digest))
 
@@ -491,9 +514,6 @@ def main() -> None:
         parser.error(f"--skip: unknown rows {', '.join(sorted(unknown))}")
     if args.seeds < 1:
         parser.error("--seeds must be at least 1")
-    for given in (args.sasrec, args.gru4rec):
-        if given and not finished(given):
-            parser.error(f"{given}: not a finished encoder run (no metrics.json)")
 
     from llmrec.adapters.tasks import build_examples
     from llmrec.data.builtin import load_dataset
@@ -534,7 +554,10 @@ def main() -> None:
     llm_seeds = [(n, i) for n in LLM_ROWS if n not in skip for i in range(args.seeds if n == "recipe" else 1)]
     for index, teacher in enumerate(teachers):
         untrained = [n for n, i in llm_seeds if i == index and llm_row(n, i, teacher, args, kept) is None]
+        untrained = [n for n in untrained if uses_teacher(n)]
         if untrained and not finished(teacher):
+            if index == 0 and args.sasrec:
+                raise SystemExit(f"--sasrec {teacher}: not a finished run, and {', '.join(untrained)} need it")
             print(f"{teacher.name}: needed to train {', '.join(untrained)}; training it", file=sys.stderr)
             train_encoder_run("sasrec", args.work, index)
     for name, given in {"sasrec": args.sasrec, "gru4rec": None if "gru4rec" in skip else args.gru4rec}.items():
@@ -544,12 +567,13 @@ def main() -> None:
         for index in range(args.seeds if name == "sasrec" else 1):
             run = given if given and index == 0 else args.work / seeded(name, index)
             score = lambda run: scored(lambda w, found: encoder_scores(run, split, found, w))  # noqa: E731
-            seeds.append(encoder_row(name, run, args.work, index, kept, score))
+            seeds.append(encoder_row(name, run, args.work, index, kept, score, given=bool(given) and index == 0))
         add(summarise(name, TUNING[name], seeds, train_seconds=seeds[0]["wall_seconds"], key=name))
 
     if "zero-shot" not in skip:
-        ranks = kept.row("zero-shot", repr(task)) or kept.keep(
-            "zero-shot", repr(task), llm_ranks(LLMRecommender.zero_shot(task), examples, "zero-shot")
+        what = f"{load_recipe(RECIPE).base_model}\n{task!r}"
+        ranks = kept.row("zero-shot", what) or kept.keep(
+            "zero-shot", what, llm_ranks(LLMRecommender.zero_shot(task), examples, "zero-shot")
         )
         add(summarise("base LLM zero-shot", TUNING["zero-shot"], [ranks], seconds_per_user=ranks["seconds_per_user"]))
     for name, (label, _) in LLM_ROWS.items():
@@ -559,7 +583,8 @@ def main() -> None:
         for index in range(args.seeds if name == "recipe" else 1):
             found = llm_row(name, index, teachers[index], args, kept)
             if found is None:
-                trained, what = train_llm_run(name, teachers[index], args.work, args.steps, index)
+                digest = teacher_weights(name, teachers[index], index, kept) or ""
+                trained, what = train_llm_run(name, teachers[index], args.work, args.steps, index, digest)
                 recommender = LLMRecommender.from_run(args.work / f"sft-{seeded(name, index)}")
                 figures = {k: trained.get(k) for k in ("train_seconds", "threads", "peak_rss_mib", "steps")}
                 found = kept.keep(seeded(name, index), what, {**llm_ranks(recommender, examples, name), **figures})

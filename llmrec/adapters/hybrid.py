@@ -192,7 +192,7 @@ class HybridPrompter:
     ) -> torch.Tensor:
         if not self.prior:
             return scores
-        if user_vectors is None:
+        if user_vectors is None or len(user_vectors) != len(scores):
             raise LlmrecError("this task's prior adds the encoder's own scores: pass each row's user state")
         return scores + self.prior * self.teacher_scores(user_vectors, candidate_ids).to(scores.device)
 

@@ -66,7 +66,8 @@ class TaskConfig:
     ``verbalizer``), ``item_text`` (``title``, ``hybrid`` or ``vector``). Prompt: ``template`` (a name in
     ``prompts/``; by default the one that fits the three fields above), ``system`` (a system message; by default
     the chat template's own), ``marker`` (explain and query), ``user_vector`` (a ``<user-emb>`` with the encoder's
-    user state), ``attributes`` (the history's items with their text attributes). Sizes: ``max_history``,
+    user state), ``attributes`` (the history's items with their text attributes). Scores: ``prior`` (output item:
+    the weight of the encoder's own scores added to the LLM's). Sizes: ``max_history``,
     ``num_candidates`` (training only), ``examples_per_user``. Sampling: ``seed``.
     """
 

@@ -155,11 +155,12 @@ def training_examples(prepared: Prepared) -> tuple[list[TaskExample], list[TaskE
     hybrid = None
     if recipe.uses_items:
         states = UserStates(recipe.encoder, prepared.dataset) if recipe.task.user_vector and recipe.encoder else None
-        if states is not None and prepared.config.distill > 0 and states.encoder.item_bias() is not None:
+        teacher = prepared.config.distill > 0 or recipe.task.prior > 0
+        if states is not None and teacher and states.encoder.item_bias() is not None:
             raise LlmrecError(
-                f"{recipe.encoder}: trainer.distill's teacher is the user state dotted with the item embeddings, but "
-                f"this {states.encoder.name} also adds a per-item output bias to its scores; train one without "
-                "output_bias, or set distill to 0"
+                f"{recipe.encoder}: trainer.distill's teacher and task prior's scores are the user state dotted with "
+                f"the item embeddings, but this {states.encoder.name} also adds a per-item output bias to its "
+                "scores; train one without output_bias, or set distill and prior to 0"
             )
         hybrid = build_examples(prepared.dataset, prepared.split, "train", recipe.task, states)
     limit = prepared.config.max_examples

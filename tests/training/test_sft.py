@@ -352,13 +352,15 @@ def test_a_prior_adds_the_encoders_own_scores_to_the_llms(tiny_recipe, sasrec_ru
             state = model.last_state(embeds, batch["attention_mask"])
             own = state @ model.prompter.project(torch.arange(len(items))).float().T  # (B, N + 1): the LLM's
             teacher = users @ items.T  # by hand
+        with_prior, alone = own + 0.5 * teacher, own
         if item_loss == "catalog":
-            scores, target = (own + 0.5 * teacher)[:, 1:], candidates.gather(1, batch["targets"][:, None])[:, 0] - 1
+            target = candidates.gather(1, batch["targets"][:, None])[:, 0] - 1
+            with_prior, alone = with_prior[:, 1:], alone[:, 1:]
         else:
-            scores, target = (own + 0.5 * teacher).gather(1, candidates), batch["targets"]
-        torch.testing.assert_close(out["loss"], cross_entropy(scores, target), rtol=1e-4, atol=1e-4)
-        alone = cross_entropy(own.gather(1, candidates), batch["targets"])
-        assert not torch.isclose(out["loss"], alone)  # the prior changes the scores
+            target = batch["targets"]
+            with_prior, alone = with_prior.gather(1, candidates), alone.gather(1, candidates)
+        torch.testing.assert_close(out["loss"], cross_entropy(with_prior, target), rtol=1e-4, atol=1e-4)
+        assert not torch.isclose(out["loss"], cross_entropy(alone, target))  # the prior changes the loss
 
 
 def test_distillation_refuses_a_teacher_with_an_item_bias(tiny_recipe, tmp_path: Path) -> None:
