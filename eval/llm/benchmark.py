@@ -155,7 +155,7 @@ def train_encoder_run(name: str, work: Path, index: int = 0) -> tuple[Path, floa
     """Train encoder ``name`` with its default config at seed ``index`` (skipped when already trained); wall
     seconds."""
     run = work / seeded(name, index)
-    if (run / "metrics.json").exists():
+    if finished(run):
         return run, json.loads((run / "metrics.json").read_text()).get("wall_seconds", 0.0)
     started = time.perf_counter()
     command = [sys.executable, "-m", "llmrec", "encoder", "train", "--dataset", "ml-100k", "--model", name]

@@ -25,7 +25,7 @@ from typing import Any
 
 from llmrec.adapters.projectors import Projector
 from llmrec.adapters.representations import ItemTable
-from llmrec.adapters.tasks import TaskConfig
+from llmrec.adapters.task_config import TaskConfig
 from llmrec.configs import config_from_dict
 from llmrec.errors import LlmrecError
 from llmrec.runs import LLM_KINDS, atomic_write, read_config, run_kind

@@ -23,7 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from llmrec.adapters.tasks import TaskConfig, TaskExample, build_examples
+from llmrec.adapters.task_config import TaskConfig
+from llmrec.adapters.tasks import TaskExample, build_examples
 from llmrec.catalog.catalog import Catalog
 from llmrec.catalog.grounding import Grounding
 from llmrec.data.dataset import Dataset

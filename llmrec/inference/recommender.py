@@ -28,7 +28,8 @@ import torch
 from llmrec.adapters.bundle import Bundle, load_bundle
 from llmrec.adapters.hybrid import HybridPrompter
 from llmrec.adapters.representations import UserStates
-from llmrec.adapters.tasks import TaskConfig, TaskExample, build_examples, prompt_example
+from llmrec.adapters.task_config import TaskConfig
+from llmrec.adapters.tasks import TaskExample, build_examples, prompt_example
 from llmrec.catalog.catalog import Catalog
 from llmrec.catalog.grounding import Grounding
 from llmrec.data.builtin import load_dataset

@@ -19,7 +19,7 @@ from typing import Any
 import yaml
 
 from llmrec.adapters.projectors import ProjectorConfig
-from llmrec.adapters.tasks import TaskConfig
+from llmrec.adapters.task_config import TaskConfig
 from llmrec.configs import config_from_dict
 from llmrec.devices import DEVICES
 from llmrec.errors import LlmrecError

@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from llmrec.adapters.tasks import TaskConfig
+from llmrec.adapters.task_config import TaskConfig
 from llmrec.configs import config_from_dict
 from llmrec.devices import DEVICES
 from llmrec.errors import LlmrecError

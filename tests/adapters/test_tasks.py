@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from llmrec.adapters import PLACEHOLDER
-from llmrec.adapters.tasks import LETTERS, TaskConfig, build_examples
+from llmrec.adapters.task_config import TaskConfig
+from llmrec.adapters.tasks import LETTERS, build_examples
 from llmrec.data.dataset import read_dataset, write_dataset
 from llmrec.data.splits import leave_one_out_split
 from llmrec.errors import LlmrecError

@@ -56,7 +56,7 @@ def test_eval_run_records_full_evaluations_only(sft_run: Path) -> None:
 
 
 def test_zero_shot_generative_answers_are_grounded(ml100k) -> None:
-    from llmrec.adapters.tasks import TaskConfig
+    from llmrec.adapters.task_config import TaskConfig
     from llmrec.inference.recommender import LLMRecommender
 
     recommender = LLMRecommender.zero_shot(TaskConfig(task="rank", output="generative", max_history=3))
@@ -68,7 +68,7 @@ def test_zero_shot_generative_answers_are_grounded(ml100k) -> None:
 
 
 def test_zero_shot_refuses_item_scores() -> None:
-    from llmrec.adapters.tasks import TaskConfig
+    from llmrec.adapters.task_config import TaskConfig
     from llmrec.inference.recommender import LLMRecommender
 
     with pytest.raises(LlmrecError, match="no projector"):
