@@ -20,6 +20,7 @@ test: install
 
 lint: install
 	$(VENV)/bin/ruff check llmrec tests eval tools
+	$(VENV)/bin/ruff format --check llmrec tests eval tools
 
 clean-venv:
 	rm -rf $(VENV)

@@ -96,8 +96,13 @@ TINY_RECIPE = {
     "task": {"task": "rank", "output": "verbalizer", "max_history": 3, "num_candidates": 5, "examples_per_user": 1},
     "curriculum": {"kind": "llara", "ramp": 0.5},
     "trainer": {
-        "max_steps": 2, "per_device_train_batch_size": 2, "save_steps": 1, "logging_steps": 1, "threads": 1,
-        "learning_rate": 1e-3, "valid_users": 4,
+        "max_steps": 2,
+        "per_device_train_batch_size": 2,
+        "save_steps": 1,
+        "logging_steps": 1,
+        "threads": 1,
+        "learning_rate": 1e-3,
+        "valid_users": 4,
     },  # fmt: skip
 }
 

@@ -4,13 +4,16 @@
     .venv/bin/python eval/llm/benchmark.py --steps 60 --users 200   # a reduced budget, labelled as such
     .venv/bin/python eval/llm/benchmark.py --sasrec runs/sasrec     # reuse a trained SASRec run
     .venv/bin/python eval/llm/benchmark.py --skip zero-shot,text      # leave rows out (named in the RESULTS command)
+    .venv/bin/python eval/llm/benchmark.py --splits valid --seeds 1 --skip gru4rec,zero-shot,text,id-vector,hybrid
+                                                                    # develop a lever: validation only, printed
 
 Rows: random scores, popularity, the encoders (SASRec, GRU4Rec: trained here with their default configs, or
 given), the base LLM zero-shot (text prompts), and LoRA fine-tunings of the shipped recipe
-``adapters/smollm2-sasrec-mlp.yaml`` that differ only in how items reach the LLM (``LLM_ROWS``): titles only,
+``adapters/smollm2-sasrec-mlp.yaml`` that differ from it in one named change (``LLM_ROWS``): titles only,
 ``<item-emb>`` alone with SASRec ids, ``<item-emb>`` plus SASRec's user state as ``<user-emb>`` (the recipe),
-and ``<item-emb>`` alone with SASRec + MiniLM vectors. (Titled prompts, ``Title <item-emb>``, are about four
-times longer: on 2 cores a titled row trains for over an hour, which is why only the titles-only row has them.)
+``<item-emb>`` alone with SASRec + MiniLM vectors, and the recipe correcting SASRec's own scores (``prior``).
+(Titled prompts, ``Title <item-emb>``, are about four times longer: on 2 cores a titled row trains for over an
+hour, which is why only the titles-only row has them.)
 Each fine-tuning runs as its own ``llmrec sft`` process on the recipe written to ``WORK/recipe-NAME.yaml`` (its
 wall time and peak memory are its own). Every row ranks the c20 candidates of the same users of the valid and
 the test split (the first ``--users`` of each, or all): HR@1, NDCG@5, NDCG@10, and how each row answers. SASRec
@@ -69,6 +72,12 @@ LLM_ROWS = {
     "hybrid": (
         "LLM + LoRA + hybrid (SASRec + MiniLM) projector, `<item-emb>` only",
         {"representation": "hybrid", "task": {"user_vector": False}, "trainer": {"distill": 0.0}},
+    ),
+    # SASRec's own score of each item added to the LLM's (task.prior): the LLM learns a correction of its teacher
+    # rather than the whole ranking; distilling towards the teacher would pull that correction to nothing.
+    "prior": (
+        "LLM + LoRA + SASRec ID projector, `<item-emb>` + `<user-emb>`, correcting SASRec's scores (prior 1.0)",
+        {"task": {"prior": 1.0}, "trainer": {"distill": 0.0}},
     ),
 }
 
@@ -351,12 +360,14 @@ def llm_ranks(recommender: Any, examples: dict[str, list], name: str) -> dict[st
 
 
 def summarise(model: str, tuning: str, seeds: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
-    """One table row from each seed's ranks (``valid_ranks``, ``test_ranks``): the test metrics (mean over seeds,
-    with their standard deviation), the valid ones under ``valid``, and the ranks kept for the paired sections."""
+    """One table row from each seed's ranks (``valid_ranks``, and ``test_ranks`` unless only validation was
+    scored): the test metrics (mean over seeds, with their standard deviation), the valid ones under ``valid``, and
+    the ranks kept for the paired sections."""
     from llmrec.eval.llm import SCORED
 
     row: dict[str, Any] = {"model": model, "seeds": len(seeds), "answers": SCORED, "tuned": tuning}
-    for which in SPLITS:
+    splits = [which for which in SPLITS if f"{which}_ranks" in seeds[0]]
+    for which in splits:
         per_seed = [metrics_of(np.array(seed[f"{which}_ranks"])) for seed in seeds]
         means = {m: float(np.mean([s[m] for s in per_seed])) for m in METRICS}
         if len(seeds) > 1:
@@ -365,7 +376,7 @@ def summarise(model: str, tuning: str, seeds: list[dict[str, Any]], **extra: Any
             row |= means
         else:
             row[which] = means
-    row["ranks"] = {which: [seed[f"{which}_ranks"] for seed in seeds] for which in SPLITS}
+    row["ranks"] = {which: [seed[f"{which}_ranks"] for seed in seeds] for which in splits}
     return row | extra
 
 
@@ -375,29 +386,32 @@ def cell(row: dict[str, Any], metric: str) -> str:
     return f"{row[metric]:.4f}" + (f" ± {sd:.4f}" if sd is not None else "")
 
 
-def teacher_section(rows: list[dict[str, Any]], groups: dict[str, dict[str, np.ndarray]]) -> list[str]:
-    """The recipe against its SASRec teacher, paired over users (each user's metric averaged over seeds), overall
-    and per group, on both splits."""
+def teacher_section(
+    rows: list[dict[str, Any]], groups: dict[str, dict[str, np.ndarray]], key: str = "recipe"
+) -> list[str]:
+    """LLM row ``key`` (the recipe) against its SASRec teacher, paired over users (each user's metric averaged over
+    seeds), overall and per group, on each scored split (those of ``groups``)."""
     from llmrec.ranking.intervals import paired_bootstrap, per_user
 
-    recipe = next((r for r in rows if r.get("key") == "recipe"), None)
+    recipe = next((r for r in rows if r.get("key") == key), None)
     teacher = next((r for r in rows if r.get("key") == "sasrec"), None)
     if recipe is None or teacher is None:
         return []
+    title = "The recipe" if key == "recipe" else f"`{key}` ({recipe['model']})"
     lines = [
-        "## The recipe against its SASRec teacher",
+        f"## {title} against its SASRec teacher",
         "",
-        f"Seed i of the recipe is trained from seed i of SASRec ({recipe['seeds']} and {teacher['seeds']} seeds); "
-        "each user's metric is averaged over each side's seeds, and the difference (recipe minus SASRec) has a "
-        "95% bootstrap interval over users (10,000 resamples). The recipe beats its teacher only where the whole "
+        f"Seed i of the LLM row is trained from seed i of SASRec ({recipe['seeds']} and {teacher['seeds']} seeds); "
+        "each user's metric is averaged over each side's seeds, and the difference (LLM minus SASRec) has a "
+        "95% bootstrap interval over users (10,000 resamples). The LLM beats its teacher only where the whole "
         "interval is above zero. Groups: the target's popularity (head, torso, tail: items ordered by training "
         "interactions, cut where the items before them hold a third and two thirds of them) and the quarter of "
         "users with the shortest histories.",
         "",
-        "| split | users | recipe HR@1 | SASRec HR@1 | HR@1 difference | NDCG@10 difference | beats |",
+        "| split | users | LLM HR@1 | SASRec HR@1 | HR@1 difference | NDCG@10 difference | beats |",
         "| --- | --- | ---: | ---: | --- | --- | --- |",
     ]
-    for which in SPLITS:
+    for which in groups:
         for name, members in {"all": None, **groups[which]}.items():
             if members is not None and not members.any():
                 continue  # no user of this split in the group (a reduced --users)
@@ -486,6 +500,29 @@ def write_results(
     (out.parent / "results.json").write_text(json.dumps(kept, indent=2) + "\n")
 
 
+def valid_report(rows: list[dict[str, Any]], groups: dict[str, dict[str, np.ndarray]], users: int) -> str:
+    """What ``--splits valid`` prints: every row's validation metrics, and each LLM row trained from SASRec against
+    it (the figures levers are chosen on; test stays unscored)."""
+    lines = [
+        f"Validation only ({users} users): choices are made here; test is scored once, for the frozen configuration.",
+        "",
+        "| model | seeds | valid HR@1 | valid NDCG@5 | valid NDCG@10 | train |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for row in rows:
+        train = f"{row['train_seconds'] / 60:.1f} min" if row.get("train_seconds") else "-"
+        valid = row["valid"]
+        lines.append(
+            f"| {row['model']} | {row['seeds']} | {valid['hr@1']:.4f} | {valid['ndcg@5']:.4f} | "
+            f"{valid['ndcg@10']:.4f} | {train} |"
+        )
+    lines.append("")
+    for name in LLM_ROWS:
+        if uses_teacher(name):
+            lines += teacher_section(rows, groups, name)
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=0, help="Optimiser steps per fine-tuning (0: the recipe's).")
@@ -499,6 +536,11 @@ def main() -> None:
     parser.add_argument(
         "--work", type=Path, help="Where the trained runs are kept (default: $LLMREC_HOME/bench-llm, see the README)."
     )
+    parser.add_argument(
+        "--splits", default="valid,test", choices=["valid,test", "valid"],
+        help="valid: score validation users only and print the rows, for choices made while developing a lever "
+        "(RESULTS.md untouched; kept under EVIDENCE/valid); test is scored once the configuration is frozen.",
+    )  # fmt: skip
     parser.add_argument("--out", type=Path, default=HERE / "RESULTS.md")
     parser.add_argument(
         "--evidence", type=Path, default=HERE / "kept", help="Where each row's ranks and figures are kept (see Kept)."
@@ -527,18 +569,22 @@ def main() -> None:
     split = leave_one_out_split(dataset)
     # the candidates every row ranks, and the zero-shot row's task: titles, answered by the candidate's letter
     task = load_recipe(RECIPE).task.titles_only(output="verbalizer")
-    examples = {which: build_examples(dataset, split, which, task) for which in SPLITS}
+    splits = args.splits.split(",")
+    examples = {which: build_examples(dataset, split, which, task) for which in splits}
     if args.users:
         examples = {which: found[: args.users] for which, found in examples.items()}
     counts = np.bincount(np.concatenate(split.train_sequences()), minlength=dataset.num_items + 1)
     groups = {which: groups_of(found, counts) for which, found in examples.items()}
     rows: list[dict[str, Any]] = []
-    kept = Kept(args.evidence, len(examples["test"]))
+    users = len(examples["valid"])
+    # validation-only rows are kept apart: a full run scores both splits of the same training again
+    kept = Kept(args.evidence if args.splits == "valid,test" else args.evidence / "valid", users)
 
     def add(row: dict[str, Any]) -> None:
         rows.append(row)
         print(json.dumps({k: v for k, v in row.items() if k != "ranks"}), file=sys.stderr)
-        write_results(args.out, rows, args, time.perf_counter() - started, len(examples["test"]), groups)
+        if "test" in splits:
+            write_results(args.out, rows, args, time.perf_counter() - started, users, groups)
 
     def scored(scores_of: Any) -> dict[str, list[int]]:
         return {f"{w}_ranks": ranks_of(scores_of(w, found), found).tolist() for w, found in examples.items()}
@@ -590,9 +636,9 @@ def main() -> None:
                 found = kept.keep(seeded(name, index), what, {**llm_ranks(recommender, examples, name), **figures})
             seeds.append(found)
         first = seeds[0]
-        figures = {k: first[k] for k in ("train_seconds", "threads", "peak_rss_mib", "steps", "seconds_per_user")}
+        figures = {k: first.get(k) for k in ("train_seconds", "threads", "peak_rss_mib", "steps", "seconds_per_user")}
         add(summarise(label, TUNING["recipe" if name == "recipe" else "other"], seeds, key=name, **figures))
-    print(args.out.read_text())
+    print(args.out.read_text() if "test" in splits else valid_report(rows, groups, users))
 
 
 if __name__ == "__main__":

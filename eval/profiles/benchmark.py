@@ -373,6 +373,7 @@ def ml100k_section(work: Path) -> dict[str, Any]:
             encoder_scores = encoder.score(histories, torch.from_numpy(candidates)).double().numpy()
         scores[which] = {"dense-profile": dense.scores(texts, candidates), "sasrec": encoder_scores}
     store.close()
+
     def valid_ndcg(weight: float) -> float:
         mixed = blend(scores["valid"]["sasrec"], scores["valid"]["dense-profile"], weight)
         return ranking_metrics(ranks_of(mixed, targets["valid"]), (10,))["ndcg@10"]

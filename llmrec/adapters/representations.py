@@ -128,6 +128,21 @@ class UserStates:
         self.max_len = int(self.encoder.config.max_len)
         self.batch_size = batch_size
 
+    def check_items(self, table: ItemTable, where: str) -> None:
+        """Refuse an item table (``where``: the LLM run it was saved in) whose ``id`` vectors are not this
+        encoder's item embeddings: an encoder retrained at the same path since the LLM was trained gives user
+        states that do not belong with the items (and scores) the LLM learned."""
+        if "id" not in table.dims:
+            return
+        with torch.no_grad():
+            live = self.encoder.item_embeddings().detach().to(torch.float32)[1:]
+        saved = table.vectors[1:, : table.dims["id"]].to(torch.float32)
+        if live.shape != saved.shape or not torch.allclose(live, saved, rtol=1e-4, atol=1e-6):
+            raise LlmrecError(
+                f"{self.run}: its item embeddings are not those {where} was trained with (the encoder was trained "
+                "again since?); serve the run with the encoder run it was trained on, or train it again"
+            )
+
     def __call__(self, histories: list[list[int]] | list[Any]) -> torch.Tensor:
         """``[E, H]`` float32: the state after each history (item ids, oldest first; the last ``max_len`` count)."""
         if any(len(history) == 0 for history in histories):
@@ -183,9 +198,7 @@ def _read_cache(file: Path, rows: int) -> torch.Tensor | None:
     return vectors if vectors.ndim == 2 and vectors.shape[0] == rows else None
 
 
-def text_item_vectors(
-    dataset: Dataset, embedder: str | None = None, device: str = "auto"
-) -> tuple[torch.Tensor, str]:
+def text_item_vectors(dataset: Dataset, embedder: str | None = None, device: str = "auto") -> tuple[torch.Tensor, str]:
     """The ``text`` representation ``[N+1, D]`` float32 (row 0 zeros) and the resolved embedder.
 
     ``embedder``: a sentence-transformers path or hub id; ``None`` for the bundled all-MiniLM-L6-v2. The vectors

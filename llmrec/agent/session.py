@@ -87,9 +87,7 @@ class ChatSession:
     """Chat turns for one user over a chat model (:class:`llmrec.agent.chat_model.LlmrecChatModel`) and a
     :class:`UserContext`; ``router`` drives the tools (small models), else the model calls them itself."""
 
-    def __init__(
-        self, model: Any, context: UserContext, router: ToolRouter | None = None, window: int = 6
-    ) -> None:
+    def __init__(self, model: Any, context: UserContext, router: ToolRouter | None = None, window: int = 6) -> None:
         self.model = model
         self.context = context
         self.router = router

@@ -91,7 +91,16 @@ def _evaluate_generated(recommender: LLMRecommender, which: str, limit: int, min
     reasoning = ReasoningConfig(marker=recommender.task.marker)
     fingerprint = bundle.facts.get("split_fingerprint") if bundle is not None else None
     result, _ = evaluate_generated(
-        recommender.engine, dataset, recommender.task, which, recommender.lora, limit, min_len, retriever, reasoning,
-        fingerprint, recommender.query_grounding,
+        recommender.engine,
+        dataset,
+        recommender.task,
+        which,
+        recommender.lora,
+        limit,
+        min_len,
+        retriever,
+        reasoning,
+        fingerprint,
+        recommender.query_grounding,
     )
     return result

@@ -113,8 +113,9 @@ def _grounded_titles(
     written: list[list[str]] = [[] for _ in prompts]
     for _ in range(titles):
         requests = [
-            Request(messages=answer_turn(p, r, marker, "".join(f"{t}\n" for t in lines)), lora=lora,
-                    grounding=grounding)  # fmt: skip
+            Request(
+                messages=answer_turn(p, r, marker, "".join(f"{t}\n" for t in lines)), lora=lora, grounding=grounding
+            )  # fmt: skip
             for p, r, lines in zip(prompts, rationales, written, strict=True)
         ]
         results = engine.generate(requests, SamplingConfig(max_new_tokens=1))  # grounded: the title's own length

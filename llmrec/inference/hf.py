@@ -390,4 +390,3 @@ class HFEngine:
             if any(s in text for s in stop):
                 return length
         return len(ids)
-

@@ -77,6 +77,8 @@ class LLMRecommender:
             if bundle is None or not bundle.encoder:
                 raise LlmrecError("a user_vector task is served from an LLM run whose recipe names its encoder run")
             self.user_states = UserStates(bundle.encoder, dataset)
+            if bundle.items is not None:
+                self.user_states.check_items(bundle.items, str(bundle.run))
         if bundle is not None and bundle.projector is not None and bundle.items is not None:
             if bundle.items.num_items != dataset.num_items:
                 raise LlmrecError(
@@ -110,7 +112,11 @@ class LLMRecommender:
             engine_options.setdefault("max_lora_rank", max(8, bundle.lora_rank))
         loaded = load_engine(engine, model, **engine_options)
         tokenizer = getattr(loaded, "tokenizer", None)
-        return cls(loaded, bundle.task, load_dataset(bundle.dataset), bundle, tokenizer, merged)
+        try:
+            return cls(loaded, bundle.task, load_dataset(bundle.dataset), bundle, tokenizer, merged)
+        except BaseException:
+            loaded.close()  # a refused run leaves no engine (a vLLM server process) behind
+            raise
 
     @classmethod
     def zero_shot(

@@ -111,7 +111,6 @@ def test_a_reply_that_repeats_the_system_message_is_cut_off(index, router) -> No
     assert fine.text == "You are welcome, enjoy a recommendation."  # words of the system message alone pass
 
 
-
 def test_native_tool_calling_goes_to_a_model_that_has_it(index) -> None:
     """``bind_tools`` on the openai engine: the tools go to the server in OpenAI's format and its tool calls come
     back as langchain tool calls (the server here answers as a tool-calling model does)."""

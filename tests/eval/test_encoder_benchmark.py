@@ -148,6 +148,7 @@ def test_the_peer_is_its_best_setting_on_validation(tmp_path: Path, monkeypatch:
 
     benchmark = load_benchmark(monkeypatch)
     from recbole_peer import PINS, RECBOLE, recbole_config
+
     users = leave_one_out_split(ml100k).test.users.tolist()
     assert benchmark.test_users() == users
     grid = benchmark.peer_grid("gru4rec")

@@ -16,12 +16,12 @@ from pathlib import Path
 SCRIPT = Path(__file__).resolve().parents[2] / "eval" / "llm" / "benchmark.py"
 
 
-def run_benchmark(sasrec: Path, work: Path, out: Path) -> subprocess.CompletedProcess:
+def run_benchmark(sasrec: Path, work: Path, out: Path, *extra: str) -> subprocess.CompletedProcess:
     evidence = out.parent / "kept"  # never the repository's eval/llm/kept
-    # zero-shot and the recipe row: the text, id-vector and hybrid rows train the same way at other costs
-    command = [sys.executable, str(SCRIPT), "--sasrec", str(sasrec), "--skip", "gru4rec,text,id-vector,hybrid"]
+    # zero-shot and the recipe row: the other LLM rows train the same way at other costs
+    command = [sys.executable, str(SCRIPT), "--sasrec", str(sasrec), "--skip", "gru4rec,text,id-vector,hybrid,prior"]
     command += ["--steps", "2", "--users", "6", "--seeds", "1", "--work", str(work), "--out", str(out)]
-    command += ["--evidence", str(evidence)]
+    command += ["--evidence", str(evidence), *extra]
     return subprocess.run(command, capture_output=True, text=True, env=os.environ.copy(), timeout=900)
 
 
@@ -60,6 +60,17 @@ def test_benchmark_rows_and_reuse(sasrec_run: Path, tmp_path: Path) -> None:
     assert (work / "sft-recipe" / "metrics.json").stat().st_mtime_ns == trained  # the fine-tuning reused
     assert {path.name: path.stat().st_mtime_ns for path in evidence.glob("*.json")} == kept  # scores reused
     assert json.loads((tmp_path / "results.json").read_text()) == list(rows.values())
+
+    # developing a lever: validation alone, printed, kept apart; the same trained runs score the same ranks
+    rendered = out.stat().st_mtime_ns
+    valid = run_benchmark(sasrec_run, work, out, "--splits", "valid")
+    assert valid.returncode == 0, valid.stderr[-3000:]
+    assert "Validation only (6 users)" in valid.stdout and "| valid | all (6) |" in valid.stdout
+    assert "| test |" not in valid.stdout and out.stat().st_mtime_ns == rendered
+    assert (work / "sft-recipe" / "metrics.json").stat().st_mtime_ns == trained
+    for name in ("sasrec", "recipe"):
+        both, alone = (json.loads((at / f"{name}.json").read_text())["row"] for at in (evidence, evidence / "valid"))
+        assert "test_ranks" not in alone and alone["valid_ranks"] == both["valid_ranks"]
 
     shutil.rmtree(work)  # a later session on another machine: only the repository's evidence is left
     third = run_benchmark(sasrec_run, work, out)

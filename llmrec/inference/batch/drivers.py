@@ -125,7 +125,11 @@ def run_batch_ray(
         dataset = ray.data.from_items(pending).map_batches(
             RayEngineWorker,
             fn_constructor_kwargs={
-                "engine": engine, "model": model, "options": options, "config": config, "lora": lora
+                "engine": engine,
+                "model": model,
+                "options": options,
+                "config": config,
+                "lora": lora,
             },  # fmt: skip
             batch_size=config.chunk_size,
             concurrency=actors,
@@ -142,4 +146,3 @@ def run_batch_ray(
                 bar.set_postfix(tok_s=f"{summary.tokens_per_second:.0f}", errors=summary.errors)
     summary.seconds = time.perf_counter() - start
     return summary
-
