@@ -428,9 +428,9 @@ def load_kept(path: Path) -> dict:
 
 
 def keep(path: Path, kept: dict) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(kept, indent=2) + "\n")
-    tmp.replace(path)
+    from llmrec.runs import atomic_write_text
+
+    atomic_write_text(path, json.dumps(kept, indent=2) + "\n")
 
 
 def ordered(rows: dict) -> list[dict]:

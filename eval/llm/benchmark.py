@@ -285,11 +285,11 @@ class Kept:
         return found["row"] if found is not None and found["what"] == what else None
 
     def keep(self, name: str, what: str, row: dict[str, Any]) -> dict[str, Any]:
+        from llmrec.runs import atomic_write_text
+
         self.root.mkdir(parents=True, exist_ok=True)
         entry = {"what": what, "users": self.users, "measured": f"{datetime.now(UTC):%Y-%m-%d}", "row": row}
-        partial = self._file(name).with_suffix(".partial")
-        partial.write_text(json.dumps(entry) + "\n")
-        partial.replace(self._file(name))  # a write cut short leaves the last whole entry
+        atomic_write_text(self._file(name), json.dumps(entry) + "\n")  # a write cut short leaves the last whole one
         return row
 
 
