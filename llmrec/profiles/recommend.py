@@ -17,6 +17,7 @@ import torch
 
 from llmrec.adapters.representations import encode_texts
 from llmrec.inference.engine import Engine, Request, require
+from llmrec.profiles.schema import Profile
 from llmrec.prompts import render
 
 
@@ -76,6 +77,30 @@ class DenseProfiles:
             out[:, 0] = -np.inf
             return out
         return np.einsum("ed,ecd->ec", queries, self.items[np.asarray(candidates)])
+
+    def facet_scores(
+        self, profiles: list[Profile | None], candidates: np.ndarray | None = None, dislike: float = 1.0
+    ) -> np.ndarray:
+        """Scores from a profile's facts one by one rather than from its whole text: an item's best cosine with any
+        liked or looked-for aspect, minus ``dislike`` times its best cosine with any disliked one. Embedding the
+        whole text averages every aspect into one vector, so an item matching one strong preference scores like
+        an item matching none; the best match keeps it. ``[E, C]`` against each profile's candidates (item ids),
+        or ``[E, N+1]`` against the whole catalog (column 0 at ``-inf``); a kind without facts adds nothing, and
+        no profile scores every item 0."""
+        aspects = sorted({f.aspect for p in profiles if p is not None for f in p.facts})
+        index = {a: i for i, a in enumerate(aspects)}
+        vectors = self.embed(aspects)
+        width = self.items.shape[0] if candidates is None else np.asarray(candidates).shape[1]
+        out = np.zeros((len(profiles), width))
+        for row, profile in enumerate(profiles):
+            items = self.items if candidates is None else self.items[np.asarray(candidates[row])]
+            for kinds, sign in ((("like", "feature"), 1.0), (("dislike",), -dislike)):
+                facts = [index[f.aspect] for f in (profile.facts if profile else ()) if f.kind in kinds]
+                if facts:
+                    out[row] += sign * (items @ vectors[facts].T).max(axis=1)
+        if candidates is None:
+            out[:, 0] = -np.inf
+        return out
 
 
 def standardise(scores: np.ndarray) -> np.ndarray:
