@@ -44,6 +44,7 @@ RECENT = 10  # item titles shown as the recent history
 TITLE = 60  # characters of an item title shown to (and scored as the answer of) the LLM: Amazon titles run long
 LAST_K = 3  # reviews shown by the last-k row
 CANDIDATES = 20
+LLM_SHOWS = ("titles", "whole", "last-k", "profile")  # what the LLM rows show: recent titles, reviews, the profile
 SEED = 2024
 BLEND_WEIGHTS = (0.0, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0)
 DISLIKE_WEIGHTS = (0.0, 0.5, 1.0)  # how much a disliked aspect's match takes off, in the facets row
@@ -64,6 +65,10 @@ def main() -> None:
         help="valid: the reviews section on validation users only, printed (RESULTS.md and results.json "
         "untouched), for choices made while developing a row; test is scored once a row is frozen.",
     )  # fmt: skip
+    parser.add_argument(
+        "--dense-only", action="store_true",
+        help="With --splits valid: leave the LLM rows out (minutes per row on CPU), for choices among dense rows.",
+    )  # fmt: skip
     parser.add_argument("--out", type=Path, default=HERE / "RESULTS.md")
     parser.add_argument("--kept", type=Path, default=HERE / "results.json")
     args = parser.parse_args()
@@ -78,10 +83,13 @@ def main() -> None:
     if "speed" in sections:
         kept["speed"] = {**speed(args.data, work, args.speed_reviews), **stamp}
         save(args.kept, kept)
+    if args.dense_only and args.splits != "valid":
+        raise SystemExit("--dense-only is for --splits valid: a reported run scores every row")
     if "reviews" in sections:
         splits = tuple(args.splits.split(","))
+        shows = () if args.dense_only else LLM_SHOWS
         section = reviews_section(
-            args.data, work, args.engine, args.rank_engine, args.steps_per_user, args.users, splits
+            args.data, work, args.engine, args.rank_engine, args.steps_per_user, args.users, splits, shows
         )
         if splits == ("valid",):
             print(render({"reviews": {**section, **stamp}}, splits))
@@ -277,6 +285,7 @@ def reviews_section(
     per_user: int,
     limit: int,
     splits: tuple[str, ...] = ("valid", "test"),
+    shows: tuple[str, ...] = LLM_SHOWS,
 ) -> dict[str, Any]:
     from llmrec.adapters.representations import load_embedder, text_item_vectors
     from llmrec.profiles.recommend import DenseProfiles, blend
@@ -289,7 +298,7 @@ def reviews_section(
     store.close()
     vectors, _ = text_item_vectors(dataset)
     dense = DenseProfiles(load_embedder(), vectors)
-    engine = load_engine_for(rank_engine)
+    engine = load_engine_for(rank_engine if shows else "hf")  # without LLM rows: only its tokenizer counts
     tokenizer = engine.tokenizer
     results: dict[str, Any] = {"build": build, "steps": {}, "rows": {}, "engines": [engine_name, rank_engine]}
     try:
@@ -299,7 +308,7 @@ def reviews_section(
             candidates = np.array([r["candidates"] for r in rows])
             titles = dataset.titles
             scored: dict[str, tuple[np.ndarray, list[int]]] = {}
-            for show in ("titles", "whole", "last-k", "profile"):
+            for show in shows:
                 # each row takes minutes on CPU: kept in the work directory so a stopped run picks up where it was
                 cached = work / f"scores-{rank_engine}-{engine_name}-{split}-{show}-{per_user}-{limit}.npz"
                 if cached.exists():
@@ -338,7 +347,7 @@ def reviews_section(
                 results["rows"].setdefault(name, {})[split] = entry
     finally:
         engine.close()
-    profile_rows = [name for name in LABELS if name in PROFILE_ROWS]
+    profile_rows = [name for name in LABELS if name in PROFILE_ROWS and name in results["rows"]]
     results["chosen"] = max(profile_rows, key=lambda name: results["rows"][name]["valid"]["ndcg@10"])
     return results
 
@@ -476,8 +485,13 @@ def render(kept: dict[str, Any], splits: tuple[str, ...] = ("valid", "test")) ->
             "",
             f"Profiles: {build['applied']} reviews applied, {build['failed']} extractions failed "
             f"({build['failed_now']} still failed), {build['extract_seconds_per_review']:.2f} s of extraction per "
-            f"review. The profile row chosen on validation NDCG@10: **{LABELS[section['chosen']]}**; on {splits[-1]} "
-            f"it uses {tokens_share(section, splits[-1]):.0%} of the prompt tokens of the every-earlier-review row.",
+            f"review. The profile row chosen on validation NDCG@10: **{LABELS[section['chosen']]}**"
+            + (
+                f"; on {splits[-1]} it uses {tokens_share(section, splits[-1]):.0%} of the prompt tokens of the "
+                "every-earlier-review row."
+                if "llm-whole" in section["rows"]
+                else " (the LLM rows were left out)."
+            ),
             "",
         ]
         for split in splits:
