@@ -208,11 +208,13 @@ class Evidence:
         path = self._rank_file(key)
         if path.exists():
             return np.asarray(json.loads(path.read_text())["ranks"])
+        from llmrec.runs import atomic_write_text
+
         found = compute()
         ranks, report = found if isinstance(found, tuple) else (found, None)
         path.parent.mkdir(parents=True, exist_ok=True)
         entry = {"ranks": np.asarray(ranks).tolist(), **({"report": report} if report is not None else {})}
-        path.write_text(json.dumps(entry) + "\n")
+        atomic_write_text(path, json.dumps(entry) + "\n")  # a kill mid-write leaves no half file to resume from
         return np.asarray(ranks)
 
     def reports(self, tag: str) -> dict[str, Any]:
@@ -230,14 +232,14 @@ class Evidence:
 
     def keep_run(self, run: Path, recipe: dict[str, Any]) -> None:
         """Keep a finished run's recipe, figures and per-step log."""
-        from llmrec.runs import read_metrics
+        from llmrec.runs import atomic_write_text, read_metrics
 
         metrics = read_metrics(run)
         figures = {k: metrics[k] for k in ("steps", "examples", "train_seconds", "seconds_per_step", "peak_rss_mib")}
         log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
         path = self.root / "runs" / f"{run.name}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps({"recipe": recipe, "metrics": figures, "log": log}, indent=1) + "\n")
+        atomic_write_text(path, json.dumps({"recipe": recipe, "metrics": figures, "log": log}, indent=1) + "\n")
 
     def drop(self, name: str) -> None:
         """Forget run ``name``: its record and every row it scored."""
