@@ -62,7 +62,7 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=0, help="Only the first N users of the reviews (0: all).")
     parser.add_argument(
         "--splits", default="valid,test", choices=["valid,test", "valid"],
-        help="valid: the reviews section on validation users only, printed (RESULTS.md and results.json "
+        help="valid: the reviews section alone, on validation users only, printed (RESULTS.md and results.json "
         "untouched), for choices made while developing a row; test is scored once a row is frozen.",
     )  # fmt: skip
     parser.add_argument(
@@ -72,6 +72,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=HERE / "RESULTS.md")
     parser.add_argument("--kept", type=Path, default=HERE / "results.json")
     args = parser.parse_args()
+    if args.dense_only and args.splits != "valid":
+        raise SystemExit("--dense-only is for --splits valid: a reported run scores every row")
     from llmrec.paths import llmrec_home
 
     work = args.work or llmrec_home() / "bench-profiles"
@@ -79,12 +81,10 @@ def main() -> None:
     kept = json.loads(args.kept.read_text()) if args.kept.exists() else {}
     command = "python eval/profiles/benchmark.py " + " ".join(sys.argv[1:])
     stamp = {"date": datetime.now(UTC).strftime("%Y-%m-%d"), "command": command.strip(), "machine": machine()}
-    sections = args.sections.split(",")
+    sections = ["reviews"] if args.splits == "valid" else args.sections.split(",")  # valid: nothing kept is touched
     if "speed" in sections:
         kept["speed"] = {**speed(args.data, work, args.speed_reviews), **stamp}
         save(args.kept, kept)
-    if args.dense_only and args.splits != "valid":
-        raise SystemExit("--dense-only is for --splits valid: a reported run scores every row")
     if "reviews" in sections:
         splits = tuple(args.splits.split(","))
         shows = () if args.dense_only else LLM_SHOWS
@@ -329,11 +329,13 @@ def reviews_section(
             if split == "valid":  # the rows' settings, chosen here and kept for test
                 facets = {d: dense.facet_scores(profiles, candidates, d) for d in DISLIKE_WEIGHTS}
                 results["dislike_weight"] = max(DISLIKE_WEIGHTS, key=lambda d: ndcg10(facets[d], targets))
+                facet_scores = facets[results["dislike_weight"]]
                 results["blend_weight"] = best_weight(titles_scores, profile_scores, targets)
-                results["facets_blend_weight"] = best_weight(titles_scores, facets[results["dislike_weight"]], targets)
+                results["facets_blend_weight"] = best_weight(titles_scores, facet_scores, targets)
+            else:
+                facet_scores = dense.facet_scores(profiles, candidates, results["dislike_weight"])
             tokens = [a + b for a, b in zip(scored["dense-titles"][1], scored["dense-profile"][1], strict=True)]
             scored["dense-blend"] = (blend(titles_scores, profile_scores, results["blend_weight"]), tokens)
-            facet_scores = dense.facet_scores(profiles, candidates, results["dislike_weight"])
             scored["dense-facets"] = (facet_scores, scored["dense-profile"][1])
             weight = results["facets_blend_weight"]
             scored["dense-facets-blend"] = (blend(titles_scores, facet_scores, weight), tokens)
