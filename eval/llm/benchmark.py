@@ -11,7 +11,8 @@ Rows: random scores, popularity, the encoders (SASRec, GRU4Rec: trained here wit
 given), the base LLM zero-shot (text prompts), and LoRA fine-tunings of the shipped recipe
 ``adapters/smollm2-sasrec-mlp.yaml`` that differ from it in one named change (``LLM_ROWS``): titles only,
 ``<item-emb>`` alone with SASRec ids, ``<item-emb>`` plus SASRec's user state as ``<user-emb>`` (the recipe),
-``<item-emb>`` alone with SASRec + MiniLM vectors, and the recipe correcting SASRec's own scores (``prior``).
+``<item-emb>`` alone with SASRec + MiniLM vectors, and the recipe correcting SASRec's own scores (``prior``; with
+a wider adapter, ``prior-r64``; with examples from every training position, ``prior-all``).
 (Titled prompts, ``Title <item-emb>``, are about four times longer: on 2 cores a titled row trains for over an
 hour, which is why only the titles-only row has them.)
 Each fine-tuning runs as its own ``llmrec sft`` process on the recipe written to ``WORK/recipe-NAME.yaml`` (its
@@ -78,6 +79,18 @@ LLM_ROWS = {
     "prior": (
         "LLM + LoRA + SASRec ID projector, `<item-emb>` + `<user-emb>`, correcting SASRec's scores (prior 1.0)",
         {"task": {"prior": 1.0}, "trainer": {"distill": 0.0}},
+    ),
+    # The prior row with a four times wider adapter (lora_alpha kept at twice r, as the recipe's): more room for the
+    # correction, at the same steps.
+    "prior-r64": (
+        "the prior row with LoRA r 64 (alpha 128)",
+        {"task": {"prior": 1.0}, "trainer": {"distill": 0.0}, "lora": {"r": 64, "lora_alpha": 128}},
+    ),
+    # The prior row drawing its 2,400 training examples from every position of each user's training sequence
+    # instead of the last eight: more varied histories at the same steps.
+    "prior-all": (
+        "the prior row with examples from every training position (examples_per_user 0)",
+        {"task": {"prior": 1.0, "examples_per_user": 0}, "trainer": {"distill": 0.0}},
     ),
 }
 

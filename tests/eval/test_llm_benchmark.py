@@ -19,7 +19,8 @@ SCRIPT = Path(__file__).resolve().parents[2] / "eval" / "llm" / "benchmark.py"
 def run_benchmark(sasrec: Path, work: Path, out: Path, *extra: str) -> subprocess.CompletedProcess:
     evidence = out.parent / "kept"  # never the repository's eval/llm/kept
     # zero-shot and the recipe row: the other LLM rows train the same way at other costs
-    command = [sys.executable, str(SCRIPT), "--sasrec", str(sasrec), "--skip", "gru4rec,text,id-vector,hybrid,prior"]
+    skip = ",".join(["gru4rec", *(name for name in load_benchmark().LLM_ROWS if name != "recipe")])
+    command = [sys.executable, str(SCRIPT), "--sasrec", str(sasrec), "--skip", skip]
     command += ["--steps", "2", "--users", "6", "--seeds", "1", "--work", str(work), "--out", str(out)]
     command += ["--evidence", str(evidence), *extra]
     return subprocess.run(command, capture_output=True, text=True, env=os.environ.copy(), timeout=900)
