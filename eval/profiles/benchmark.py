@@ -163,18 +163,21 @@ def speed(data: Path, work: Path, count: int) -> dict[str, Any]:
 
 def build_store(dataset: Any, work: Path, engine_name: str, users: set[str]) -> tuple[Any, dict[str, Any]]:
     """Every review of ``users`` applied to a profile store of ``work`` (a build stopped part-way resumes)."""
-    from llmrec.profiles.build import build_profiles, load_updater
+    from llmrec.profiles.build import BuildSummary, build_profiles, load_updater
     from llmrec.profiles.extractor import ReviewExtractor
     from llmrec.profiles.reviews import dataset_reviews
     from llmrec.profiles.store import open_store
 
     store = open_store(f"sqlite:///{work / f'profiles-{engine_name}.db'}", load_updater())
-    engine = load_engine_for(engine_name)
-    try:
-        reviews = [r for r in dataset_reviews(dataset) if r.user in users]
-        summary = build_profiles(reviews, store, ReviewExtractor(engine))
-    finally:
-        engine.close()
+    reviews = [r for r in dataset_reviews(dataset) if r.user in users]
+    if len(store.applied([r.review_id for r in reviews])) == len(reviews):  # built before: no engine to start
+        summary = BuildSummary(skipped=len(reviews), users=len(users))
+    else:
+        engine = load_engine_for(engine_name)
+        try:
+            summary = build_profiles(reviews, store, ReviewExtractor(engine))
+        finally:
+            engine.close()
     timing = work / f"build-{engine_name}.json"  # the first build's timing is the one that extracted every review
     if summary.applied + summary.failed and not timing.exists():
         timing.write_text(json.dumps(summary.to_dict()))

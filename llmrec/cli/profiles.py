@@ -78,7 +78,10 @@ def profiles_build(
     try:
         if store.users() and not resume:
             raise LlmrecError(f"{db} holds profiles already; pass --resume to continue building into it")
-        extractor = _extractor(engine, model, device, needed=any(clauses(r.text) for r in reviews))
+        applied = store.applied([r.review_id for r in reviews])
+        # a finished build run again, or one whose remaining reviews carry no text, starts no engine
+        needed = any(clauses(r.text) for r in reviews if r.review_id not in applied)
+        extractor = _extractor(engine, model, device, needed=needed)
         try:
             summary = build_profiles(reviews, store, extractor, batch_size)
         finally:

@@ -44,6 +44,13 @@ def test_a_killed_build_resumes_without_applying_a_review_twice(amazon, tmp_path
     assert summary["skipped"] >= 2 and summary["failed"] == 0
     reviews = [r for r in dataset_reviews(amazon) if r.user in ("u1", "u2")]
     assert summary["skipped"] + summary["applied"] == len(reviews)
+    # a finished build run again starts no engine: an openai engine with no server behind it is never reached
+    dead = {**os.environ, "OPENAI_BASE_URL": "http://127.0.0.1:9/v1"}
+    again = subprocess.run([*LLMREC, "profiles", "build", str(amazon.path), "--db", url, "--users", "2",
+                            "--engine", "openai", "--resume", "--json"],
+                           capture_output=True, text=True, timeout=300, env=dead)  # fmt: skip
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert json.loads(again.stdout.splitlines()[-1])["skipped"] == len(reviews)
     store = open_store(url)
     try:
         for user in ("u1", "u2"):
