@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from llmrec.adapters.templates import LETTERS, TEMPLATES
+from llmrec.adapters.templates import LETTERS, NO_CANDIDATES, TEMPLATES
 from llmrec.errors import LlmrecError
 
 TASKS = ("rank", "next", "explain", "query")
@@ -22,7 +22,8 @@ class TaskConfig:
     ``verbalizer``), ``item_text`` (``title``, ``hybrid`` or ``vector``). Prompt: ``template`` (a name in
     ``prompts/``; by default the one that fits the three fields above), ``system`` (a system message; by default
     the chat template's own), ``marker`` (explain and query), ``user_vector`` (a ``<user-emb>`` with the encoder's
-    user state), ``attributes`` (the history's items with their text attributes). Scores: ``prior`` (output item:
+    user state), ``attributes`` (the history's items with their text attributes), ``counts`` (how many users
+    chose each candidate). Scores: ``prior`` (output item:
     the weight of the encoder's own scores added to the LLM's). Sizes: ``max_history``,
     ``num_candidates`` (training only), ``examples_per_user``. Sampling: ``seed``.
     """
@@ -84,6 +85,14 @@ class TaskConfig:
             "class: Action Thriller)'; candidates stay titles (they are the answers)."
         },
     )
+    counts: bool = field(
+        default=False,
+        metadata={
+            "help": "Show after each candidate's title how many users chose it in the training data, as 'Title "
+            "(chosen by 452 users)': the catalog's popularity, which a small LLM does not know; the answer stays "
+            "the title."
+        },
+    )
 
     def __post_init__(self) -> None:
         for name, allowed in (("task", TASKS), ("output", OUTPUTS), ("item_text", ITEM_TEXTS)):
@@ -107,6 +116,11 @@ class TaskConfig:
             raise LlmrecError("prior adds the encoder's own scores: it needs output item and user_vector")
         if self.attributes and self.item_text == "vector":
             raise LlmrecError("attributes follow each history item's title, and item_text vector shows none")
+        if self.counts and (self.task in NO_CANDIDATES or self.item_text == "vector"):
+            raise LlmrecError(
+                f"counts follow each candidate's title: a task with candidates (rank, explain) and titles in the "
+                f"prompt (item_text title or hybrid), not task {self.task!r} with item_text {self.item_text!r}"
+            )
 
     def titles_only(self, **changes: Any) -> TaskConfig:
         """This task with items shown by their titles alone (no vectors, no user state, no prior), on its default

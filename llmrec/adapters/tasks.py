@@ -31,7 +31,10 @@ With ``item_text="hybrid"`` every item in the prompt is ``Title <item-emb>``, wi
 the history (the whole prefix before the target, not only the items shown) as one ``<user-emb>``; its vector is in
 ``user_vectors``, computed by the :class:`llmrec.adapters.UserStates` passed to :func:`build_examples`. With
 ``attributes`` each history item also shows its text attributes (``Title (release year: 1995; class: Drama)``):
-what a query writer needs to name the genres and years a search engine indexes.
+what a query writer needs to name the genres and years a search engine indexes. With ``counts`` each candidate
+also shows how many users chose it (``Title (chosen by 452 users)``): in training, validation and test examples
+counted over the training prefixes alone (no evaluation target is counted), in served prompts over every known
+interaction.
 """
 
 from __future__ import annotations
@@ -117,7 +120,8 @@ def build_examples(
     else:
         rows = _eval_rows(dataset, split, which, config)
     titles, shown = dataset.titles.tolist(), _history_texts(dataset, config)
-    examples = [_example(titles, shown, template, config, *row[:4]) for row in rows]
+    counts = user_counts(split.train_sequences(), dataset.num_items) if config.counts else None
+    examples = [_example(titles, shown, template, config, *row[:4], counts=counts) for row in rows]
     for example, row in zip(examples, rows, strict=True):
         example.position = row[4]
     if config.user_vector and user_states is not None:
@@ -219,6 +223,26 @@ def _eval_rows(dataset: Dataset, split: Split, which: str, config: TaskConfig) -
     return rows
 
 
+def user_counts(sequences: list[np.ndarray], num_items: int) -> np.ndarray:
+    """``[N+1]`` by item id: how many of ``sequences`` (one per user) hold each item, a user counted once.
+
+    >>> user_counts([np.array([1, 2, 1]), np.array([2]), np.array([], dtype=np.int64)], 3).tolist()
+    [0, 1, 2, 0]
+    """
+    counts = np.zeros(num_items + 1, dtype=np.int64)
+    for sequence in sequences:
+        if len(sequence):
+            counts[np.unique(sequence)] += 1
+    return counts
+
+
+def _candidate_text(title: str, item: int, counts: np.ndarray | None) -> str:
+    if counts is None:
+        return title
+    chosen = int(counts[item])
+    return f"{title} (chosen by {chosen} user{'' if chosen == 1 else 's'})"
+
+
 def _history_texts(dataset: Dataset, config: TaskConfig) -> np.ndarray:
     """How a history item appears in the prompt, by item id: its title, or with ``attributes`` its described
     title."""
@@ -234,13 +258,14 @@ def _example(
     history: np.ndarray,
     target: int,
     candidates: np.ndarray,
+    counts: np.ndarray | None = None,
 ) -> TaskExample:
     history_ids, candidate_ids = history.tolist(), candidates.tolist()
     letters = list(LETTERS[: len(candidate_ids)])
     text = render(
         template,
         history=[str(shown[i]) for i in history_ids],
-        candidates=[titles[i] for i in candidate_ids],
+        candidates=[_candidate_text(titles[i], i, counts) for i in candidate_ids],
         labels=letters,
         marker=config.marker,
         user=config.user_vector,
@@ -268,10 +293,13 @@ def prompt_example(
     history: list[int],
     candidates: list[int],
     user_states: UserStateFn | None = None,
+    counts: np.ndarray | None = None,
 ) -> TaskExample:
     """An example to serve rather than train on: ``history`` (most recent last, cut to ``max_history`` in the
     prompt; all of it makes the user state of user_vector tasks) and ``candidates`` (rank and explain) of
-    ``user``, with no known target (``target`` 0, ``answer`` empty)."""
+    ``user``, with no known target (``target`` 0, ``answer`` empty). ``counts`` (tasks with ``counts``, by item
+    id, :func:`user_counts`) default to every interaction of the dataset (``Dataset.item_users``); training passes
+    its split's training prefixes'."""
     if config.task not in NO_CANDIDATES and not candidates:
         raise LlmrecError(f"task {config.task!r} needs candidates to choose from")
     if config.output != "generative" and len(candidates) > len(LETTERS):
@@ -280,7 +308,10 @@ def prompt_example(
     history_ids = np.asarray(history[-config.max_history :], dtype=np.int64)
     rows = np.asarray(candidates if config.task not in NO_CANDIDATES else [], dtype=np.int64)
     shown = _history_texts(dataset, config)
-    example = _example(dataset.titles.tolist(), shown, check_template(config), config, user, history_ids, 0, rows)
+    if config.counts and counts is None:
+        counts = dataset.item_users
+    template = check_template(config)
+    example = _example(dataset.titles.tolist(), shown, template, config, user, history_ids, 0, rows, counts=counts)
     if config.user_vector and user_states is not None:
         example.user_vectors = [[float(x) for x in user_states([np.asarray(history, dtype=np.int64)])[0]]]
     return example

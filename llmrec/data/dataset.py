@@ -270,6 +270,12 @@ class Dataset:
         bounds = np.searchsorted(users, np.arange(0, self.num_users + 2))
         return [items[bounds[u] : bounds[u + 1]] for u in range(self.num_users + 1)]
 
+    @cached_property
+    def item_users(self) -> np.ndarray:
+        """``[N+1]`` by item id: how many users interacted with each item (a user counted once; index 0 is 0)."""
+        pairs = self.interactions[["user_id", "item_id"]].drop_duplicates()
+        return np.bincount(pairs["item_id"].to_numpy(), minlength=self.num_items + 1)
+
     def user_id(self, user: str) -> int:
         """The internal id of a user given its raw id (as in the source), or ``#N`` for internal id N."""
         if user.startswith("#") and user[1:].isdigit():

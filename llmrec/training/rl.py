@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from llmrec.adapters.bundle import LORA_DIR
-from llmrec.adapters.tasks import TaskExample, build_examples, prompt_example
+from llmrec.adapters.tasks import TaskExample, build_examples, prompt_example, user_counts
 from llmrec.adapters.templates import check_template
 from llmrec.catalog.catalog import Catalog
 from llmrec.configs import resolve_threads
@@ -160,6 +160,8 @@ def rl_rows(prepared: PreparedRL) -> list[dict[str, Any]]:
     if prepared.config.max_examples:
         examples = examples[: prepared.config.max_examples]
     rng = np.random.default_rng(recipe.task.seed)
+    # re-rendered prompts count the training prefixes too, as build_examples does: no evaluation target is counted
+    counts = user_counts(split.train_sequences(), dataset.num_items) if recipe.task.counts else None
     rows = []
     for example in examples:
         future = _future(split, example, recipe.horizon)
@@ -170,7 +172,8 @@ def rl_rows(prepared: PreparedRL) -> list[dict[str, Any]]:
             fresh = [i for i in dict.fromkeys(future) if i not in candidates]
             for slot, item in zip(rng.permutation(slots).tolist(), fresh, strict=False):
                 candidates[slot] = item
-            prompt = prompt_example(dataset, recipe.task, example.user, example.history, candidates).prompt
+            served = prompt_example(dataset, recipe.task, example.user, example.history, candidates, counts=counts)
+            prompt = served.prompt
         rows.append({
             "prompt": prompt, "user": example.user, "target": example.target, "future": future,
             "history": [int(i) for i in split.sequences[example.user][: example.position]],

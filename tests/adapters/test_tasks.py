@@ -297,6 +297,34 @@ def test_attributes_follow_each_history_title_and_leave_candidates_and_answers_a
         TaskConfig(output="verbalizer", item_text="vector", attributes=True)
 
 
+def candidate_lines(example) -> list[str]:
+    return example.prompt[-1]["content"].split("Candidates:\n")[1].split("\n\n")[0].splitlines()
+
+
+def test_counts_follow_each_candidate_and_count_the_training_prefixes_alone(ml100k, split):
+    from llmrec.adapters.tasks import prompt_example, user_counts
+
+    assert ml100k.item_users[50] == 583 and ml100k.item_users[1] == 452  # Star Wars, Toy Story: ML-100K's counts
+    served = prompt_example(ml100k, TaskConfig(task="explain", counts=True), 1, [2], [50, 1])
+    assert candidate_lines(served) == ["- Star Wars (chosen by 583 users)", "- Toy Story (chosen by 452 users)"]
+    train = user_counts(split.train_sequences(), ml100k.num_items)
+    assert train.sum() == sum(len(set(s.tolist())) for s in split.train_sequences())
+    for which in ("train", "test"):
+        plain = build_examples(ml100k, split, which, TaskConfig(task="explain"))[:30]
+        counted = build_examples(ml100k, split, which, TaskConfig(task="explain", counts=True))[:30]
+        for without, example in zip(plain, counted, strict=True):
+            assert example.candidates == without.candidates and example.answer == without.answer
+            lines = [f"- {ml100k.titles[i]} (chosen by {train[i]} user{'' if train[i] == 1 else 's'})"
+                     for i in example.candidates]  # fmt: skip
+            assert candidate_lines(example) == lines
+            if which == "test":  # the user's own test item is not counted (an ML-100K user rates an item once)
+                assert train[example.target] < ml100k.item_users[example.target]
+    with pytest.raises(LlmrecError, match="counts follow each candidate's title"):
+        TaskConfig(task="query", counts=True)
+    with pytest.raises(LlmrecError, match="item_text 'vector'"):
+        TaskConfig(output="verbalizer", item_text="vector", counts=True)
+
+
 def test_the_keyword_query_prompt_asks_for_words_the_bm25_index_matches(ml100k):
     from llmrec.adapters.tasks import prompt_example
     from llmrec.catalog.retrievers import BM25Retriever

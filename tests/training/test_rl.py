@@ -94,6 +94,22 @@ def test_recipe_mistakes_are_one_clear_error(changes: dict, message: str) -> Non
         recipe_from_dict({**TINY, **changes})
 
 
+def test_training_prompts_count_candidates_over_the_training_prefixes(tmp_path: Path) -> None:
+    from llmrec.adapters.tasks import user_counts
+    from llmrec.training.rl import prepare_rl, rl_rows
+
+    recipe = recipe_from_dict({**TINY, "task": {**TINY["task"], "counts": True}})
+    prepared = prepare_rl(recipe, tmp_path / "run")
+    counts = user_counts(prepared.split.train_sequences(), prepared.dataset.num_items)
+    titles = prepared.dataset.titles
+    rows = rl_rows(prepared)
+    assert any(set(row["future"]) & set(row["candidates"]) for row in rows)  # some prompts were rendered again
+    for row in rows:
+        text = row["prompt"][-1]["content"]
+        for item in row["candidates"]:
+            assert f"- {titles[item]} (chosen by {counts[item]} user" in text
+
+
 @pytest.fixture(scope="module")
 def smollm() -> tuple:
     """The bundled model in float32 and its tokenizer, shared by the rollout tests."""
