@@ -269,6 +269,7 @@ def _example(
         labels=letters,
         marker=config.marker,
         user=config.user_vector,
+        counts=config.counts,
     )
     verbalizer = config.output != "generative"  # verbalizer and item prompts label the candidates A, B, ...
     return TaskExample(

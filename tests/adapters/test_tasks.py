@@ -298,7 +298,8 @@ def test_attributes_follow_each_history_title_and_leave_candidates_and_answers_a
 
 
 def candidate_lines(example) -> list[str]:
-    return example.prompt[-1]["content"].split("Candidates:\n")[1].split("\n\n")[0].splitlines()
+    text = example.prompt[-1]["content"]
+    return re.split(r"Candidates[^\n]*:\n", text)[1].split("\n\n")[0].splitlines()
 
 
 def test_counts_follow_each_candidate_and_count_the_training_prefixes_alone(ml100k, split):
@@ -307,6 +308,7 @@ def test_counts_follow_each_candidate_and_count_the_training_prefixes_alone(ml10
     assert ml100k.item_users[50] == 583 and ml100k.item_users[1] == 452  # Star Wars, Toy Story: ML-100K's counts
     served = prompt_example(ml100k, TaskConfig(task="explain", counts=True), 1, [2], [50, 1])
     assert candidate_lines(served) == ["- Star Wars (chosen by 583 users)", "- Toy Story (chosen by 452 users)"]
+    assert "Candidates, each with how many users chose it:" in served.prompt[-1]["content"]
     train = user_counts(split.train_sequences(), ml100k.num_items)
     assert train.sum() == sum(len(set(s.tolist())) for s in split.train_sequences())
     for which in ("train", "test"):
