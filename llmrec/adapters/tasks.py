@@ -51,7 +51,7 @@ from llmrec.adapters.templates import LETTERS, NO_CANDIDATES, check_template
 from llmrec.data.dataset import Dataset
 from llmrec.data.splits import Split
 from llmrec.errors import LlmrecError
-from llmrec.prompts import render
+from llmrec.prompts import render, with_counts
 from llmrec.ranking.protocols import c20_candidates
 
 WHICH = ("train", "valid", "test")
@@ -68,7 +68,8 @@ class TaskExample:
     ``item_ids`` are the items of the ``<item-emb>`` placeholders in placeholder order (history then candidates;
     empty when item_text is title); ``answer`` is the target's title, or its
     letter for the verbalizer, whose ``labels`` are the candidates' letters in candidate order;
-    ``user_vectors`` holds the vector of the ``<user-emb>`` placeholder (user_vector tasks only).
+    ``user_vectors`` holds the vector of the ``<user-emb>`` placeholder (user_vector tasks only); ``counts`` how
+    many users chose each candidate, in candidate order, as the prompt shows them (tasks with counts only).
     """
 
     user: int
@@ -81,6 +82,7 @@ class TaskExample:
     labels: list[str]
     user_vectors: list[list[float]] = field(default_factory=list)
     position: int = 0
+    counts: list[int] = field(default_factory=list)
 
     @property
     def target_index(self) -> int:
@@ -236,13 +238,6 @@ def user_counts(sequences: list[np.ndarray], num_items: int) -> np.ndarray:
     return counts
 
 
-def _candidate_text(title: str, item: int, counts: np.ndarray | None) -> str:
-    if counts is None:
-        return title
-    chosen = int(counts[item])
-    return f"{title} (chosen by {chosen} user{'' if chosen == 1 else 's'})"
-
-
 def _history_texts(dataset: Dataset, config: TaskConfig) -> np.ndarray:
     """How a history item appears in the prompt, by item id: its title, or with ``attributes`` its described
     title."""
@@ -262,10 +257,11 @@ def _example(
 ) -> TaskExample:
     history_ids, candidate_ids = history.tolist(), candidates.tolist()
     letters = list(LETTERS[: len(candidate_ids)])
+    chosen = [int(counts[i]) for i in candidate_ids] if counts is not None else []
     text = render(
         template,
         history=[str(shown[i]) for i in history_ids],
-        candidates=[_candidate_text(titles[i], i, counts) for i in candidate_ids],
+        candidates=with_counts([titles[i] for i in candidate_ids], chosen if counts is not None else None),
         labels=letters,
         marker=config.marker,
         user=config.user_vector,
@@ -284,6 +280,7 @@ def _example(
         item_ids=[*history_ids, *candidate_ids] if config.item_text != "title" else [],
         answer="" if not target else letters[candidate_ids.index(target)] if verbalizer else titles[target],
         labels=letters if verbalizer else [],
+        counts=chosen,
     )
 
 

@@ -82,7 +82,7 @@ def reasoning_ranks_by_rule(
     with progress_bar(len(examples), "reasoning", unit="user") as bar:
         for start in range(0, len(examples), CHUNK):
             chunk = examples[start : start + CHUNK]
-            tasks = [ReasoningTask(catalog, e.history, e.candidates, lora=lora) for e in chunk]
+            tasks = [ReasoningTask(catalog, e.history, e.candidates, lora, e.counts or None) for e in chunk]
             sampled = reason(engine, tasks, replace(config, prune="none"))
             for example, task, result in zip(chunk, tasks, sampled, strict=True):
                 paths += len(result.paths)

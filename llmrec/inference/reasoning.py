@@ -22,7 +22,7 @@ from llmrec.catalog.grounding import Grounding
 from llmrec.errors import LlmrecError
 from llmrec.inference.answers import answer_turn
 from llmrec.inference.engine import Engine, Request, SamplingConfig, ScoringUnavailable
-from llmrec.prompts import render
+from llmrec.prompts import render, with_counts
 
 PRUNE_RULES = ("none", "self", "majority", "both")
 
@@ -65,6 +65,7 @@ class ReasoningTask:
     history: list[int]
     candidates: list[int]
     lora: str | Path | None = None
+    counts: list[int] | None = None  # how many users chose each candidate, shown beside its title (task counts)
 
 
 @dataclass
@@ -153,20 +154,25 @@ def prune_paths(paths: list[ReasoningPath], candidates: dict[int, str], rule: st
     return False
 
 
+def reasoning_prompt(task: ReasoningTask, config: ReasoningConfig) -> list[dict[str, str]]:
+    """The chat that asks for a rationale about ``task``'s candidates: the ``explain`` task's prompt for the same
+    history and candidates (and counts), so a run trained on those prompts is asked as it was trained."""
+    if not task.candidates:
+        raise LlmrecError("empty candidate list: reasoning needs at least one candidate")
+    text = render(
+        config.template,
+        history=[task.catalog.title(i) for i in task.history],
+        candidates=with_counts([task.catalog.title(i) for i in task.candidates], task.counts),
+        marker=config.marker,
+        counts=task.counts is not None,
+    )
+    return [{"role": "user", "content": text}]
+
+
 def reason(engine: Engine, tasks: list[ReasoningTask], config: ReasoningConfig | None = None) -> list[Reasoned]:
     """Run reasoning generation for every task (all users' paths batched through the engine together)."""
     config = config or ReasoningConfig()
-    prompts = []
-    for task in tasks:
-        if not task.candidates:
-            raise LlmrecError("empty candidate list: reasoning needs at least one candidate")
-        text = render(
-            config.template,
-            history=[task.catalog.title(i) for i in task.history],
-            candidates=[task.catalog.title(i) for i in task.candidates],
-            marker=config.marker,
-        )
-        prompts.append([{"role": "user", "content": text}])
+    prompts = [reasoning_prompt(task, config) for task in tasks]
     sampling = SamplingConfig(
         n=config.paths,
         temperature=config.temperature,

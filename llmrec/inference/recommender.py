@@ -319,7 +319,9 @@ def _by_reasoning(
     """An explain run's top-``k`` of ``candidates``: reasoning generation's ranking, and its rationale."""
     from llmrec.inference.reasoning import ReasoningConfig, ReasoningTask, reason
 
-    task = ReasoningTask(recommender.catalog, history[-recommender.task.max_history :], candidates, recommender.lora)
+    counts = [int(recommender.dataset.item_users[i]) for i in candidates] if recommender.task.counts else None
+    shown = history[-recommender.task.max_history :]
+    task = ReasoningTask(recommender.catalog, shown, candidates, recommender.lora, counts)
     config = ReasoningConfig(marker=recommender.task.marker)
     result = reason(recommender.engine, [task], config)[0]
     top = result.ranking[:k]

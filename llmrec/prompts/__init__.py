@@ -6,6 +6,7 @@ True
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import cache
 from importlib import resources
 from typing import Any
@@ -45,3 +46,15 @@ def render(name: str, **variables: Any) -> str:
         return _environment().get_template(name).render(**variables).strip()
     except jinja2.UndefinedError as error:
         raise LlmrecError(f"prompt template {name!r}: {error}; pass it when rendering") from None
+
+
+def with_counts(titles: list[str], counts: Sequence[int] | None) -> list[str]:
+    """Candidates as a prompt shows them: each title followed by how many users chose it when ``counts`` (one per
+    title) are given, else the titles alone.
+
+    >>> with_counts(["Heat", "Fargo"], [1, 12])
+    ['Heat (chosen by 1 user)', 'Fargo (chosen by 12 users)']
+    """
+    if counts is None:
+        return list(titles)
+    return [f"{t} (chosen by {int(n)} user{'' if int(n) == 1 else 's'})" for t, n in zip(titles, counts, strict=True)]

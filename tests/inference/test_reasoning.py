@@ -12,6 +12,7 @@ from llmrec.inference.reasoning import (
     last_mentioned,
     prune_paths,
     reason,
+    reasoning_prompt,
     reprune,
 )
 
@@ -91,3 +92,16 @@ def test_repruning_a_sample_ranks_as_reasoning_with_that_rule_does(hf_engine, ca
     assert all(p.kept for p in sampled.paths)  # the sample itself is left as it was
     with pytest.raises(LlmrecError, match="prune must be one of"):
         reprune(task, sampled, "sometimes")
+
+
+@pytest.mark.parametrize("counts", [False, True])
+def test_reasoning_asks_as_the_explain_task_trains(ml100k, catalog, counts: bool) -> None:
+    from llmrec.adapters.task_config import TaskConfig
+    from llmrec.adapters.tasks import build_examples
+    from llmrec.data.splits import leave_one_out_split
+
+    examples = build_examples(ml100k, leave_one_out_split(ml100k), "valid", TaskConfig(task="explain", counts=counts))
+    for example in examples[:10]:
+        task = ReasoningTask(catalog, example.history, example.candidates, counts=example.counts or None)
+        assert reasoning_prompt(task, ReasoningConfig()) == example.prompt
+        assert ("(chosen by " in example.prompt[-1]["content"]) == counts
