@@ -298,7 +298,8 @@ def row_tag(name: str, users: int | None) -> str:
     from llmrec.training.rl_recipe import load_rl_recipe
 
     count = USERS[name] if users is None else users
-    return f"{name}-u{count}-h{load_rl_recipe(RECIPES[name]).task.max_history}"
+    task = load_rl_recipe(RECIPES[name]).task
+    return f"{name}-u{count}-h{task.max_history}" + ("-counts" if task.counts else "")  # counts change the prompt
 
 
 def score(name: str, runs: list[Path], work: Path, evidence: Evidence, args: argparse.Namespace) -> dict[str, Any]:
@@ -415,6 +416,19 @@ def popularity_ranks(dataset: Any, examples: list[Any]) -> np.ndarray:
     return catalog_ranks(np.tile(counts, (len(examples), 1)), [e.target for e in examples])
 
 
+def candidate_popularity_ranks(dataset: Any, examples: list[Any]) -> np.ndarray:
+    """The 0-based rank of each target among its c20 candidates ordered by how many users chose each in the
+    training prefixes (ties count against the target): what a prompt's counts alone give, with no LLM."""
+    from llmrec.adapters.tasks import user_counts
+    from llmrec.data.splits import leave_one_out_split
+    from llmrec.ranking.metrics import target_ranks
+
+    split = leave_one_out_split(dataset, min_len=3)
+    counts = user_counts(split.train_sequences(), dataset.num_items).astype(np.float64)
+    scores = np.stack([counts[np.asarray(e.candidates)] for e in examples])
+    return target_ranks(scores, np.asarray([e.candidates.index(e.target) for e in examples]))
+
+
 def reasoning_rows(engines, dataset, examples, runs, evidence, tag) -> dict[str, np.ndarray]:
     from functools import cache
 
@@ -430,6 +444,7 @@ def reasoning_rows(engines, dataset, examples, runs, evidence, tag) -> dict[str,
     out = {
         "base-unpruned": evidence.ranks(f"{tag}-base-unpruned", lambda: llm(None)["none"]),
         "base": evidence.ranks(f"{tag}-base", lambda: llm(None)["both"]),
+        "pop": evidence.ranks(f"{tag}-pop", lambda: candidate_popularity_ranks(dataset, examples)),
     }
     out["rl"] = np.stack([evidence.ranks(f"{tag}-{run.name}", lambda run=run: llm(run)["both"]) for run in runs])
     return out
@@ -525,6 +540,7 @@ LABELS = {
     "pars": {
         "base-unpruned": "base LLM reasoning, no pruning",
         "base": "base LLM reasoning, consistency pruning: the RL starting point",
+        "pop": "popularity: the candidate most users chose in training (no LLM)",
         "rl": "after RL (PARS recipe), consistency pruning",
     },
 }

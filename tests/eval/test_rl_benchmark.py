@@ -126,6 +126,25 @@ def test_the_popularity_row_ranks_by_training_interactions_with_ties_against_the
     assert ranks == [0, at_least_one - 1, at_least_one - 1]  # every item seen once or more is ahead or tied
 
 
+def test_the_c20_popularity_row_orders_each_users_candidates_by_training_users(bench, ml100k) -> None:
+    from types import SimpleNamespace
+
+    from llmrec.adapters.tasks import user_counts
+    from llmrec.data.splits import leave_one_out_split
+
+    module, _ = bench
+    split = leave_one_out_split(ml100k, min_len=3)
+    counts = user_counts(split.train_sequences(), ml100k.num_items)
+    once = [i for i in range(1, len(counts)) if counts[i] == 1][:2]  # two items one training user chose
+    examples = [
+        SimpleNamespace(candidates=[50, 1, *once], target=50),  # Star Wars, the most chosen: first
+        SimpleNamespace(candidates=[50, 1, *once], target=1),  # Toy Story: behind Star Wars only
+        SimpleNamespace(candidates=[50, 1, *once], target=once[1]),  # tied with once[0]: the tie counts against it
+    ]
+    assert counts[50] > counts[1] > 1
+    assert module.candidate_popularity_ranks(ml100k, examples).tolist() == [0, 1, 3]
+
+
 def test_results_say_what_was_chosen_on_which_split_and_list_the_tries(bench) -> None:
     module, _ = bench
     rng = np.random.default_rng(0)
