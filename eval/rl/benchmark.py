@@ -12,7 +12,8 @@ query (BM25: all a prompt with ``attributes`` shows), the base LLM's own query (
 starting point), SASRec ranking the whole catalog (trained here with the library's defaults, or ``--sasrec``),
 popularity (the most-interacted training items, one list for every user), and the RL runs. **PARS**
 (``adapters/smollm2-rl-pars-c20.yaml``): reasoning over the c20 candidates (four sampled rationales per user,
-grounded answers, weighted vote), HR@1 and NDCG@5. Rows: the base LLM with and without consistency pruning, and
+grounded answers, weighted vote), HR@1 and NDCG@5. Rows: the base LLM with and without consistency pruning,
+popularity among the candidates (how many users chose each in training: what a prompt with ``counts`` shows), and
 the RL runs with pruning.
 
 Each RL run trains as its own ``llmrec rl`` process (``--trainer seed=S``: the LoRA init, the prompt order and
