@@ -257,11 +257,11 @@ def _example(
 ) -> TaskExample:
     history_ids, candidate_ids = history.tolist(), candidates.tolist()
     letters = list(LETTERS[: len(candidate_ids)])
-    chosen = [int(counts[i]) for i in candidate_ids] if counts is not None else []
+    chosen = [int(counts[i]) for i in candidate_ids] if counts is not None else None
     text = render(
         template,
         history=[str(shown[i]) for i in history_ids],
-        candidates=with_counts([titles[i] for i in candidate_ids], chosen if counts is not None else None),
+        candidates=with_counts([titles[i] for i in candidate_ids], chosen),
         labels=letters,
         marker=config.marker,
         user=config.user_vector,
@@ -280,7 +280,7 @@ def _example(
         item_ids=[*history_ids, *candidate_ids] if config.item_text != "title" else [],
         answer="" if not target else letters[candidate_ids.index(target)] if verbalizer else titles[target],
         labels=letters if verbalizer else [],
-        counts=chosen,
+        counts=chosen or [],
     )
 
 
@@ -296,8 +296,8 @@ def prompt_example(
     """An example to serve rather than train on: ``history`` (most recent last, cut to ``max_history`` in the
     prompt; all of it makes the user state of user_vector tasks) and ``candidates`` (rank and explain) of
     ``user``, with no known target (``target`` 0, ``answer`` empty). ``counts`` (tasks with ``counts``, by item
-    id, :func:`user_counts`) default to every interaction of the dataset (``Dataset.item_users``); training passes
-    its split's training prefixes'."""
+    id) default to every interaction of the dataset (``Dataset.item_users``); training passes
+    :func:`user_counts` of its split's training prefixes."""
     if config.task not in NO_CANDIDATES and not candidates:
         raise LlmrecError(f"task {config.task!r} needs candidates to choose from")
     if config.output != "generative" and len(candidates) > len(LETTERS):
