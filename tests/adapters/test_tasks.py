@@ -64,7 +64,7 @@ def test_train_examples_are_the_last_positions_of_each_training_prefix(ml100k, s
         shown = message["content"].split("\n")
         assert all(f"- {ml100k.titles[i]}" in shown for i in example.history + example.candidates)
     fields = {"user", "history", "candidates", "target", "prompt", "item_ids", "answer", "labels", "user_vectors"}
-    fields |= {"position"}
+    fields |= {"position", "counts"}
     assert set(rank_train[0].as_row()) == fields
 
 

@@ -98,7 +98,8 @@ def test_training_prompts_count_candidates_over_the_training_prefixes(tmp_path: 
     from llmrec.adapters.tasks import user_counts
     from llmrec.training.rl import prepare_rl, rl_rows
 
-    recipe = recipe_from_dict({**TINY, "task": {**TINY["task"], "counts": True}})
+    # three positions a user: the earlier two have a future item inside the training prefix to put among candidates
+    recipe = recipe_from_dict({**TINY, "task": {**TINY["task"], "counts": True, "examples_per_user": 3}})
     prepared = prepare_rl(recipe, tmp_path / "run")
     counts = user_counts(prepared.split.train_sequences(), prepared.dataset.num_items)
     titles = prepared.dataset.titles
