@@ -171,7 +171,7 @@ def build_store(dataset: Any, work: Path, engine_name: str, users: set[str]) -> 
     store = open_store(f"sqlite:///{work / f'profiles-{engine_name}.db'}", load_updater())
     reviews = [r for r in dataset_reviews(dataset) if r.user in users]
     if len(store.applied([r.review_id for r in reviews])) == len(reviews):  # built before: no engine to start
-        summary = BuildSummary(skipped=len(reviews), users=len(users))
+        summary = BuildSummary(skipped=len(reviews), users=len({r.user for r in reviews}))
     else:
         engine = load_engine_for(engine_name)
         try:
