@@ -420,7 +420,7 @@ def popularity_ranks(dataset: Any, examples: list[Any]) -> np.ndarray:
 def candidate_popularity_ranks(dataset: Any, examples: list[Any]) -> np.ndarray:
     """The 0-based rank of each target among its c20 candidates ordered by how many users chose each in the
     training prefixes (ties count against the target): what a prompt's counts alone give, with no LLM."""
-    from llmrec.adapters.tasks import user_counts
+    from llmrec.data.dataset import user_counts
     from llmrec.data.splits import leave_one_out_split
     from llmrec.ranking.metrics import target_ranks
 

@@ -48,7 +48,7 @@ import numpy as np
 
 from llmrec.adapters.task_config import TaskConfig
 from llmrec.adapters.templates import LETTERS, NO_CANDIDATES, check_template
-from llmrec.data.dataset import Dataset
+from llmrec.data.dataset import Dataset, user_counts
 from llmrec.data.splits import Split
 from llmrec.errors import LlmrecError
 from llmrec.prompts import render, with_counts
@@ -225,19 +225,6 @@ def _eval_rows(dataset: Dataset, split: Split, which: str, config: TaskConfig) -
     return rows
 
 
-def user_counts(sequences: list[np.ndarray], num_items: int) -> np.ndarray:
-    """``[N+1]`` by item id: how many of ``sequences`` (one per user) hold each item, a user counted once.
-
-    >>> user_counts([np.array([1, 2, 1]), np.array([2]), np.array([], dtype=np.int64)], 3).tolist()
-    [0, 1, 2, 0]
-    """
-    counts = np.zeros(num_items + 1, dtype=np.int64)
-    for sequence in sequences:
-        if len(sequence):
-            counts[np.unique(sequence)] += 1
-    return counts
-
-
 def _history_texts(dataset: Dataset, config: TaskConfig) -> np.ndarray:
     """How a history item appears in the prompt, by item id: its title, or with ``attributes`` its described
     title."""
@@ -297,7 +284,7 @@ def prompt_example(
     prompt; all of it makes the user state of user_vector tasks) and ``candidates`` (rank and explain) of
     ``user``, with no known target (``target`` 0, ``answer`` empty). ``counts`` (tasks with ``counts``, by item
     id) default to every interaction of the dataset (``Dataset.item_users``); training passes
-    :func:`user_counts` of its split's training prefixes."""
+    :func:`llmrec.data.dataset.user_counts` of its split's training prefixes."""
     if config.task not in NO_CANDIDATES and not candidates:
         raise LlmrecError(f"task {config.task!r} needs candidates to choose from")
     if config.output != "generative" and len(candidates) > len(LETTERS):

@@ -273,8 +273,7 @@ class Dataset:
     @cached_property
     def item_users(self) -> np.ndarray:
         """``[N+1]`` by item id: how many users interacted with each item (a user counted once; index 0 is 0)."""
-        pairs = self.interactions[["user_id", "item_id"]].drop_duplicates()
-        return np.bincount(pairs["item_id"].to_numpy(), minlength=self.num_items + 1)
+        return user_counts(self.sequences, self.num_items)
 
     def user_id(self, user: str) -> int:
         """The internal id of a user given its raw id (as in the source), or ``#N`` for internal id N."""
@@ -294,6 +293,19 @@ class Dataset:
     def _user_ids(self) -> dict[str, int]:
         """Raw id -> internal id, built once (a server looks a user up per request)."""
         return dict(zip(self.users["raw_id"].astype(str), self.users["user_id"].astype(int).tolist(), strict=True))
+
+
+def user_counts(sequences: list[np.ndarray], num_items: int) -> np.ndarray:
+    """``[N+1]`` by item id: how many of ``sequences`` (one per user) hold each item, a user counted once.
+
+    >>> user_counts([np.array([1, 2, 1]), np.array([2]), np.array([], dtype=np.int64)], 3).tolist()
+    [0, 1, 2, 0]
+    """
+    counts = np.zeros(num_items + 1, dtype=np.int64)
+    for sequence in sequences:
+        if len(sequence):
+            counts[np.unique(sequence)] += 1
+    return counts
 
 
 def verify(path: Path, meta: dict[str, Any]) -> None:

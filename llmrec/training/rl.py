@@ -24,12 +24,12 @@ import numpy as np
 import torch
 
 from llmrec.adapters.bundle import LORA_DIR
-from llmrec.adapters.tasks import TaskExample, build_examples, prompt_example, user_counts
+from llmrec.adapters.tasks import TaskExample, build_examples, prompt_example
 from llmrec.adapters.templates import check_template
 from llmrec.catalog.catalog import Catalog
 from llmrec.configs import resolve_threads
 from llmrec.data.builtin import load_dataset
-from llmrec.data.dataset import Dataset
+from llmrec.data.dataset import Dataset, user_counts
 from llmrec.data.splits import Split, leave_one_out_split
 from llmrec.devices import resolve_device
 from llmrec.encoders.run import check_encoder_run

@@ -303,7 +303,8 @@ def candidate_lines(example) -> list[str]:
 
 
 def test_counts_follow_each_candidate_and_count_the_training_prefixes_alone(ml100k, split):
-    from llmrec.adapters.tasks import prompt_example, user_counts
+    from llmrec.adapters.tasks import prompt_example
+    from llmrec.data.dataset import user_counts
 
     assert ml100k.item_users[50] == 583 and ml100k.item_users[1] == 452  # Star Wars, Toy Story: ML-100K's counts
     served = prompt_example(ml100k, TaskConfig(task="explain", counts=True), 1, [2], [50, 1])

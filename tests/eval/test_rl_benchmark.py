@@ -129,7 +129,7 @@ def test_the_popularity_row_ranks_by_training_interactions_with_ties_against_the
 def test_the_c20_popularity_row_orders_each_users_candidates_by_training_users(bench, ml100k) -> None:
     from types import SimpleNamespace
 
-    from llmrec.adapters.tasks import user_counts
+    from llmrec.data.dataset import user_counts
     from llmrec.data.splits import leave_one_out_split
 
     module, _ = bench

@@ -95,7 +95,7 @@ def test_recipe_mistakes_are_one_clear_error(changes: dict, message: str) -> Non
 
 
 def test_training_prompts_count_candidates_over_the_training_prefixes(tmp_path: Path) -> None:
-    from llmrec.adapters.tasks import user_counts
+    from llmrec.data.dataset import user_counts
     from llmrec.training.rl import prepare_rl, rl_rows
 
     # three positions a user: the earlier two have a future item inside the training prefix to put among candidates
