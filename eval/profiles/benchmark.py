@@ -163,14 +163,14 @@ def speed(data: Path, work: Path, count: int) -> dict[str, Any]:
 
 def build_store(dataset: Any, work: Path, engine_name: str, users: set[str]) -> tuple[Any, dict[str, Any]]:
     """Every review of ``users`` applied to a profile store of ``work`` (a build stopped part-way resumes)."""
-    from llmrec.profiles.build import BuildSummary, build_profiles, load_updater
+    from llmrec.profiles.build import BuildSummary, build_profiles, load_updater, pending
     from llmrec.profiles.extractor import ReviewExtractor
     from llmrec.profiles.reviews import dataset_reviews
     from llmrec.profiles.store import open_store
 
     store = open_store(f"sqlite:///{work / f'profiles-{engine_name}.db'}", load_updater())
     reviews = [r for r in dataset_reviews(dataset) if r.user in users]
-    if len(store.applied([r.review_id for r in reviews])) == len(reviews):  # built before: no engine to start
+    if not pending(reviews, store):  # built before: no engine to start
         summary = BuildSummary(skipped=len(reviews), users=len({r.user for r in reviews}))
     else:
         engine = load_engine_for(engine_name)

@@ -64,7 +64,7 @@ def profiles_build(
 ) -> None:
     """Apply every review of DATASET, each user's in time order, to the profiles in --db (idempotent by review)."""
     from llmrec.data.builtin import load_dataset
-    from llmrec.profiles.build import build_profiles, load_updater
+    from llmrec.profiles.build import build_profiles, load_updater, pending
     from llmrec.profiles.extractor import clauses
     from llmrec.profiles.reviews import dataset_reviews
     from llmrec.profiles.store import open_store
@@ -78,9 +78,8 @@ def profiles_build(
     try:
         if store.users() and not resume:
             raise LlmrecError(f"{db} holds profiles already; pass --resume to continue building into it")
-        applied = store.applied([r.review_id for r in reviews])
         # a finished build run again, or one whose remaining reviews carry no text, starts no engine
-        needed = any(clauses(r.text) for r in reviews if r.review_id not in applied)
+        needed = any(clauses(r.text) for r in pending(reviews, store))
         extractor = _extractor(engine, model, device, needed=needed)
         try:
             summary = build_profiles(reviews, store, extractor, batch_size)

@@ -61,6 +61,13 @@ def load_updater(model: str | None = None, budget: int = 200, device: str = "aut
     return ProfileUpdater(tokenizer=tokenizer, embedder=load_embedder(None, device), budget=budget)
 
 
+def pending(reviews: list[Review], store: SQLStore) -> list[Review]:
+    """The reviews ``store`` has not applied yet, in the given order: what a build still has to extract (none: a
+    caller need not start an engine)."""
+    done = store.applied([r.review_id for r in reviews])
+    return [r for r in reviews if r.review_id not in done]
+
+
 def build_profiles(
     reviews: list[Review], store: SQLStore, extractor: ReviewExtractor, batch_size: int = 32
 ) -> BuildSummary:
@@ -68,8 +75,7 @@ def build_profiles(
     extractions per engine call."""
     summary = BuildSummary(users=len({r.user for r in reviews}))
     started = time.perf_counter()
-    done = store.applied([r.review_id for r in reviews])
-    todo = [r for r in reviews if r.review_id not in done]
+    todo = pending(reviews, store)
     summary.skipped = len(reviews) - len(todo)
     with progress_bar(len(todo), "building profiles", unit="review") as bar:
         for start in range(0, len(todo), batch_size):
