@@ -25,17 +25,6 @@ def run_benchmark(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
     return result
 
 
-def load_benchmark(monkeypatch: pytest.MonkeyPatch):
-    """The benchmark script as a module (and recbole_peer, which it imports from beside itself, importable)."""
-    import importlib.util
-
-    monkeypatch.syspath_prepend(str(SCRIPT.parent))
-    spec = importlib.util.spec_from_file_location("encoder_benchmark", SCRIPT)
-    benchmark = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(benchmark)
-    return benchmark
-
-
 def kept_rows(tmp_path: Path) -> dict:
     return json.loads((tmp_path / "results.json").read_text())["rows"]
 
@@ -112,10 +101,12 @@ def test_default_work_commits_what_going_on_needs_and_no_data() -> None:
     assert {path: verdict[path] for path in ignored} == dict.fromkeys(ignored, False)
 
 
-def test_a_finished_recbole_run_is_reused_from_its_row(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_finished_recbole_run_is_reused_from_its_row(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, eval_script
+) -> None:
     """A finished peer's row.json (with what made it) is returned without starting RecBole; a row made otherwise
     (here: another seed's settings) is not."""
-    benchmark = load_benchmark(monkeypatch)
+    benchmark = eval_script("encoders")
     from recbole_peer import PINS, RECBOLE, recbole_config
 
     out = tmp_path / "recbole-gru4rec-2020-b256-d0.5"
@@ -139,14 +130,16 @@ def test_a_finished_recbole_run_is_reused_from_its_row(tmp_path: Path, monkeypat
         run("gru4rec", tmp_path, 300, {"measured": "today"}, seed=2020, batch=2048, dropout=0.5)
 
 
-def test_the_peer_is_its_best_setting_on_validation(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ml100k) -> None:
+def test_the_peer_is_its_best_setting_on_validation(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ml100k, eval_script
+) -> None:
     """Every (batch, dropout) of the grid is a RecBole run; the peer row is the one with the best validation NDCG@10,
     whatever its test score; RESULTS lists every setting tried, how each side trains, and the paired interval."""
     import numpy as np
 
     from llmrec.data.splits import leave_one_out_split
 
-    benchmark = load_benchmark(monkeypatch)
+    benchmark = eval_script("encoders")
     from recbole_peer import PINS, RECBOLE, recbole_config
 
     users = leave_one_out_split(ml100k).test.users.tolist()

@@ -5,36 +5,32 @@ in the evidence directory stand when the work directory (the trained runs) is go
 from __future__ import annotations
 
 import argparse
-import importlib.util
+import functools
 import json
 import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 
 SCRIPT = Path(__file__).resolve().parents[2] / "eval" / "llm" / "benchmark.py"
 
 
-def run_benchmark(sasrec: Path, work: Path, out: Path, *extra: str) -> subprocess.CompletedProcess:
+def run_script(rows: Iterable[str], sasrec: Path, work: Path, out: Path, *extra: str) -> subprocess.CompletedProcess:
+    """The script on a reduced budget; ``rows`` are its LLM rows, of which only the recipe runs."""
     evidence = out.parent / "kept"  # never the repository's eval/llm/kept
     # zero-shot and the recipe row: the other LLM rows train the same way at other costs
-    skip = ",".join(["gru4rec", *(name for name in load_benchmark().LLM_ROWS if name != "recipe")])
+    skip = ",".join(["gru4rec", *(name for name in rows if name != "recipe")])
     command = [sys.executable, str(SCRIPT), "--sasrec", str(sasrec), "--skip", skip]
     command += ["--steps", "2", "--users", "6", "--seeds", "1", "--work", str(work), "--out", str(out)]
     command += ["--evidence", str(evidence), *extra]
     return subprocess.run(command, capture_output=True, text=True, env=os.environ.copy(), timeout=900)
 
 
-def load_benchmark():
-    spec = importlib.util.spec_from_file_location("llm_benchmark", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_benchmark_rows_and_reuse(sasrec_run: Path, tmp_path: Path) -> None:
+def test_benchmark_rows_and_reuse(sasrec_run: Path, tmp_path: Path, eval_script) -> None:
     work, out = tmp_path / "work", tmp_path / "RESULTS.md"
+    run_benchmark = functools.partial(run_script, eval_script("llm").LLM_ROWS)
     first = run_benchmark(sasrec_run, work, out)
     assert first.returncode == 0, first.stderr[-3000:]
     rows = {row["model"]: row for row in json.loads((tmp_path / "results.json").read_text())}
@@ -84,12 +80,12 @@ def test_benchmark_rows_and_reuse(sasrec_run: Path, tmp_path: Path) -> None:
     assert len(recipe_entry["row"]["test_ranks"]) == len(recipe_entry["row"]["valid_ranks"]) == 6
 
 
-def test_groups_split_targets_by_popularity_and_histories_by_length() -> None:
+def test_groups_split_targets_by_popularity_and_histories_by_length(eval_script) -> None:
     from types import SimpleNamespace
 
     import numpy as np
 
-    benchmark = load_benchmark()
+    benchmark = eval_script("llm")
     counts = np.array([0, 40, 25, 15, 10, 6, 4])  # item 0 is padding; 100 interactions
     examples = [SimpleNamespace(target=t, position=p) for t, p in ((1, 50), (2, 8), (3, 30), (6, 12), (4, 90))]
     groups = benchmark.groups_of(examples, counts)
@@ -100,8 +96,8 @@ def test_groups_split_targets_by_popularity_and_histories_by_length() -> None:
     assert groups["short history"].tolist() == [False, True, False, True, False]  # 8 and 12: at most the 25th pct, 12
 
 
-def test_a_kept_llm_row_stands_only_for_its_teachers_weights(sasrec_run: Path, tmp_path: Path) -> None:
-    benchmark = load_benchmark()
+def test_a_kept_llm_row_stands_only_for_its_teachers_weights(sasrec_run: Path, tmp_path: Path, eval_script) -> None:
+    benchmark = eval_script("llm")
     work = tmp_path / "work"
     teacher = work / "sasrec"
     shutil.copytree(sasrec_run, teacher)

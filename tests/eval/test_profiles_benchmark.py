@@ -4,22 +4,15 @@ test against the every-earlier-review row. Scoring itself runs in the benchmark 
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[2] / "eval" / "profiles" / "benchmark.py"
 STAMP = {"date": "2026-12-06", "command": "python eval/profiles/benchmark.py", "machine": "2 CPU cores (x86_64)"}
 BUILD = {"applied": 10, "failed": 0, "failed_now": 0, "extract_seconds_per_review": 0.3}
 
 
-@pytest.fixture(scope="module")
-def bench():
-    spec = importlib.util.spec_from_file_location("profiles_benchmark", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+@pytest.fixture()
+def bench(eval_script):
+    return eval_script("profiles")
 
 
 def entry(ndcg: float, tokens: float) -> dict:

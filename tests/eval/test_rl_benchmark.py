@@ -5,7 +5,6 @@ stood in for by recording the ``llmrec rl`` command (tests/training/test_rl.py t
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 from pathlib import Path
@@ -13,14 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[2] / "eval" / "rl" / "benchmark.py"
-
 
 @pytest.fixture()
-def bench(monkeypatch: pytest.MonkeyPatch):
-    spec = importlib.util.spec_from_file_location("rl_benchmark", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+def bench(monkeypatch: pytest.MonkeyPatch, eval_script):
+    module = eval_script("rl")
     commands: list[list[str]] = []
 
     def record(*args: str) -> None:
