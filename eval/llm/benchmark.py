@@ -12,7 +12,8 @@ given), the base LLM zero-shot (text prompts), and LoRA fine-tunings of the ship
 ``adapters/smollm2-sasrec-mlp.yaml`` that differ from it in one named change (``LLM_ROWS``): titles only,
 ``<item-emb>`` alone with SASRec ids, ``<item-emb>`` plus SASRec's user state as ``<user-emb>`` (the recipe),
 ``<item-emb>`` alone with SASRec + MiniLM vectors, and the recipe correcting SASRec's own scores (``prior``; with
-a wider adapter, ``prior-r64``; with examples from every training position, ``prior-all``).
+a wider adapter, ``prior-r64``; with examples from every training position, ``prior-all``; with both,
+``prior-r64-all``).
 (Titled prompts, ``Title <item-emb>``, are about four times longer: on 2 cores a titled row trains for over an
 hour, which is why only the titles-only row has them.)
 Each fine-tuning runs as its own ``llmrec sft`` process on the recipe written to ``WORK/recipe-NAME.yaml`` (its
@@ -91,6 +92,15 @@ LLM_ROWS = {
     "prior-all": (
         "the prior row with examples from every training position (examples_per_user 0)",
         {"task": {"prior": 1.0, "examples_per_user": 0}, "trainer": {"distill": 0.0}},
+    ),
+    # The two above together: the wider adapter over the more varied histories.
+    "prior-r64-all": (
+        "the prior row with LoRA r 64 (alpha 128) and examples from every training position",
+        {
+            "task": {"prior": 1.0, "examples_per_user": 0},
+            "trainer": {"distill": 0.0},
+            "lora": {"r": 64, "lora_alpha": 128},
+        },
     ),
 }
 
