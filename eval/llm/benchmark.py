@@ -5,23 +5,23 @@
     .venv/bin/python eval/llm/benchmark.py --sasrec runs/sasrec     # reuse a trained SASRec run
     .venv/bin/python eval/llm/benchmark.py --skip zero-shot,text      # leave rows out (named in the RESULTS command)
     .venv/bin/python eval/llm/benchmark.py --splits valid --seeds 1 --skip gru4rec,zero-shot,text,id-vector,hybrid
-                                                                    # develop a lever: validation only, printed
+                                                                    # choose a lever: validation only, printed
 
 Rows: random scores, popularity, the encoders (SASRec, GRU4Rec: trained here with their default configs, or
 given), the base LLM zero-shot (text prompts), and LoRA fine-tunings of the shipped recipe
-``adapters/smollm2-sasrec-mlp.yaml`` that differ from it in one named change (``LLM_ROWS``): titles only,
-``<item-emb>`` alone with SASRec ids, ``<item-emb>`` plus SASRec's user state as ``<user-emb>`` (the recipe),
-``<item-emb>`` alone with SASRec + MiniLM vectors, and the recipe correcting SASRec's own scores (``prior``; with
-a wider adapter, ``prior-r64``; with examples from every training position, ``prior-all``; with both,
-``prior-r64-all``).
+``adapters/smollm2-sasrec-mlp.yaml`` (``<item-emb>`` plus SASRec's user state as ``<user-emb>``, correcting
+SASRec's own scores) and of it with one named change (``LLM_ROWS``): titles only, ``<item-emb>`` alone with SASRec
+ids, ``<item-emb>`` alone with SASRec + MiniLM vectors. The rows the recipe's levers were chosen with (``VALID_ONLY``:
+the former, distilled recipe and each lever taken back) are scored with ``--splits valid`` alone; the full run
+shows their kept validation rows.
 (Titled prompts, ``Title <item-emb>``, are about four times longer: on 2 cores a titled row trains for over an
 hour, which is why only the titles-only row has them.)
 Each fine-tuning runs as its own ``llmrec sft`` process on the recipe written to ``WORK/recipe-NAME.yaml`` (its
 wall time and peak memory are its own). Every row ranks the c20 candidates of the same users of the valid and
 the test split (the first ``--users`` of each, or all): HR@1, NDCG@5, NDCG@10, and how each row answers. SASRec
-and the recipe run ``--seeds`` seeds (seed i of the recipe distils seed i of SASRec), and the recipe is compared
-with its teacher by paired bootstrap intervals over users, overall and by the target's popularity and the length
-of the user's history. Nothing is chosen here: each row says what was chosen on which split before.
+and the recipe run ``--seeds`` seeds (seed i of the recipe is trained from seed i of SASRec), and the recipe is
+compared with its teacher by paired bootstrap intervals over users, overall and by the target's popularity and the
+length of the user's history. Nothing is chosen here: each row says what was chosen on which split before.
 
 Each row's per-user ranks and figures are kept in the repository (``--evidence``, ``eval/llm/kept/``): a run of
 several hours goes on in a later session, on another machine, where ``--work`` (the trained runs) is gone, and
@@ -49,60 +49,51 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 RECIPE = ROOT / "llmrec" / "recipes" / "smollm2-sasrec-mlp.yaml"
 BUDGET_FILE = "benchmark-budget.json"  # in each LLM run: the recipe text, --steps and encoder it was trained from
-# The LLM rows: the shipped recipe with these changes, nothing else (name: label, recipe changes).
+# The LLM rows: the shipped recipe with these changes, nothing else (name: label, recipe changes). The recipe adds
+# SASRec's own scores to the LLM's (task.prior), which needs SASRec's user state in the prompt: a row without it
+# drops the prior too.
+FORMER = {"r": 16, "lora_alpha": 32}  # the recipe's adapter before the prior levers were chosen on validation
 LLM_ROWS = {
+    "recipe": (
+        "LLM + LoRA + SASRec ID projector, `<item-emb>` + `<user-emb>`, correcting SASRec's scores (the recipe)",
+        {},
+    ),
     # Titles carry no vectors to score the candidates with: this row answers with the candidate's letter.
     "text": (
         "LLM + LoRA, titles only (letter verbalizer)",
         {
             "representation": "none",
-            "task": {"user_vector": False, "output": "verbalizer"},
-            # the answer tokens' LM loss (item_loss and distill are for item scores)
-            "trainer": {"item_loss": "candidates", "distill": 0.0},
+            "task": {"user_vector": False, "output": "verbalizer", "prior": 0.0},
+            "trainer": {"item_loss": "candidates"},  # the answer tokens' LM loss (item_loss is for item scores)
         },
     ),
-    # Without SASRec's user state in the prompt, the recipe's distillation from SASRec's scores has no input.
     "id-vector": (
         "LLM + LoRA + SASRec ID projector, `<item-emb>` only",
-        {"task": {"user_vector": False}, "trainer": {"distill": 0.0}},
-    ),
-    "recipe": (
-        "LLM + LoRA + SASRec ID projector, `<item-emb>` + `<user-emb>`, distilled from SASRec (the recipe)",
-        {},
+        {"task": {"user_vector": False, "prior": 0.0}},
     ),
     # The recipe's vector prompts with SASRec + MiniLM item vectors (the user state is SASRec's alone: id only).
     "hybrid": (
         "LLM + LoRA + hybrid (SASRec + MiniLM) projector, `<item-emb>` only",
-        {"representation": "hybrid", "task": {"user_vector": False}, "trainer": {"distill": 0.0}},
+        {"representation": "hybrid", "task": {"user_vector": False, "prior": 0.0}},
     ),
-    # SASRec's own score of each item added to the LLM's (task.prior): the LLM learns a correction of its teacher
-    # rather than the whole ranking; distilling towards the teacher would pull that correction to nothing.
-    "prior": (
-        "LLM + LoRA + SASRec ID projector, `<item-emb>` + `<user-emb>`, correcting SASRec's scores (prior 1.0)",
-        {"task": {"prior": 1.0}, "trainer": {"distill": 0.0}},
+    # The recipe as it was before the levers below: it learns the whole ranking, pulled towards SASRec's catalog
+    # distribution, with the narrower adapter on each user's last eight training positions.
+    "distilled": (
+        "the former recipe: distilled from SASRec (distill 1.0) instead of correcting it, LoRA r 16, last eight "
+        "training positions per user",
+        {"task": {"prior": 0.0, "examples_per_user": 8}, "trainer": {"distill": 1.0}, "lora": FORMER},
     ),
-    # The prior row with a four times wider adapter (lora_alpha kept at twice r, as the recipe's): more room for the
-    # correction, at the same steps.
-    "prior-r64": (
-        "the prior row with LoRA r 64 (alpha 128)",
-        {"task": {"prior": 1.0}, "trainer": {"distill": 0.0}, "lora": {"r": 64, "lora_alpha": 128}},
-    ),
-    # The prior row drawing its 2,400 training examples from every position of each user's training sequence
-    # instead of the last eight: more varied histories at the same steps.
-    "prior-all": (
-        "the prior row with examples from every training position (examples_per_user 0)",
-        {"task": {"prior": 1.0, "examples_per_user": 0}, "trainer": {"distill": 0.0}},
-    ),
-    # The two above together: the wider adapter over the more varied histories.
-    "prior-r64-all": (
-        "the prior row with LoRA r 64 (alpha 128) and examples from every training position",
-        {
-            "task": {"prior": 1.0, "examples_per_user": 0},
-            "trainer": {"distill": 0.0},
-            "lora": {"r": 64, "lora_alpha": 128},
-        },
+    # The levers, each taken back alone (measured on validation only, where they were chosen).
+    "r16": ("the recipe with LoRA r 16 (alpha 32)", {"lora": FORMER}),
+    "last8": ("the recipe trained on each user's last eight positions", {"task": {"examples_per_user": 8}}),
+    "r16-last8": (
+        "the recipe with LoRA r 16 on each user's last eight positions",
+        {"task": {"examples_per_user": 8}, "lora": FORMER},
     ),
 }
+# Rows measured on validation alone, to choose the recipe: `--skip`ped by the full run, shown from their kept
+# validation rows.
+VALID_ONLY = ("distilled", "r16", "last8", "r16-last8")
 
 
 SPLITS = ("valid", "test")
@@ -116,8 +107,9 @@ TUNING = {
     "gru4rec": "the library's defaults (early stopping on valid NDCG@10); its defaults were changed while looking "
     "at test NDCG in an earlier version (see eval/encoders/RESULTS.md)",
     "zero-shot": "nothing to tune",
-    "recipe": "the recipe's `item_loss: catalog` and later steps were adopted on test HR@1 before validation was "
-    "used; nothing chosen since",
+    "recipe": "its prior, LoRA r 64 and examples from every training position were chosen on validation (one seed, "
+    "see the choices below); its earlier `item_loss: catalog` and step budget were adopted on test HR@1 before "
+    "validation was used",
     "other": "the recipe with one change named by the row; nothing chosen here",
 }
 
@@ -252,6 +244,21 @@ def budget_of(recipe_text: str, steps: int, encoder: str = "") -> str:
     return json.dumps(values, sort_keys=True)
 
 
+def same_budget(kept: str, wanted: str) -> bool:
+    """Whether a kept budget (``budget_of`` when it was kept) is ``wanted``, read by the current code: a recipe
+    field added since the row was kept, at its default, changes nothing."""
+    import yaml
+
+    if kept == wanted:
+        return True
+    try:
+        values = json.loads(kept)
+        encoder = values.pop("encoder_weights")
+    except (ValueError, KeyError, AttributeError):
+        return False
+    return budget_of(yaml.safe_dump(values), 0, encoder) == wanted
+
+
 def train_llm_run(
     name: str, sasrec: Path, work: Path, steps: int, index: int = 0, digest: str = ""
 ) -> tuple[dict[str, Any], str]:
@@ -362,7 +369,9 @@ def llm_row(name: str, index: int, teacher: Path, args: argparse.Namespace, kept
     if digest is None:
         return None
     recipe = row_recipe(name, teacher, args.work, index)
-    return kept.row(seeded(name, index), budget_of(recipe.read_text(), args.steps, digest))
+    found = kept.entry(seeded(name, index))
+    wanted = budget_of(recipe.read_text(), args.steps, digest)
+    return found["row"] if found is not None and same_budget(found["what"], wanted) else None
 
 
 def llm_ranks(recommender: Any, examples: dict[str, list], name: str) -> dict[str, Any]:
@@ -456,6 +465,42 @@ def teacher_section(
     return [*lines, ""]
 
 
+def valid_choices(args: argparse.Namespace, teacher: Path, users: int) -> list[str]:
+    """A section of how the recipe was chosen: each LLM row kept from a ``--splits valid`` run (``EVIDENCE/valid``)
+    for its current definition and the first SASRec seed's weights, against that seed, paired over the validation
+    users (one seed each side). Empty when nothing is kept for this budget and these users."""
+    from llmrec.ranking.intervals import paired_bootstrap, per_user
+
+    kept = Kept(args.evidence / "valid", users)
+    base = kept.entry("sasrec")
+    digest = teacher_weights("recipe", teacher, 0, Kept(args.evidence, users))
+    if base is None or base["row"]["digest"] != digest:
+        return []
+    sasrec = np.array(base["row"]["valid_ranks"])
+    lines = [
+        "## Choices made on validation",
+        "",
+        f"The recipe's levers were chosen on the {users} validation users before test was scored, one seed each "
+        "side: each LLM row below (`--splits valid`, kept in `eval/llm/kept/valid/`) against the first SASRec seed "
+        "it was trained from, LLM minus SASRec with a 95% bootstrap interval over users.",
+        "",
+        f"| row | valid HR@1 | HR@1 difference (SASRec {per_user(sasrec, 'hr@1').mean():.4f}) | "
+        "NDCG@10 difference | train |",
+        "| --- | ---: | --- | --- | ---: |",
+    ]
+    found = 0
+    for name, (label, _) in LLM_ROWS.items():
+        row = llm_row(name, 0, teacher, args, kept) if uses_teacher(name) else None
+        if row is None:
+            continue
+        found += 1
+        ranks = np.array(row["valid_ranks"])
+        hr, ndcg = (paired_bootstrap(per_user(ranks, m), per_user(sasrec, m)) for m in ("hr@1", "ndcg@10"))
+        train = f"{row['train_seconds'] / 60:.1f} min" if row.get("train_seconds") else "-"
+        lines.append(f"| {label} | {hr.mean_a:.4f} | {hr.describe()} | {ndcg.describe()} | {train} |")
+    return [*lines, ""] if found else []
+
+
 def write_results(
     out: Path,
     rows: list[dict[str, Any]],
@@ -463,8 +508,10 @@ def write_results(
     wall: float,
     users: int,
     groups: dict[str, dict[str, np.ndarray]],
+    choices: list[str],
 ) -> None:
-    """RESULTS.md: the table, the recipe against its teacher, and how it was measured."""
+    """RESULTS.md: the table, the recipe against its teacher, the choices made on validation (``valid_choices``)
+    and how it was measured."""
     budget = f"{args.steps} optimiser steps each (a reduced budget)" if args.steps else "the recipe's budget"
     lines = [
         "# LLM-recommender benchmark: ML-100K, c20 (LLaRA's 20-candidate protocol)",
@@ -476,8 +523,9 @@ def write_results(
         f"Every row ranks the same candidates of the same {users} users of each split (the c20 protocol's target + "
         "19 unseen items, saved with the split). LLM rows: the bundled SmolLM2-135M-Instruct, the shipped recipe "
         f"`adapters/smollm2-sasrec-mlp.yaml` (rank task, 10 history items) trained for {budget}; "
-        "only how items reach the LLM differs (`LLM_ROWS` in the script). Scores: each candidate's projected "
-        "vector dotted with the LLM's last hidden state (the recipe's `output: item`); for the titles-only row and "
+        "the other rows change it as their names say (`LLM_ROWS` in the script). Scores: each candidate's "
+        "projected vector dotted with the LLM's last hidden state (the recipe's `output: item`), plus SASRec's own "
+        "score of it in the rows with the recipe's `prior`; for the titles-only row and "
         "the zero-shot LLM, each label's log-probability as the complete answer; "
         "ties count against the target. answer = how the row's served answer is chosen (every row here serves its "
         "best-scored candidate, so its answer is a candidate by construction: no valid ratio is claimed). "
@@ -506,7 +554,7 @@ def write_results(
         )
     lines += ["", "What was chosen while looking at which split, per row:", ""]
     lines += [f"- {row['model']}: {row['tuned']}." for row in rows]
-    lines += ["", *teacher_section(rows, groups)]
+    lines += ["", *teacher_section(rows, groups), *choices]
     lines += [
         "## Published, other setups",
         "",
@@ -603,12 +651,16 @@ def main() -> None:
     users = len(examples["valid"])
     # validation-only rows are kept apart: a full run scores both splits of the same training again
     kept = Kept(args.evidence if args.splits == "valid,test" else args.evidence / "valid", users)
+    teachers = [args.sasrec if args.sasrec and i == 0 else args.work / seeded("sasrec", i) for i in range(args.seeds)]
+    choices = valid_choices(args, teachers[0], users) if "test" in splits else []
+    if "test" in splits:  # rows for choosing the recipe are scored on validation alone
+        skip |= set(VALID_ONLY)
 
     def add(row: dict[str, Any]) -> None:
         rows.append(row)
         print(json.dumps({k: v for k, v in row.items() if k != "ranks"}), file=sys.stderr)
         if "test" in splits:
-            write_results(args.out, rows, args, time.perf_counter() - started, users, groups)
+            write_results(args.out, rows, args, time.perf_counter() - started, users, groups, choices)
 
     def scored(scores_of: Any) -> dict[str, list[int]]:
         return {f"{w}_ranks": ranks_of(scores_of(w, found), found).tolist() for w, found in examples.items()}
@@ -617,7 +669,6 @@ def main() -> None:
     add(summarise("random", TUNING["random"], [scored(lambda w, found: rng.random((len(found), 20)))]))
     popularity = [scored(lambda w, found: np.array([[counts[c] for c in e.candidates] for e in found], dtype=float))]
     add(summarise("pop", TUNING["pop"], popularity))
-    teachers = [args.sasrec if args.sasrec and i == 0 else args.work / seeded("sasrec", i) for i in range(args.seeds)]
     # An LLM row still to train needs its teacher's weights: a teacher known only by its kept row is trained again
     # first, so that the SASRec row below is scored with the weights the new fine-tuning distils (no row mixes two
     # trainings of one seed).

@@ -109,7 +109,8 @@ def _fine_tune_and_recommend(dataset_name: str, encoder_run: Path, run: Path) ->
             shutil.rmtree(run)
         _say(
             f"\nLLM recommender: {DEMO_SFT_STEPS} LoRA steps of SmolLM2-135M reading SASRec item embeddings through "
-            "an MLP projector (recipe smollm2-sasrec-mlp, shortened; `llmrec sft` runs the whole recipe)"
+            "an MLP projector and correcting SASRec's scores (recipe smollm2-sasrec-mlp, shortened; `llmrec sft` "
+            "runs the whole recipe)"
         )
         overrides = {"dataset": dataset_name, "encoder": str(encoder_run)}
         short = {"max_steps": DEMO_SFT_STEPS, "save_steps": DEMO_SFT_STEPS}

@@ -47,6 +47,7 @@ def test_benchmark_rows_and_reuse(sasrec_run: Path, tmp_path: Path, eval_script)
     assert rows["base LLM zero-shot"]["answers"] == recipe["answers"] == "scored: always a candidate"
     assert not any("valid_ratio" in row for row in rows.values())  # valid by construction: no ratio claimed
     assert "| base LLM zero-shot |" in out.read_text() and "2 optimiser steps each" in out.read_text()
+    assert "## Choices made on validation" not in text  # nothing scored on validation alone yet
 
     evidence = tmp_path / "kept"
     kept = {path.name: path.stat().st_mtime_ns for path in evidence.glob("*.json")}
@@ -75,6 +76,10 @@ def test_benchmark_rows_and_reuse(sasrec_run: Path, tmp_path: Path, eval_script)
     assert not (work / "sft-recipe").exists()  # nothing trained again
     assert {path.name: path.stat().st_mtime_ns for path in evidence.glob("*.json")} == kept
     assert json.loads((tmp_path / "results.json").read_text()) == list(rows.values())
+    # the validation-only run's rows are shown as the choices made on validation, against the same SASRec seed
+    choices = out.read_text().split("## Choices made on validation")[1].split("##")[0]
+    (line,) = (line for line in choices.splitlines() if line.startswith(f"| {recipe['model']} |"))
+    assert line.split(" | ")[1] == f"{recipe['valid']['hr@1']:.4f}"
     recipe_entry = json.loads((evidence / "recipe.json").read_text())
     assert recipe_entry["users"] == 6 and recipe_entry["row"]["steps"] == 2
     assert len(recipe_entry["row"]["test_ranks"]) == len(recipe_entry["row"]["valid_ranks"]) == 6
@@ -110,6 +115,14 @@ def test_a_kept_llm_row_stands_only_for_its_teachers_weights(sasrec_run: Path, t
     kept.keep("recipe", what, row)
     assert benchmark.llm_row("recipe", 0, teacher, args, kept) == row
     assert benchmark.llm_row("recipe", 0, teacher, argparse.Namespace(work=work, steps=3), kept) is None  # budget
+    older = json.loads(what)
+    del older["task"]["counts"]  # kept by an llmrec without that field: its default is what was trained
+    kept.keep("recipe", json.dumps(older), row)
+    assert benchmark.llm_row("recipe", 0, teacher, args, kept) == row
+    older["task"]["max_history"] += 1
+    kept.keep("recipe", json.dumps(older), row)
+    assert benchmark.llm_row("recipe", 0, teacher, args, kept) is None  # a field that differs
+    kept.keep("recipe", what, row)
 
     shutil.rmtree(teacher)  # the teacher's run is gone: its kept row names the weights
     assert benchmark.llm_row("recipe", 0, teacher, args, kept) is None  # and nothing of it is kept
