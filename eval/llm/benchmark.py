@@ -413,6 +413,17 @@ def summarise(model: str, tuning: str, seeds: list[dict[str, Any]], **extra: Any
     return row | extra
 
 
+def median_of(seeds: list[dict[str, Any]], key: str) -> float | None:
+    """The median of figure ``key`` over the seeds that have it (None: none has): one seed trained beside other
+    work does not stand for the row.
+
+    >>> median_of([{"s": 10.0}, {"s": 90.0}, {"s": 12.0}, {}], "s")
+    12.0
+    """
+    values = [seed[key] for seed in seeds if seed.get(key)]
+    return float(np.median(values)) if values else None
+
+
 def cell(row: dict[str, Any], metric: str) -> str:
     """A metric, with its standard deviation over seeds when there are several."""
     sd = row.get(f"{metric}_sd")
@@ -531,10 +542,11 @@ def write_results(
         "best-scored candidate, so its answer is a candidate by construction: no valid ratio is claimed). "
         f"SASRec and the recipe run {args.seeds} seed(s) each (test figures: mean ± standard deviation over "
         "seeds); the other rows one. Test metrics in the first columns; valid ones, where choices are made, after "
-        "them. Train = wall time of the (first seed's) training process (with the torch threads it ran on); "
-        "peak = its peak resident memory. Each row's per-user ranks and figures are kept in `eval/llm/kept/` and "
-        "reused by later invocations while what they scored is unchanged (the same recipe, budget and teacher "
-        "weights; see `Kept` in the script), so a row may come from an earlier invocation.",
+        "them. Train = wall time of the training process (with the torch threads it ran on), the median over "
+        "seeds; peak = the highest peak resident memory of its seeds; s/user likewise a median. Each row's "
+        "per-user ranks and figures are kept in `eval/llm/kept/` and reused by later invocations while what they "
+        "scored is unchanged (the same recipe, budget and teacher weights; see `Kept` in the script), so a row may "
+        "come from an earlier invocation.",
         "",
         "| model | seeds | HR@1 | NDCG@5 | NDCG@10 | valid HR@1 | valid NDCG@10 | answer | train | peak MiB | "
         "s/user (eval) |",
@@ -689,7 +701,7 @@ def main() -> None:
             run = given if given and index == 0 else args.work / seeded(name, index)
             score = lambda run: scored(lambda w, found: encoder_scores(run, split, found, w))  # noqa: E731
             seeds.append(encoder_row(name, run, args.work, index, kept, score, given=bool(given) and index == 0))
-        add(summarise(name, TUNING[name], seeds, train_seconds=seeds[0]["wall_seconds"], key=name))
+        add(summarise(name, TUNING[name], seeds, train_seconds=median_of(seeds, "wall_seconds"), key=name))
 
     if "zero-shot" not in skip:
         what = f"{load_recipe(RECIPE).base_model}\n{task!r}"
@@ -710,8 +722,9 @@ def main() -> None:
                 figures = {k: trained.get(k) for k in ("train_seconds", "threads", "peak_rss_mib", "steps")}
                 found = kept.keep(seeded(name, index), what, {**llm_ranks(recommender, examples, name), **figures})
             seeds.append(found)
-        first = seeds[0]
-        figures = {k: first.get(k) for k in ("train_seconds", "threads", "peak_rss_mib", "steps", "seconds_per_user")}
+        figures = {k: seeds[0].get(k) for k in ("threads", "steps")}
+        figures |= {k: median_of(seeds, k) for k in ("train_seconds", "seconds_per_user")}
+        figures["peak_rss_mib"] = max((seed.get("peak_rss_mib") or 0.0 for seed in seeds), default=0.0) or None
         add(summarise(label, TUNING["recipe" if name == "recipe" else "other"], seeds, key=name, **figures))
     print(args.out.read_text() if "test" in splits else valid_report(rows, groups, users))
 

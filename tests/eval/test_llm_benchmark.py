@@ -131,3 +131,11 @@ def test_a_kept_llm_row_stands_only_for_its_teachers_weights(sasrec_run: Path, t
     kept.keep("sasrec", "0" * 64, {"valid_ranks": [2] * 6, "test_ranks": [3] * 6, "digest": "0" * 64})
     assert benchmark.llm_row("recipe", 0, teacher, args, kept) is None  # a teacher trained again: retrain
     assert benchmark.Kept(tmp_path / "kept", users=7).row("recipe", what) is None  # other users: scored anew
+
+
+def test_a_rows_training_figures_are_the_median_over_its_seeds(eval_script) -> None:
+    benchmark = eval_script("llm")
+    seeds = [{"wall_seconds": 5650.0}, {"wall_seconds": 400.0}, {"wall_seconds": 420.0}]
+    assert benchmark.median_of(seeds, "wall_seconds") == 420.0  # one seed trained beside other work stands out
+    assert benchmark.median_of([{"train_seconds": 10.0}, {}], "train_seconds") == 10.0  # a kept row without it
+    assert benchmark.median_of([{}], "train_seconds") is None
