@@ -724,7 +724,7 @@ def main() -> None:
             seeds.append(found)
         figures = {k: seeds[0].get(k) for k in ("threads", "steps")}
         figures |= {k: median_of(seeds, k) for k in ("train_seconds", "seconds_per_user")}
-        figures["peak_rss_mib"] = max((seed.get("peak_rss_mib") or 0.0 for seed in seeds), default=0.0) or None
+        figures["peak_rss_mib"] = max((s["peak_rss_mib"] for s in seeds if s.get("peak_rss_mib")), default=None)
         add(summarise(label, TUNING["recipe" if name == "recipe" else "other"], seeds, key=name, **figures))
     print(args.out.read_text() if "test" in splits else valid_report(rows, groups, users))
 
