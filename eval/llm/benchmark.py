@@ -91,9 +91,17 @@ LLM_ROWS = {
         {"task": {"examples_per_user": 8}, "lora": FORMER},
     ),
 }
+LLM_ROWS["holdout4"] = (
+    "the recipe stacked on a SASRec trained without each user's last four training items, learning from those four",
+    {"task": {"examples_per_user": 4}},
+)
+# Rows whose teacher is a SASRec trained without each user's last N training items (`llmrec encoder train
+# --holdout N`): they learn their correction on positions that teacher has not fitted, as it has not fitted the
+# validation and test targets. Their teacher is its own encoder row (`teacher_of`).
+HOLDOUT = {"holdout4": 4}
 # Rows measured on validation alone, to choose the recipe: `--skip`ped by the full run, shown from their kept
 # validation rows.
-VALID_ONLY = ("distilled", "r16", "last8", "r16-last8")
+VALID_ONLY = ("distilled", "r16", "last8", "r16-last8", "holdout4")
 
 
 SPLITS = ("valid", "test")
@@ -175,15 +183,25 @@ def encoder_scores(run: Path, split: Any, examples: list, which: str = "test") -
         return model.score(torch.from_numpy(seqs), candidates).float().numpy()
 
 
+def teacher_of(name: str) -> str:
+    """The encoder row LLM row ``name`` is trained from: ``sasrec``, or ``sasrec-holdoutN`` for a ``HOLDOUT`` row.
+
+    >>> teacher_of("recipe"), teacher_of("holdout4")
+    ('sasrec', 'sasrec-holdout4')
+    """
+    return f"sasrec-holdout{HOLDOUT[name]}" if name in HOLDOUT else "sasrec"
+
+
 def train_encoder_run(name: str, work: Path, index: int = 0) -> tuple[Path, float]:
-    """Train encoder ``name`` with its default config at seed ``index`` (skipped when already trained); wall
-    seconds."""
+    """Train encoder row ``name`` (a model, or ``MODEL-holdoutN``: trained with ``--holdout N``) with its default
+    config at seed ``index`` (skipped when already trained); wall seconds."""
     run = work / seeded(name, index)
     if finished(run):
         return run, json.loads((run / "metrics.json").read_text()).get("wall_seconds", 0.0)
     started = time.perf_counter()
-    command = [sys.executable, "-m", "llmrec", "encoder", "train", "--dataset", "ml-100k", "--model", name]
-    command += ["--seed", str(SEED_BASE["encoder"] + index)]
+    model, _, holdout = name.partition("-holdout")
+    command = [sys.executable, "-m", "llmrec", "encoder", "train", "--dataset", "ml-100k", "--model", model]
+    command += ["--seed", str(SEED_BASE["encoder"] + index)] + (["--holdout", holdout] if holdout else [])
     resume = ["--resume"] if (run / "config.yaml").exists() else []
     subprocess.run([*command, "--out", str(run), *resume], check=True)
     return run, time.perf_counter() - started
@@ -297,8 +315,8 @@ class Kept:
     benchmark of several hours continues from them in a later session, on another machine, where ``--work`` (the
     trained runs) is gone; an entry of anything else than what is asked for now is scored again."""
 
-    def __init__(self, root: Path, users: int) -> None:
-        self.root, self.users = root, users
+    def __init__(self, root: Path, users: int, fallback: Path | None = None) -> None:
+        self.root, self.users, self.fallback = root, users, fallback
 
     def _file(self, name: str) -> Path:
         return self.root / f"{name}.json"
@@ -307,6 +325,11 @@ class Kept:
         """What is kept for ``name`` on this benchmark's users, whatever it scored."""
         path = self._file(name)
         found = json.loads(path.read_text()) if path.exists() else None
+        if (found is None or found["users"] != self.users) and self.fallback is not None:
+            # a validation-only run reads a full run's training of the same row; its test stays unscored here
+            found = Kept(self.fallback, self.users).entry(name)
+            if found is not None:
+                found["row"].pop("test_ranks", None)
         return found if found is not None and found["users"] == self.users else None
 
     def row(self, name: str, what: str) -> dict[str, Any] | None:
@@ -358,7 +381,7 @@ def teacher_weights(name: str, teacher: Path, index: int, kept: Kept) -> str | N
         return ""
     if finished(teacher):
         return encoder_digest(teacher)
-    found = kept.entry(seeded("sasrec", index))
+    found = kept.entry(seeded(teacher_of(name), index))
     return None if found is None else found["row"]["digest"]
 
 
@@ -431,28 +454,33 @@ def cell(row: dict[str, Any], metric: str) -> str:
 
 
 def teacher_section(
-    rows: list[dict[str, Any]], groups: dict[str, dict[str, np.ndarray]], key: str = "recipe"
+    rows: list[dict[str, Any]],
+    groups: dict[str, dict[str, np.ndarray]],
+    key: str = "recipe",
+    against: str = "sasrec",
 ) -> list[str]:
-    """LLM row ``key`` (the recipe) against its SASRec teacher, paired over users (each user's metric averaged over
-    seeds), overall and per group, on each scored split (those of ``groups``)."""
+    """LLM row ``key`` (the recipe) against row ``against`` (its SASRec teacher), paired over users (each user's
+    metric averaged over seeds), overall and per group, on each scored split (those of ``groups``)."""
     from llmrec.ranking.intervals import paired_bootstrap, per_user
 
     recipe = next((r for r in rows if r.get("key") == key), None)
-    teacher = next((r for r in rows if r.get("key") == "sasrec"), None)
+    teacher = next((r for r in rows if r.get("key") == against), None)
     if recipe is None or teacher is None:
         return []
     title = "The recipe" if key == "recipe" else f"`{key}` ({recipe['model']})"
+    other = "SASRec" if against == "sasrec" else f"`{against}`"
+    heading = "its SASRec teacher" if against == teacher_of(key) == "sasrec" else other
     lines = [
-        f"## {title} against its SASRec teacher",
+        f"## {title} against {heading}",
         "",
-        f"Seed i of the LLM row is trained from seed i of SASRec ({recipe['seeds']} and {teacher['seeds']} seeds); "
-        "each user's metric is averaged over each side's seeds, and the difference (LLM minus SASRec) has a "
+        f"Seed i of the LLM row is paired with seed i of {other} ({recipe['seeds']} and {teacher['seeds']} seeds); "
+        f"each user's metric is averaged over each side's seeds, and the difference (LLM minus {other}) has a "
         "95% bootstrap interval over users (10,000 resamples). The LLM beats its teacher only where the whole "
         "interval is above zero. Groups: the target's popularity (head, torso, tail: items ordered by training "
         "interactions, cut where the items before them hold a third and two thirds of them) and the quarter of "
         "users with the shortest histories.",
         "",
-        "| split | users | LLM HR@1 | SASRec HR@1 | HR@1 difference | NDCG@10 difference | beats |",
+        f"| split | users | LLM HR@1 | {other} HR@1 | HR@1 difference | NDCG@10 difference | beats |",
         "| --- | --- | ---: | ---: | --- | --- | --- |",
     ]
     for which in groups:
@@ -476,39 +504,57 @@ def teacher_section(
     return [*lines, ""]
 
 
-def valid_choices(args: argparse.Namespace, teacher: Path, users: int) -> list[str]:
-    """A section of how the recipe was chosen: each LLM row kept from a ``--splits valid`` run (``EVIDENCE/valid``)
-    for its current definition and the first SASRec seed's weights, against that seed, paired over the validation
-    users (one seed each side). Empty when nothing is kept for this budget and these users."""
+def valid_choices(args: argparse.Namespace, teacher_run: Any, users: int) -> list[str]:
+    """A section of how the recipe was chosen: each LLM row kept from a ``--splits valid`` run (``EVIDENCE/valid``,
+    and the recipe's seeds of the full run) for its current definition and its teachers' weights (``teacher_run``:
+    encoder row and seed to its run), against SASRec's same seeds, paired over the validation users. Empty when
+    nothing is kept for this budget and these users."""
     from llmrec.ranking.intervals import paired_bootstrap, per_user
 
-    kept = Kept(args.evidence / "valid", users)
-    base = kept.entry("sasrec")
-    digest = teacher_weights("recipe", teacher, 0, Kept(args.evidence, users))
-    if base is None or base["row"]["digest"] != digest:
-        return []
-    sasrec = np.array(base["row"]["valid_ranks"])
+    kept = Kept(args.evidence / "valid", users, fallback=args.evidence)
+
+    def seeds_of(name: str) -> list[dict[str, Any]]:  # the row's kept seeds 0, 1, ... while each is current
+        found = []
+        for index in range(args.seeds):
+            row = llm_row(name, index, teacher_run(teacher_of(name), index), args, kept)
+            if row is None:
+                break
+            found.append(row)
+        return found
+
+    def averaged(rows: list[dict[str, Any]], metric: str) -> np.ndarray:  # each user's metric over the seeds
+        return np.mean([per_user(np.array(row["valid_ranks"]), metric) for row in rows], axis=0)
+
+    sasrec = [kept.entry(seeded("sasrec", index)) for index in range(args.seeds)]
     lines = [
         "## Choices made on validation",
         "",
-        f"The recipe's levers were chosen on the {users} validation users before test was scored, one seed each "
-        "side: each LLM row below (`--splits valid`, kept in `eval/llm/kept/valid/`) against the first SASRec seed "
-        "it was trained from, LLM minus SASRec with a 95% bootstrap interval over users.",
+        f"The recipe's levers were chosen on the {users} validation users before test was scored: each LLM row "
+        "below (`--splits valid`, kept in `eval/llm/kept/valid/`; the recipe's later seeds from the full run) "
+        "against SASRec's same seeds, each user's metric averaged over the seeds, LLM minus SASRec with a 95% "
+        "bootstrap interval over users. A row on its own teacher (`HOLDOUT`) also shows that teacher's HR@1.",
         "",
-        f"| row | valid HR@1 | HR@1 difference (SASRec {per_user(sasrec, 'hr@1').mean():.4f}) | "
-        "NDCG@10 difference | train |",
-        "| --- | ---: | --- | --- | ---: |",
+        "| row | seeds | valid HR@1 | its teacher's HR@1 | HR@1 difference from SASRec | NDCG@10 difference | train |",
+        "| --- | ---: | ---: | ---: | --- | --- | ---: |",
     ]
     found = 0
-    for name, (label, _) in LLM_ROWS.items():
-        row = llm_row(name, 0, teacher, args, kept) if uses_teacher(name) else None
-        if row is None:
+    for name in ("recipe", *VALID_ONLY):
+        rows = seeds_of(name)
+        base = [entry["row"] for entry in sasrec[: len(rows)] if entry is not None]
+        if not rows or len(base) < len(rows):
             continue
         found += 1
-        ranks = np.array(row["valid_ranks"])
-        hr, ndcg = (paired_bootstrap(per_user(ranks, m), per_user(sasrec, m)) for m in ("hr@1", "ndcg@10"))
-        train = f"{row['train_seconds'] / 60:.1f} min" if row.get("train_seconds") else "-"
-        lines.append(f"| {label} | {hr.mean_a:.4f} | {hr.describe()} | {ndcg.describe()} | {train} |")
+        hr, ndcg = (paired_bootstrap(averaged(rows, m), averaged(base, m)) for m in ("hr@1", "ndcg@10"))
+        teacher = base
+        if name in HOLDOUT:
+            teacher = [kept.entry(seeded(teacher_of(name), index)) for index in range(len(rows))]
+            teacher = [entry["row"] for entry in teacher if entry is not None]
+        own = f"{averaged(teacher, 'hr@1').mean():.4f}" if len(teacher) == len(rows) else "-"
+        train = median_of(rows, "train_seconds")
+        lines.append(
+            f"| {LLM_ROWS[name][0]} | {len(rows)} | {hr.mean_a:.4f} | {own} | {hr.describe()} | {ndcg.describe()} | "
+            f"{f'{train / 60:.1f} min' if train else '-'} |"
+        )
     return [*lines, ""] if found else []
 
 
@@ -604,6 +650,9 @@ def valid_report(rows: list[dict[str, Any]], groups: dict[str, dict[str, np.ndar
     for name in LLM_ROWS:
         if uses_teacher(name):
             lines += teacher_section(rows, groups, name)
+        if name in HOLDOUT:  # against its own, weaker teacher too, and against the recipe it would replace
+            lines += teacher_section(rows, groups, name, teacher_of(name))
+            lines += teacher_section(rows, groups, name, "recipe")
     return "\n".join(lines)
 
 
@@ -662,11 +711,16 @@ def main() -> None:
     rows: list[dict[str, Any]] = []
     users = len(examples["valid"])
     # validation-only rows are kept apart: a full run scores both splits of the same training again
-    kept = Kept(args.evidence if args.splits == "valid,test" else args.evidence / "valid", users)
-    teachers = [args.sasrec if args.sasrec and i == 0 else args.work / seeded("sasrec", i) for i in range(args.seeds)]
-    choices = valid_choices(args, teachers[0], users) if "test" in splits else []
+    full = args.splits == "valid,test"
+    kept = Kept(args.evidence, users) if full else Kept(args.evidence / "valid", users, fallback=args.evidence)
+
+    def teacher_run(name: str, index: int) -> Path:  # the run of encoder row `name`'s seed `index`
+        return args.sasrec if name == "sasrec" and args.sasrec and index == 0 else args.work / seeded(name, index)
+
+    choices = valid_choices(args, teacher_run, users) if "test" in splits else []
     if "test" in splits:  # rows for choosing the recipe are scored on validation alone
         skip |= set(VALID_ONLY)
+    seeded_rows = {"recipe", *VALID_ONLY}  # rows run at every --seeds seed (VALID_ONLY: in valid runs alone)
 
     def add(row: dict[str, Any]) -> None:
         rows.append(row)
@@ -684,24 +738,28 @@ def main() -> None:
     # An LLM row still to train needs its teacher's weights: a teacher known only by its kept row is trained again
     # first, so that the SASRec row below is scored with the weights the new fine-tuning distils (no row mixes two
     # trainings of one seed).
-    llm_seeds = [(n, i) for n in LLM_ROWS if n not in skip for i in range(args.seeds if n == "recipe" else 1)]
-    for index, teacher in enumerate(teachers):
-        untrained = [n for n, i in llm_seeds if i == index and llm_row(n, i, teacher, args, kept) is None]
-        untrained = [n for n in untrained if uses_teacher(n)]
-        if untrained and not finished(teacher):
-            if index == 0 and args.sasrec:
-                raise SystemExit(f"--sasrec {teacher}: not a finished run, and {', '.join(untrained)} need it")
-            print(f"{teacher.name}: needed to train {', '.join(untrained)}; training it", file=sys.stderr)
-            train_encoder_run("sasrec", args.work, index)
-    for name, given in {"sasrec": args.sasrec, "gru4rec": None if "gru4rec" in skip else args.gru4rec}.items():
+    # Validation-only rows (levers) run every seed: a lever is adopted on three seeds, not on one lucky one.
+    llm_seeds = [(n, i) for n in LLM_ROWS if n not in skip for i in range(args.seeds if n in seeded_rows else 1)]
+    for name, index in llm_seeds:
+        teacher = teacher_run(teacher_of(name), index)
+        if not uses_teacher(name) or finished(teacher) or llm_row(name, index, teacher, args, kept) is not None:
+            continue
+        if teacher == args.sasrec:
+            raise SystemExit(f"--sasrec {teacher}: not a finished run, and {name} needs it")
+        print(f"{teacher.name}: needed to train {name}; training it", file=sys.stderr)
+        train_encoder_run(teacher_of(name), args.work, index)
+    holdouts = {teacher_of(n): None for n in HOLDOUT if n not in skip}
+    encoders = {"sasrec": args.sasrec, "gru4rec": None if "gru4rec" in skip else args.gru4rec, **holdouts}
+    for name, given in encoders.items():
         if name in skip:
             continue
         seeds = []
-        for index in range(args.seeds if name == "sasrec" else 1):
+        for index in range(args.seeds if name.startswith("sasrec") else 1):
             run = given if given and index == 0 else args.work / seeded(name, index)
             score = lambda run: scored(lambda w, found: encoder_scores(run, split, found, w))  # noqa: E731
             seeds.append(encoder_row(name, run, args.work, index, kept, score, given=bool(given) and index == 0))
-        add(summarise(name, TUNING[name], seeds, train_seconds=median_of(seeds, "wall_seconds"), key=name))
+        tuning = TUNING.get(name, "the library's defaults with --holdout (early stopping on valid NDCG@10)")
+        add(summarise(name, tuning, seeds, train_seconds=median_of(seeds, "wall_seconds"), key=name))
 
     if "zero-shot" not in skip:
         what = f"{load_recipe(RECIPE).base_model}\n{task!r}"
@@ -713,11 +771,12 @@ def main() -> None:
         if name in skip:
             continue
         seeds = []
-        for index in range(args.seeds if name == "recipe" else 1):
-            found = llm_row(name, index, teachers[index], args, kept)
+        for index in range(args.seeds if name in seeded_rows else 1):
+            teacher = teacher_run(teacher_of(name), index)
+            found = llm_row(name, index, teacher, args, kept)
             if found is None:
-                digest = teacher_weights(name, teachers[index], index, kept) or ""
-                trained, what = train_llm_run(name, teachers[index], args.work, args.steps, index, digest)
+                digest = teacher_weights(name, teacher, index, kept) or ""
+                trained, what = train_llm_run(name, teacher, args.work, args.steps, index, digest)
                 recommender = LLMRecommender.from_run(args.work / f"sft-{seeded(name, index)}")
                 figures = {k: trained.get(k) for k in ("train_seconds", "threads", "peak_rss_mib", "steps")}
                 found = kept.keep(seeded(name, index), what, {**llm_ranks(recommender, examples, name), **figures})

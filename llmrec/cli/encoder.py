@@ -23,6 +23,10 @@ def encoder_train(
     epochs: Annotated[int | None, typer.Option(help="Maximum epochs.")] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
     loss: Annotated[str | None, typer.Option(help="ce, sampled, bce or gbce.")] = None,
+    holdout: Annotated[
+        int | None,
+        typer.Option(help="Leave each user's last N training items out (for an LLM stacked on the encoder)."),
+    ] = None,
     device: DeviceOption = None,
     resume: Annotated[bool, typer.Option(help="Continue the interrupted run in --out.")] = False,
     as_json: JsonFlag = False,
@@ -35,7 +39,7 @@ def encoder_train(
     train_values = dict(values.get("train") or {})
     if loss is not None:
         encoder_values["loss"] = loss
-    given = {"epochs": epochs, "seed": seed, "device": device}
+    given = {"epochs": epochs, "seed": seed, "device": device, "holdout": holdout}
     train_values.update({key: value for key, value in given.items() if value is not None})
     name = model or values.get("model") or "sasrec"
     metrics = train_encoder(out, name, dataset, encoder_values, train_values, resume=resume)

@@ -34,7 +34,8 @@ KIND = "encoder"
 class TrainConfig:
     """How an encoder is trained.
 
-    Optimisation: ``epochs``, ``batch_size``, ``lr``, ``weight_decay``, ``grad_clip``. Examples: ``stride``.
+    Optimisation: ``epochs``, ``batch_size``, ``lr``, ``weight_decay``, ``grad_clip``. Examples: ``stride``,
+    ``holdout``.
     Early stopping: ``patience``, ``valid_metric``, ``mask_history``. Reproducibility and speed: ``seed``,
     ``threads``, ``eval_batch_size``, ``device``.
     """
@@ -58,6 +59,14 @@ class TrainConfig:
             "A recurrent model's windows are max_len + stride - 1 long, so each target sees >= max_len items."
         },
     )
+    holdout: int = field(
+        default=0,
+        metadata={
+            "help": "Leave each user's last N training items out of the encoder's training (at least one item "
+            "stays). A model stacked on the encoder (an LLM correcting its scores) then learns from positions the "
+            "encoder has not fitted, as its validation and test targets are; history at inference is unchanged."
+        },
+    )
     patience: int = field(default=10, metadata={"help": "Stop after this many epochs without a better valid metric."})
     valid_metric: str = field(default="ndcg@10", metadata={"help": "Validation metric (full ranking) to maximise."})
     mask_history: bool = field(default=False, metadata={"help": "Mask history items when ranking (full protocol)."})
@@ -77,6 +86,8 @@ class TrainConfig:
             )
         if self.epochs < 1 or self.batch_size < 1 or self.patience < 1 or self.lr <= 0:
             raise LlmrecError("epochs, batch_size and patience must be at least 1 and lr positive")
+        if self.holdout < 0:
+            raise LlmrecError(f"holdout must be >= 0 (items left out of each user's training), got {self.holdout}")
         if self.device not in DEVICES:
             raise LlmrecError(f"device must be one of {', '.join(DEVICES)}, got {self.device!r}")
 

@@ -112,10 +112,16 @@ class Trainer:
 
     def _windows(self) -> Windows:
         stride, window = training_layout(self.model, self.train_config.stride)
-        inputs, targets = training_windows(self.split.train_sequences(), window, stride, self.model.objective)
+        inputs, targets = training_windows(self._sequences(), window, stride, self.model.objective)
         pools = window_pools(targets, stride, self.model.objective)
         sizes = pool_batch_sizes(pools, targets, self.train_config.batch_size)
         return Windows(torch.from_numpy(inputs), torch.from_numpy(targets), pools, sizes)
+
+    def _sequences(self) -> list[np.ndarray]:
+        """Each user's training prefix, without its last ``holdout`` items (one item always stays)."""
+        cut = self.train_config.holdout
+        sequences = self.split.train_sequences()
+        return [seq[: max(len(seq) - cut, 1)] for seq in sequences] if cut else sequences
 
     def _train_epoch(
         self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, windows: Windows, epoch: int, state: TrainState
@@ -226,7 +232,7 @@ class Trainer:
         tmp.rename(best)
 
     def _fit_untrained(self) -> dict[str, Any]:
-        self.model.fit(self.split.train_sequences())
+        self.model.fit(self._sequences())
         if self.is_main:
             self._save_best()
         return self._finish(TrainState(finished=True), 0.0)

@@ -126,11 +126,30 @@ def test_cli_train_recommend_eval(walk_dataset, tmp_path):
         (["--model", "caser"], "registered encoders"),
         (["--model", "sasrec", "--loss", "hinge"], "loss"),
         (["--model", "sasrec", "--epochs", "0"], "at least 1"),
+        (["--model", "sasrec", "--holdout", "-1"], "holdout must be >= 0"),
     ],
 )
 def test_cli_bad_input(walk_dataset, tmp_path, args, message):
     result = cli("encoder", "train", "--dataset", str(walk_dataset), "--out", str(tmp_path / "r"), *args, check=False)
     assert result.returncode == 1 and message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_holdout_leaves_each_users_last_training_items_out(walk_dataset, tmp_path):
+    from llmrec.data.dataset import read_dataset
+    from llmrec.data.splits import leave_one_out_split
+
+    lengths = [len(s) for s in leave_one_out_split(read_dataset(walk_dataset)).train_sequences()[1:]]
+    train = {"epochs": 1, "batch_size": 16, "stride": 1}
+    full = train_encoder(tmp_path / "full", "sasrec", str(walk_dataset), SMALL, train)["train_examples"]
+    cut = train_encoder(tmp_path / "cut", "sasrec", str(walk_dataset), SMALL, {**train, "holdout": 20})
+    # a next-item model trains every position after the first; each user keeps at least one item
+    assert full["targets"] == sum(n - 1 for n in lengths)
+    assert cut["train_examples"]["targets"] == sum(max(n - 20, 1) - 1 for n in lengths) < full["targets"]
+    # the cut run still ranks its validation and test users after their whole training history
+    assert cut["valid"]["examples"] == cut["test"]["examples"] == len(lengths)
+    cli("encoder", "train", "--dataset", str(walk_dataset), "--model", "pop", "--holdout", "3", "--out",
+        str(tmp_path / "pop"))  # fmt: skip
+    assert "holdout: 3" in (tmp_path / "pop" / "config.yaml").read_text()
 
 
 def test_resume_without_checkpoint_and_existing_run(walk_dataset, tmp_path):

@@ -79,7 +79,7 @@ def test_benchmark_rows_and_reuse(sasrec_run: Path, tmp_path: Path, eval_script)
     # the validation-only run's rows are shown as the choices made on validation, against the same SASRec seed
     choices = out.read_text().split("## Choices made on validation")[1].split("##")[0]
     (line,) = (line for line in choices.splitlines() if line.startswith(f"| {recipe['model']} |"))
-    assert line.split(" | ")[1] == f"{recipe['valid']['hr@1']:.4f}"
+    assert line.split(" | ")[1:3] == ["1", f"{recipe['valid']['hr@1']:.4f}"]  # seeds, valid HR@1
     recipe_entry = json.loads((evidence / "recipe.json").read_text())
     assert recipe_entry["users"] == 6 and recipe_entry["row"]["steps"] == 2
     assert len(recipe_entry["row"]["test_ranks"]) == len(recipe_entry["row"]["valid_ranks"]) == 6
@@ -131,6 +131,18 @@ def test_a_kept_llm_row_stands_only_for_its_teachers_weights(sasrec_run: Path, t
     kept.keep("sasrec", "0" * 64, {"valid_ranks": [2] * 6, "test_ranks": [3] * 6, "digest": "0" * 64})
     assert benchmark.llm_row("recipe", 0, teacher, args, kept) is None  # a teacher trained again: retrain
     assert benchmark.Kept(tmp_path / "kept", users=7).row("recipe", what) is None  # other users: scored anew
+
+
+def test_a_validation_run_reads_the_full_runs_training_without_its_test(tmp_path: Path, eval_script) -> None:
+    benchmark = eval_script("llm")
+    full = benchmark.Kept(tmp_path / "kept", users=6)
+    full.keep("recipe-s1", "what", {"valid_ranks": [0] * 6, "test_ranks": [1] * 6})
+    valid = benchmark.Kept(tmp_path / "kept" / "valid", users=6, fallback=tmp_path / "kept")
+    assert valid.entry("recipe-s1")["row"] == {"valid_ranks": [0] * 6}  # test stays unscored in a valid run
+    valid.keep("recipe-s1", "what", {"valid_ranks": [2] * 6})
+    assert valid.entry("recipe-s1")["row"] == {"valid_ranks": [2] * 6}  # its own entry first
+    assert benchmark.Kept(tmp_path / "kept" / "valid", users=7, fallback=tmp_path / "kept").entry("recipe-s1") is None
+    assert full.entry("recipe-s1")["row"]["test_ranks"] == [1] * 6  # the full run's entry is unchanged
 
 
 def test_a_rows_training_figures_are_the_median_over_its_seeds(eval_script) -> None:
