@@ -59,16 +59,17 @@ def test_benchmark_rows_and_reuse(sasrec_run: Path, tmp_path: Path, eval_script)
     assert {path.name: path.stat().st_mtime_ns for path in evidence.glob("*.json")} == kept  # scores reused
     assert json.loads((tmp_path / "results.json").read_text()) == list(rows.values())
 
-    # developing a lever: validation alone, printed, kept apart; the same trained runs score the same ranks
+    # developing a lever: validation alone, printed; the rows the full run scored are read from it, not redone
     rendered = out.stat().st_mtime_ns
-    valid = run_benchmark(sasrec_run, work, out, "--splits", "valid")
+    lever = [name for name in eval_script("llm").LLM_ROWS if name != "r16"]  # r16 trains, the recipe is kept
+    valid = run_script(lever, sasrec_run, work, out, "--splits", "valid")
     assert valid.returncode == 0, valid.stderr[-3000:]
     assert "Validation only (6 users)" in valid.stdout and "| valid | all (6) |" in valid.stdout
     assert "| test |" not in valid.stdout and out.stat().st_mtime_ns == rendered
     assert (work / "sft-recipe" / "metrics.json").stat().st_mtime_ns == trained
-    for name in ("sasrec", "recipe"):
-        both, alone = (json.loads((at / f"{name}.json").read_text())["row"] for at in (evidence, evidence / "valid"))
-        assert "test_ranks" not in alone and alone["valid_ranks"] == both["valid_ranks"]
+    assert [path.name for path in (evidence / "valid").glob("*.json")] == ["r16.json"]
+    assert "test_ranks" not in json.loads((evidence / "valid" / "r16.json").read_text())["row"]
+    assert f"| {recipe['model']} | 1 | {recipe['valid']['hr@1']:.4f} |" in valid.stdout
 
     shutil.rmtree(work)  # a later session on another machine: only the repository's evidence is left
     third = run_benchmark(sasrec_run, work, out)
@@ -76,10 +77,11 @@ def test_benchmark_rows_and_reuse(sasrec_run: Path, tmp_path: Path, eval_script)
     assert not (work / "sft-recipe").exists()  # nothing trained again
     assert {path.name: path.stat().st_mtime_ns for path in evidence.glob("*.json")} == kept
     assert json.loads((tmp_path / "results.json").read_text()) == list(rows.values())
-    # the validation-only run's rows are shown as the choices made on validation, against the same SASRec seed
+    # the lever's validation row is shown as a choice made on validation, beside the recipe it is weighed against
     choices = out.read_text().split("## Choices made on validation")[1].split("##")[0]
     (line,) = (line for line in choices.splitlines() if line.startswith(f"| {recipe['model']} |"))
     assert line.split(" | ")[1:3] == ["1", f"{recipe['valid']['hr@1']:.4f}"]  # seeds, valid HR@1
+    assert f"| {eval_script('llm').LLM_ROWS['r16'][0]} | 1 |" in choices
     recipe_entry = json.loads((evidence / "recipe.json").read_text())
     assert recipe_entry["users"] == 6 and recipe_entry["row"]["steps"] == 2
     assert len(recipe_entry["row"]["test_ranks"]) == len(recipe_entry["row"]["valid_ranks"]) == 6
