@@ -91,11 +91,12 @@ LLM_ROWS = {
         "the recipe with LoRA r 16 on each user's last eight positions",
         {"task": {"examples_per_user": 8}, "lora": FORMER},
     ),
+    "holdout4": (
+        "the recipe stacked on a SASRec trained without each user's last four training items, learning from those "
+        "four",
+        {"task": {"examples_per_user": 4}},
+    ),
 }
-LLM_ROWS["holdout4"] = (
-    "the recipe stacked on a SASRec trained without each user's last four training items, learning from those four",
-    {"task": {"examples_per_user": 4}},
-)
 # Rows whose teacher is a SASRec trained without each user's last N training items (`llmrec encoder train
 # --holdout N`): they learn their correction on positions that teacher has not fitted, as it has not fitted the
 # validation and test targets. Their teacher is its own encoder row (`teacher_of`).
@@ -526,7 +527,10 @@ def valid_choices(args: argparse.Namespace, teacher_run: Any, users: int) -> lis
     def averaged(rows: list[dict[str, Any]], metric: str) -> np.ndarray:  # each user's metric over the seeds
         return np.mean([per_user(np.array(row["valid_ranks"]), metric) for row in rows], axis=0)
 
-    sasrec = [kept.entry(seeded("sasrec", index)) for index in range(args.seeds)]
+    def encoder_seeds(name: str, count: int) -> list[dict[str, Any]]:  # encoder row `name`'s kept seeds
+        entries = (kept.entry(seeded(name, index)) for index in range(count))
+        return [entry["row"] for entry in entries if entry is not None]
+
     lines = [
         "## Choices made on validation",
         "",
@@ -541,14 +545,11 @@ def valid_choices(args: argparse.Namespace, teacher_run: Any, users: int) -> lis
     found = 0
     for name in ("recipe", *VALID_ONLY):
         rows = seeds_of(name)
-        base = [entry["row"] for entry in sasrec[: len(rows)] if entry is not None]
+        base = encoder_seeds("sasrec", len(rows))
         if not rows or len(base) < len(rows):
             continue
         found += name != "recipe"  # the section is for the levers; the recipe is their reference
-        teacher = base
-        if name in HOLDOUT:
-            teacher = [kept.entry(seeded(teacher_of(name), index)) for index in range(len(rows))]
-            teacher = [entry["row"] for entry in teacher if entry is not None]
+        teacher = encoder_seeds(teacher_of(name), len(rows))
         label = LLM_ROWS[name][0]
         # the one-seed levers were measured against the recipe's first seed: it is shown alone too
         variants = [(label, len(rows))] + ([(f"{label}, its first seed alone", 1)] if len(rows) > 1 else [])
