@@ -244,10 +244,11 @@ def encoder_digest(run: Path) -> str:
     return hashlib.sha256((best_checkpoint(run) / "model.safetensors").read_bytes()).hexdigest()
 
 
-def budget_of(recipe_text: str, steps: int, encoder: str = "") -> str:
+def budget_of(recipe_text: str, steps: int, encoder: str = "", valid_users: int = 0) -> str:
     """What a fine-tuning was trained from, comparable across llmrec versions: the recipe as the current code
-    reads it (a field added since, at its default, changes nothing), the ``--steps`` override and the encoder's
-    weights (``encoder_digest``; empty for a run kept before the digest was recorded, which never matches)."""
+    reads it (a field added since, at its default, changes nothing), the ``--steps`` and ``--users`` overrides
+    (``valid_users``: the users its checkpoints were chosen on) and the encoder's weights (``encoder_digest``;
+    empty for a run kept before the digest was recorded, which never matches)."""
     import yaml
 
     from llmrec.errors import LlmrecError
@@ -260,6 +261,8 @@ def budget_of(recipe_text: str, steps: int, encoder: str = "") -> str:
     values.pop("encoder", None)  # where the teacher is (another machine, another --work) is not what it is
     if steps:
         values["trainer"]["max_steps"] = steps
+    if valid_users:
+        values["trainer"]["valid_users"] = valid_users
     values["encoder_weights"] = encoder
     return json.dumps(values, sort_keys=True)
 
@@ -280,10 +283,11 @@ def same_budget(kept: str, wanted: str) -> bool:
 
 
 def train_llm_run(
-    name: str, sasrec: Path, work: Path, steps: int, index: int = 0, digest: str = ""
+    name: str, sasrec: Path, work: Path, steps: int, index: int = 0, digest: str = "", valid_users: int = 0
 ) -> tuple[dict[str, Any], str]:
     """One ``llmrec sft`` process for row ``name``'s recipe at seed ``index`` (``digest``: its teacher's weights,
-    ``teacher_weights``); its metrics.json and its budget (``budget_of``).
+    ``teacher_weights``; ``valid_users``: when not 0, its checkpoints are chosen on that many validation users
+    rather than the recipe's); its metrics.json and its budget (``budget_of``).
 
     A run of the same recipe and budget left in ``work`` by an earlier invocation is reused when finished and
     resumed when interrupted; a run of another recipe, budget or encoder (``BUDGET_FILE`` differs) is deleted and
@@ -291,7 +295,7 @@ def train_llm_run(
     """
     run = work / f"sft-{seeded(name, index)}"
     recipe = row_recipe(name, sasrec, work, index)
-    wanted = budget_of(recipe.read_text(), steps, digest)
+    wanted = budget_of(recipe.read_text(), steps, digest, valid_users)
     budget = run / BUDGET_FILE
     if run.exists() and (not budget.exists() or budget_of(**json.loads(budget.read_text())) != wanted):
         print(f"{run}: trained from another recipe, budget or encoder; retraining", file=sys.stderr)
@@ -301,10 +305,12 @@ def train_llm_run(
         command += ["--no-eval", "--json"]
         if steps:
             command += ["--max-steps", str(steps)]
+        if valid_users:
+            command += ["--trainer", f"valid_users={valid_users}"]
         if (run / "config.yaml").exists():
             command.append("--resume")
         run.mkdir(parents=True, exist_ok=True)
-        kept = {"recipe_text": recipe.read_text(), "steps": steps, "encoder": digest}
+        kept = {"recipe_text": recipe.read_text(), "steps": steps, "encoder": digest, "valid_users": valid_users}
         budget.write_text(json.dumps(kept) + "\n")
         subprocess.run(command, check=True)
     return json.loads((run / "metrics.json").read_text()), wanted
@@ -395,7 +401,7 @@ def llm_row(name: str, index: int, teacher: Path, args: argparse.Namespace, kept
         return None
     recipe = row_recipe(name, teacher, args.work, index)
     found = kept.entry(seeded(name, index))
-    wanted = budget_of(recipe.read_text(), args.steps, digest)
+    wanted = budget_of(recipe.read_text(), args.steps, digest, args.users)
     return found["row"] if found is not None and same_budget(found["what"], wanted) else None
 
 
@@ -666,7 +672,13 @@ def valid_report(rows: list[dict[str, Any]], groups: dict[str, dict[str, np.ndar
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=0, help="Optimiser steps per fine-tuning (0: the recipe's).")
-    parser.add_argument("--users", type=int, default=0, help="Evaluate the first N users of each split (0: all).")
+    parser.add_argument(
+        "--users",
+        type=int,
+        default=0,
+        help="Evaluate the first N users of each split (0: all); a fine-tuning's checkpoints are then also chosen on "
+        "the first N validation users, not the recipe's.",
+    )
     parser.add_argument("--seeds", type=int, default=3, help="Seeds of SASRec and the recipe (pairs).")
     parser.add_argument("--sasrec", type=Path, help="A trained SASRec run to use as its first seed (default: train).")
     parser.add_argument("--gru4rec", type=Path, help="A trained GRU4Rec run to use (default: train one).")
@@ -783,7 +795,7 @@ def main() -> None:
             found = llm_row(name, index, teacher, args, kept)
             if found is None:
                 digest = teacher_weights(name, teacher, index, kept) or ""
-                trained, what = train_llm_run(name, teacher, args.work, args.steps, index, digest)
+                trained, what = train_llm_run(name, teacher, args.work, args.steps, index, digest, args.users)
                 recommender = LLMRecommender.from_run(args.work / f"sft-{seeded(name, index)}")
                 figures = {k: trained.get(k) for k in ("train_seconds", "threads", "peak_rss_mib", "steps")}
                 found = kept.keep(seeded(name, index), what, {**llm_ranks(recommender, examples, name), **figures})

@@ -190,7 +190,7 @@ def measure(work: Path, run: Path, engine: str, turns: int) -> dict[str, Any]:
     with contextlib.ExitStack() as servers:
         flags = []
         if engine == "openai":
-            base_url = servers.enter_context(vllm_server(log=work / "vllm.log"))
+            base_url = servers.enter_context(vllm_server(log=work / "vllm.log", enforce_eager=False))
             flags = ["--engine", "openai", "--base-url", base_url]
         url = servers.enter_context(llmrec_server(work, run, flags))
         with connect(url, 1) as client:

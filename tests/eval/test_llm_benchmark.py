@@ -108,15 +108,18 @@ def test_a_kept_llm_row_stands_only_for_its_teachers_weights(sasrec_run: Path, t
     work = tmp_path / "work"
     teacher = work / "sasrec"
     shutil.copytree(sasrec_run, teacher)
-    args = argparse.Namespace(work=work, steps=2)
+    args = argparse.Namespace(work=work, steps=2, users=6)
     kept = benchmark.Kept(tmp_path / "kept", users=6)
     digest = benchmark.encoder_digest(teacher)
-    what = benchmark.budget_of(benchmark.row_recipe("recipe", teacher, work).read_text(), 2, digest)
+    recipe_text = benchmark.row_recipe("recipe", teacher, work).read_text()
+    what = benchmark.budget_of(recipe_text, 2, digest, 6)
     row = {"valid_ranks": [0] * 6, "test_ranks": [1] * 6}
     assert benchmark.llm_row("recipe", 0, teacher, args, kept) is None  # nothing kept yet
+    kept.keep("recipe", benchmark.budget_of(recipe_text, 2, digest), row)  # checkpoints chosen on the recipe's users
+    assert benchmark.llm_row("recipe", 0, teacher, args, kept) is None
     kept.keep("recipe", what, row)
     assert benchmark.llm_row("recipe", 0, teacher, args, kept) == row
-    assert benchmark.llm_row("recipe", 0, teacher, argparse.Namespace(work=work, steps=3), kept) is None  # budget
+    assert benchmark.llm_row("recipe", 0, teacher, argparse.Namespace(work=work, steps=3, users=6), kept) is None
     older = json.loads(what)
     del older["task"]["counts"]  # kept by an llmrec without that field: its default is what was trained
     kept.keep("recipe", json.dumps(older), row)

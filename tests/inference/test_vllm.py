@@ -42,6 +42,7 @@ def hf_fp32():
 
 
 def test_greedy_output_matches_transformers(vllm_engine, hf_fp32) -> None:
+    assert vllm_engine.llm.llm_engine.vllm_config.model_config.enforce_eager  # on the CPU: no compile warm-up
     requests = [Request(messages=chat(p)) for p in PROMPTS]
     params = SamplingConfig(max_new_tokens=16)
     ours = vllm_engine.generate(requests, params)
