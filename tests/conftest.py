@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -147,4 +149,45 @@ def start_vllm(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., contex
 
     return start
 
-    return start
+
+def _finished(args: tuple[str, ...], code: int, out: str, err: str, check: bool) -> subprocess.CompletedProcess:
+    if check:
+        assert code == 0, err
+    return subprocess.CompletedProcess(["llmrec", *args], code, out, err)
+
+
+@pytest.fixture(scope="session")
+def llmrec_cli() -> Callable[..., subprocess.CompletedProcess]:
+    """``llmrec_cli(*args, check=True, env=None)``: ``llmrec ARGS`` in a new Python process, as a user runs it (its
+    exit code, stdout and stderr; ``check`` asserts it succeeded; ``env`` replaces the environment)."""
+
+    def run(*args: str, check: bool = True, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+        command = [sys.executable, "-m", "llmrec", *args]
+        result = subprocess.run(command, capture_output=True, text=True, env=env or os.environ)
+        return _finished(args, result.returncode, result.stdout, result.stderr, check)
+
+    return run
+
+
+@pytest.fixture
+def llmrec_here(capsys: pytest.CaptureFixture[str]) -> Callable[..., subprocess.CompletedProcess]:
+    """``llmrec_here(*args, check=True)``: the same command line run inside the test process (the CLI's own entry
+    point, its exit code and captured output), without a new interpreter's imports (~10 s for a command that loads
+    transformers). Commands that are killed, need another environment or start vLLM run in :func:`llmrec_cli`."""
+    from llmrec.cli import main
+
+    def run(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+        threads = torch.get_num_threads()  # a command may set the thread count for the whole process
+        capsys.readouterr()
+        try:
+            main(list(args))
+        except SystemExit as done:
+            code = done.code if isinstance(done.code, int) else 1
+        else:
+            raise AssertionError("llmrec's main() returns only by exiting")
+        finally:
+            torch.set_num_threads(threads)
+        out, err = capsys.readouterr()
+        return _finished(args, code, out, err, check)
+
+    return run

@@ -36,15 +36,16 @@ app.command("serve")(agent.serve)
 app.command("demo")(demo.demo)
 
 
-def main() -> None:
-    """Entry point: run the app; a user-fixable error becomes one line on stderr and a non-zero exit code.
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: run the app on ``argv`` (the process's arguments when None); a user-fixable error becomes one
+    line on stderr and a non-zero exit code.
 
     Usage errors (a missing option, an unknown command or flag) exit 2, errors in the work itself exit 1.
     """
     from typer._click.exceptions import NoArgsIsHelpError, UsageError  # typer vendors click
 
     try:
-        code = app(standalone_mode=False)
+        code = app(args=argv, prog_name="llmrec", standalone_mode=False)
     except NoArgsIsHelpError:
         sys.exit(2)  # the help text has been printed
     except UsageError as err:

@@ -52,11 +52,18 @@ def load_engine(name: str = "auto", model: str | None = None, **options: Any) ->
 
 
 def batch_engine_options(
-    engine: str, lora: str | None = None, overflow: str | None = None, base_url: str | None = None
+    engine: str,
+    lora: str | None = None,
+    overflow: str | None = None,
+    base_url: str | None = None,
+    compiled: bool = False,
 ) -> dict[str, Any]:
     """The constructor options a batch job over ``engine`` needs: the server's ``base_url`` for openai (where the
     server, holding the tokenizer, rejects over-long prompts itself); otherwise the ``overflow`` rule (default
-    truncate) and, for vLLM with a LoRA adapter, LoRA support, which vLLM fixes when it starts."""
+    truncate) and, for vLLM, LoRA support with a LoRA adapter (vLLM fixes it when it starts) and, with
+    ``compiled``, vLLM's ``torch.compile`` graphs (which it runs without on the CPU unless asked)."""
+    if compiled and engine_name(engine) != "vllm":
+        raise LlmrecError(f"--compile applies to the vllm engine (torch.compile graphs), not to {engine_name(engine)}")
     if engine == "openai":
         if overflow is not None:
             raise LlmrecError(
@@ -67,6 +74,8 @@ def batch_engine_options(
     options: dict[str, Any] = {"overflow": overflow or "truncate"}
     if lora is not None and engine_name(engine) == "vllm":
         options["enable_lora"] = True
+    if compiled:
+        options["enforce_eager"] = False
     return options
 
 

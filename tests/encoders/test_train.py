@@ -17,13 +17,6 @@ from llmrec.runs import best_checkpoint
 SMALL = {"hidden_size": 32, "max_len": 20}
 
 
-def cli(*args, check=True, env=None):
-    result = subprocess.run([sys.executable, "-m", "llmrec", *args], capture_output=True, text=True, env=env)
-    if check:
-        assert result.returncode == 0, result.stderr
-    return result
-
-
 # Cloze training gets fewer targets per step (a share of the items is masked), so BERT4Rec needs more steps.
 TRAIN = {
     "sasrec": {"epochs": 15, "patience": 3, "batch_size": 16},
@@ -54,11 +47,11 @@ def test_pop_baseline(walk_dataset, tmp_path):
     assert metrics["epochs"] == 0 and 0.0 < metrics["test"]["hr@10"] < 0.6
 
 
-def test_resume_after_sigkill_matches_uninterrupted_run(walk_dataset, tmp_path):
+def test_resume_after_sigkill_matches_uninterrupted_run(walk_dataset, tmp_path, llmrec_cli):
     args = ["encoder", "train", "--dataset", str(walk_dataset), "--model", "sasrec", "--epochs", "4", "--seed", "7"]
     config = tmp_path / "c.yaml"
     config.write_text("encoder:\n  hidden_size: 32\n  max_len: 20\ntrain:\n  batch_size: 8\n  patience: 10\n")
-    cli(*args, "--config", str(config), "--out", str(tmp_path / "straight"))
+    llmrec_cli(*args, "--config", str(config), "--out", str(tmp_path / "straight"))
 
     interrupted = tmp_path / "interrupted"
     proc = subprocess.Popen(
@@ -74,7 +67,7 @@ def test_resume_after_sigkill_matches_uninterrupted_run(walk_dataset, tmp_path):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert not (interrupted / "metrics.json").exists()
-    cli(*args, "--config", str(config), "--out", str(interrupted), "--resume")
+    llmrec_cli(*args, "--config", str(config), "--out", str(interrupted), "--resume")
 
     straight = load_file(best_checkpoint(tmp_path / "straight") / "model.safetensors")
     resumed = load_file(best_checkpoint(interrupted) / "model.safetensors")
@@ -89,13 +82,13 @@ def test_resume_after_sigkill_matches_uninterrupted_run(walk_dataset, tmp_path):
     assert [json.loads(line)["epoch"] for line in resumed_log] == [1, 2, 3, 4]
     assert [json.loads(line)["loss"] for line in resumed_log] == [json.loads(line)["loss"] for line in straight_log]
 
-    again = cli(*args, "--config", str(config), "--out", str(interrupted), "--resume", check=False)
+    again = llmrec_cli(*args, "--config", str(config), "--out", str(interrupted), "--resume", check=False)
     assert again.returncode == 1 and "already finished" in again.stderr
 
 
-def test_cli_train_recommend_eval(walk_dataset, tmp_path):
+def test_cli_train_recommend_eval(walk_dataset, tmp_path, llmrec_here):
     run = tmp_path / "run"
-    out = cli(
+    out = llmrec_here(
         "encoder",
         "train",
         "--dataset",
@@ -111,11 +104,11 @@ def test_cli_train_recommend_eval(walk_dataset, tmp_path):
     metrics = json.loads(out.stdout.strip().splitlines()[-1])
     assert metrics["model"] == "gru4rec" and "ndcg@10" in metrics["test"]
     rec = json.loads(
-        cli("encoder", "recommend", str(run), "--user", "u3", "-k", "5", "--json").stdout.splitlines()[-1]
+        llmrec_here("encoder", "recommend", str(run), "--user", "u3", "-k", "5", "--json").stdout.splitlines()[-1]
     )
     assert len(rec["recommendations"]) == 5 and all(r["title"].startswith("Item ") for r in rec["recommendations"])
     for protocol in ("full", "c20", "sampled-10"):
-        result = json.loads(cli("eval", str(run), "--protocol", protocol, "--json").stdout.splitlines()[-1])
+        result = json.loads(llmrec_here("eval", str(run), "--protocol", protocol, "--json").stdout.splitlines()[-1])
         assert result["protocol"] == protocol and result["split"] == "test" and "hr@1" in result
     assert (walk_dataset / "splits").exists()
 
@@ -129,12 +122,14 @@ def test_cli_train_recommend_eval(walk_dataset, tmp_path):
         (["--model", "sasrec", "--holdout", "-1"], "holdout must be >= 0"),
     ],
 )
-def test_cli_bad_input(walk_dataset, tmp_path, args, message):
-    result = cli("encoder", "train", "--dataset", str(walk_dataset), "--out", str(tmp_path / "r"), *args, check=False)
+def test_cli_bad_input(walk_dataset, tmp_path, llmrec_here, args, message):
+    result = llmrec_here(
+        "encoder", "train", "--dataset", str(walk_dataset), "--out", str(tmp_path / "r"), *args, check=False
+    )
     assert result.returncode == 1 and message in result.stderr and "Traceback" not in result.stderr
 
 
-def test_holdout_leaves_each_users_last_training_items_out(walk_dataset, tmp_path):
+def test_holdout_leaves_each_users_last_training_items_out(walk_dataset, tmp_path, llmrec_here):
     from llmrec.data.dataset import read_dataset
     from llmrec.data.splits import leave_one_out_split
 
@@ -147,7 +142,7 @@ def test_holdout_leaves_each_users_last_training_items_out(walk_dataset, tmp_pat
     assert cut["train_examples"]["targets"] == sum(max(n - 20, 1) - 1 for n in lengths) < full["targets"]
     # the cut run still ranks its validation and test users after their whole training history
     assert cut["valid"]["examples"] == cut["test"]["examples"] == len(lengths)
-    cli("encoder", "train", "--dataset", str(walk_dataset), "--model", "pop", "--holdout", "3", "--out",
+    llmrec_here("encoder", "train", "--dataset", str(walk_dataset), "--model", "pop", "--holdout", "3", "--out",
         str(tmp_path / "pop"))  # fmt: skip
     assert "holdout: 3" in (tmp_path / "pop" / "config.yaml").read_text()
 
@@ -200,7 +195,7 @@ def test_accelerate_two_processes(walk_dataset, tmp_path):
     assert metrics["processes"] == 2 and metrics["test"]["hr@10"] > 0.6
 
 
-def test_users_too_short_for_the_split_are_named(tmp_path):
+def test_users_too_short_for_the_split_are_named(tmp_path, llmrec_cli):
     import pandas as pd
 
     from llmrec.data.dataset import RawData, encode, write_dataset
@@ -208,7 +203,7 @@ def test_users_too_short_for_the_split_are_named(tmp_path):
     rows = [("long", f"i{t}", t) for t in range(6)] + [("s1", "i1", 0), ("s1", "i2", 1), ("s2", "i3", 0)]
     frame = pd.DataFrame(rows, columns=["user", "item", "timestamp"])
     path = write_dataset(tmp_path / "d", *encode(RawData(frame)), {"name": "d"})
-    result = cli("encoder", "train", "--dataset", str(path), "--model", "pop", "--out", str(tmp_path / "r"))
+    result = llmrec_cli("encoder", "train", "--dataset", str(path), "--model", "pop", "--out", str(tmp_path / "r"))
     assert "2 users have fewer than 3 interactions (e.g. s1, s2)" in result.stderr
 
 

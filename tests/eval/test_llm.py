@@ -4,9 +4,6 @@ the hf engine, and the base LLM zero-shot."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,13 +14,6 @@ from llmrec.eval.llm import SCORED, evaluate_llm, evaluate_llm_run
 from llmrec.runs import read_metrics
 
 USERS = 4
-
-
-def cli(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    result = subprocess.run([sys.executable, "-m", "llmrec", *args], capture_output=True, text=True, env=os.environ)
-    if check:
-        assert result.returncode == 0, result.stderr
-    return result
 
 
 def test_c20_eval_scores_the_encoders_candidates(sft_run: Path, ml100k) -> None:
@@ -75,17 +65,19 @@ def test_zero_shot_refuses_item_scores() -> None:
         LLMRecommender.zero_shot(TaskConfig(task="rank", output="item", item_text="vector"))
 
 
-def test_cli_recommend_and_eval(sft_run: Path, ml100k) -> None:
-    result = json.loads(cli("recommend", str(sft_run), "--user", "196", "-k", "5", "--json").stdout.splitlines()[-1])
+def test_cli_recommend_and_eval(sft_run: Path, ml100k, llmrec_here) -> None:
+    result = json.loads(
+        llmrec_here("recommend", str(sft_run), "--user", "196", "-k", "5", "--json").stdout.splitlines()[-1]
+    )
     rows = result["recommendations"]
     history = set(ml100k.sequences[ml100k.user_id("196")].tolist())
     assert len(rows) == 5 and len({r["item_id"] for r in rows}) == 5 and not {r["item_id"] for r in rows} & history
     assert [r["score"] for r in rows] == sorted((r["score"] for r in rows), reverse=True)
     assert all(r["title"] == ml100k.titles[r["item_id"]] for r in rows)
     assert result["candidates_from"].startswith("encoder")
-    out = cli("eval", str(sft_run), "--protocol", "c20", "--limit", "2", "--json")
+    out = llmrec_here("eval", str(sft_run), "--protocol", "c20", "--limit", "2", "--json")
     assert json.loads(out.stdout.splitlines()[-1])["examples"] == 2
-    wrong = cli("eval", str(sft_run), "--protocol", "full", check=False)
+    wrong = llmrec_here("eval", str(sft_run), "--protocol", "full", check=False)
     assert wrong.returncode != 0 and "use --protocol c20" in wrong.stderr and "Traceback" not in wrong.stderr
 
 

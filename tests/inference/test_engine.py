@@ -84,6 +84,9 @@ def test_engines_register_once_and_batch_options_follow_the_engine() -> None:
     assert batch_engine_options("hf", lora="runs/a") == {"overflow": "truncate"}
     auto = batch_engine_options("auto", lora="runs/a", overflow="reject")
     assert auto == {"overflow": "reject", **({"enable_lora": True} if vllm_available() else {})}
+    assert batch_engine_options("vllm", compiled=True) == {"overflow": "truncate", "enforce_eager": False}
+    with pytest.raises(LlmrecError, match="--compile applies to the vllm engine .*, not to hf"):
+        batch_engine_options("hf", compiled=True)
 
 
 def test_capabilities_are_checked_before_the_work(hf_engine) -> None:

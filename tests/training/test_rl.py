@@ -50,13 +50,6 @@ TINY = {
 }
 
 
-def cli(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    result = subprocess.run([sys.executable, "-m", "llmrec", *args], capture_output=True, text=True, env=os.environ)
-    if check:
-        assert result.returncode == 0, result.stderr
-    return result
-
-
 def write_recipe(path: Path, values: dict) -> Path:
     path.write_text(yaml.safe_dump(values))
     return path
@@ -210,7 +203,7 @@ def test_format_rollouts_always_end_in_one_query_line(smollm) -> None:
 
 
 @pytest.fixture(scope="module")
-def rl_run(tmp_path_factory: pytest.TempPathFactory, ml100k) -> Path:
+def rl_run(tmp_path_factory: pytest.TempPathFactory, ml100k, llmrec_cli) -> Path:
     """Three GRPO steps through the CLI, killed (SIGKILL) after the first checkpoint and resumed."""
     root = tmp_path_factory.mktemp("rl")
     recipe, run = write_recipe(root / "tiny.yaml", TINY), root / "run"
@@ -224,7 +217,7 @@ def rl_run(tmp_path_factory: pytest.TempPathFactory, ml100k) -> Path:
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
     assert not read_metrics(run).get("finished")
-    cli("rl", "--recipe", str(recipe), "--out", str(run), "--resume", "--no-eval")
+    llmrec_cli("rl", "--recipe", str(recipe), "--out", str(run), "--resume", "--no-eval")
     return run
 
 
@@ -246,28 +239,32 @@ def test_a_killed_run_resumes_to_the_end_and_changes_the_adapter(rl_run: Path) -
     assert lora_b and any(w.abs().sum() > 0 for w in lora_b)  # B starts at zero: training moved it
 
 
-def test_the_run_serves_through_eval_recommend_and_batch(rl_run: Path, tmp_path: Path) -> None:
-    out = json.loads(cli("eval", str(rl_run), "--split", "valid", "--limit", "1", "--json").stdout.splitlines()[-1])
+def test_the_run_serves_through_eval_recommend_and_batch(
+    rl_run: Path, tmp_path: Path, llmrec_here, llmrec_cli
+) -> None:
+    out = json.loads(
+        llmrec_here("eval", str(rl_run), "--split", "valid", "--limit", "1", "--json").stdout.splitlines()[-1]
+    )
     assert out["protocol"] == "c20" and out["examples"] == 1 and out["valid_ratio"] == 1.0
     assert 0 <= out["hr@1"] <= out["hr@20"] == 1.0  # all 20 candidates ranked
-    wrong = cli("eval", str(rl_run), "--protocol", "full", check=False)
+    wrong = llmrec_here("eval", str(rl_run), "--protocol", "full", check=False)
     assert wrong.returncode == 1 and "use --protocol c20" in wrong.stderr
 
-    top = json.loads(cli("recommend", str(rl_run), "--user", "1", "-k", "3", "--json").stdout.splitlines()[-1])
+    top = json.loads(llmrec_here("recommend", str(rl_run), "--user", "1", "-k", "3", "--json").stdout.splitlines()[-1])
     assert len(top["recommendations"]) == 3 and "rationale" in top
 
     rows = tmp_path / "users.jsonl"
     rows.write_text(json.dumps({"id": 1, "history": [1, 95, 50], "candidates": [100, 258, 288, 181]}) + "\n")
     answers = tmp_path / "out.jsonl"
-    cli("batch", "--input", str(rows), "--out", str(answers), "--task", "reason", "--dataset", "ml-100k",
+    llmrec_cli("batch", "--input", str(rows), "--out", str(answers), "--task", "reason", "--dataset", "ml-100k",
         "--paths", "2", "--max-new-tokens", "32", "--lora", str(rl_run / "lora"))  # fmt: skip
     row = json.loads(answers.read_text())
     assert row["item_id"] in (100, 258, 288, 181) and len(row["paths"]) == 2
 
 
-def test_mistakes_stop_the_cli_before_training(tmp_path: Path, rl_run: Path) -> None:
+def test_mistakes_stop_the_cli_before_training(tmp_path: Path, rl_run: Path, llmrec_here) -> None:
     bad = write_recipe(tmp_path / "bad.yaml", {**TINY, "rewards": ["format", "ndcg"]})
-    result = cli("rl", "--recipe", str(bad), "--out", str(tmp_path / "a"), check=False)
+    result = llmrec_here("rl", "--recipe", str(bad), "--out", str(tmp_path / "a"), check=False)
     assert result.returncode == 1 and "unknown reward 'ndcg'" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "a").exists()
 
@@ -275,13 +272,15 @@ def test_mistakes_stop_the_cli_before_training(tmp_path: Path, rl_run: Path) -> 
     other.mkdir()
     write_config(other, "llm-sft", {"representation": "none", "lora": {"r": 4}}, {"base_model": "/models/other"})
     recipe = write_recipe(tmp_path / "tiny.yaml", TINY)
-    result = cli("rl", "--recipe", str(recipe), "--init", str(other), "--out", str(tmp_path / "b"), check=False)
+    result = llmrec_here(
+        "rl", "--recipe", str(recipe), "--init", str(other), "--out", str(tmp_path / "b"), check=False
+    )
     assert result.returncode == 1 and "trained on base model '/models/other'" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "b").exists()
 
-    again = cli("rl", "--recipe", str(recipe), "--out", str(rl_run), check=False)
+    again = llmrec_here("rl", "--recipe", str(recipe), "--out", str(rl_run), check=False)
     assert again.returncode == 1 and "already exists" in again.stderr
-    done = cli("rl", "--recipe", str(recipe), "--out", str(rl_run), "--resume", check=False)
+    done = llmrec_here("rl", "--recipe", str(recipe), "--out", str(rl_run), "--resume", check=False)
     assert done.returncode == 1 and "already finished" in done.stderr
 
 
@@ -299,7 +298,7 @@ def test_an_init_run_is_continued(rl_run: Path, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("grounding", "titles", "budget"), [("format", 1, 48), ("catalog", 2, 74)])
 def test_a_query_run_is_scored_on_the_whole_catalog(
-    tmp_path: Path, ml100k, grounding: str, titles: int, budget: int
+    tmp_path: Path, ml100k, llmrec_here, grounding: str, titles: int, budget: int
 ) -> None:
     """A free query line, and a query of two catalog titles (each budget leaves the rationale ~19 tokens)."""
     from llmrec.training.rl import train_rl
@@ -317,13 +316,13 @@ def test_a_query_run_is_scored_on_the_whole_catalog(
     log = [json.loads(line) for line in (tmp_path / "query" / "log.jsonl").read_text().splitlines()]
     assert "rewards/blackbox/mean" in log[0]
     assert log[0]["rewards/format/mean"] == pytest.approx(0.1)  # every rollout well-formed: the format's bonus
-    out = json.loads(cli("eval", str(tmp_path / "query"), "--limit", "3", "--json").stdout.splitlines()[-1])
+    out = json.loads(llmrec_here("eval", str(tmp_path / "query"), "--limit", "3", "--json").stdout.splitlines()[-1])
     assert out["protocol"] == "full" and out["retriever"] == "bm25" and out["examples"] == 3
     assert 0 <= out["well_formed"] <= 1 and 0 <= out["ndcg@10"] <= out["hr@10"] <= 1
-    served = cli("recommend", str(tmp_path / "query"), "--user", "1", "-k", "5", "--json")
+    served = llmrec_here("recommend", str(tmp_path / "query"), "--user", "1", "-k", "5", "--json")
     top = json.loads(served.stdout.splitlines()[-1])
     assert top["query"] and top["candidates_from"] == "bm25 query" and len(top["recommendations"]) <= 5
-    shown = cli("recommend", str(tmp_path / "query"), "--user", "1", "-k", "5").stdout
+    shown = llmrec_here("recommend", str(tmp_path / "query"), "--user", "1", "-k", "5").stdout
     assert f"query: {top['query']}" in shown  # the same greedy query, in words
     if grounding == "catalog":  # served as its rollouts were decoded: catalog titles
         from llmrec.catalog.catalog import Catalog

@@ -389,9 +389,7 @@ def test_distillation_refuses_a_teacher_with_an_item_bias(tiny_recipe, tmp_path:
         training_examples(prepare(recipe, tmp_path / "run"))
 
 
-def test_the_cli_scores_validation_by_default(ml100k, tmp_path: Path) -> None:
-    import subprocess
-    import sys
+def test_the_cli_scores_validation_by_default(ml100k, tmp_path: Path, llmrec_here) -> None:
 
     from llmrec.data.dataset import write_dataset
 
@@ -407,9 +405,7 @@ def test_the_cli_scores_validation_by_default(ml100k, tmp_path: Path) -> None:
         "trainer": {"max_steps": 1, "per_device_train_batch_size": 2, "threads": 1, "valid_users": 0},
     }
     recipe.write_text(yaml.safe_dump(values))
-    command = [sys.executable, "-m", "llmrec", "sft", "--recipe", str(recipe), "--out", str(tmp_path / "run")]
-    result = subprocess.run([*command, "--json"], capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr[-3000:]
+    result = llmrec_here("sft", "--recipe", str(recipe), "--out", str(tmp_path / "run"), "--json")
     out = json.loads(result.stdout.strip().splitlines()[-1])
     assert "c20_valid" in out and "c20_test" not in out  # test is scored only on request (--split test)
     assert out["c20_valid"]["examples"] == 12 and out["best_checkpoint"] == "checkpoint-1"

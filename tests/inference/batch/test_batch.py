@@ -223,46 +223,24 @@ def test_cli_batch_killed_mid_run_resumes_to_the_same_output(tmp_path) -> None:
     assert ordered == read_jsonl(reference)
 
 
-def test_cli_batch_applies_a_lora_adapter_to_every_row(tmp_path, lora_dir, hf_engine) -> None:
+def test_cli_batch_applies_a_lora_adapter_to_every_row(tmp_path, lora_dir, hf_engine, llmrec_here) -> None:
     source = write_jsonl(tmp_path / "in.jsonl", generate_rows(2))
-    command = [sys.executable, "-m", "llmrec", "batch", "--input", str(source), "--engine", "hf"]
-    command += ["--max-new-tokens", "8", "--out", str(tmp_path / "lora.jsonl"), "--lora", str(lora_dir)]
-    subprocess.run(command, check=True, capture_output=True)
+    llmrec_here("batch", "--input", str(source), "--engine", "hf", "--max-new-tokens", "8",
+                "--out", str(tmp_path / "lora.jsonl"), "--lora", str(lora_dir))  # fmt: skip
     adapted = read_jsonl(tmp_path / "lora.jsonl")
     requests = [Request(messages=row["messages"], lora=lora_dir) for row in generate_rows(2)]
     expected = hf_engine.generate(requests, SamplingConfig(max_new_tokens=8))
     assert [r["text"] for r in adapted] == [e.completions[0].text for e in expected]
 
 
-def test_cli_batch_bad_arguments_are_one_line_errors(tmp_path) -> None:
-    run = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "llmrec",
-            "batch",
-            "--input",
-            str(tmp_path / "missing.jsonl"),
-            "--out",
-            str(tmp_path / "o"),
-        ],
-        capture_output=True,
-        text=True,
-    )
+def test_cli_batch_bad_arguments_are_one_line_errors(tmp_path, llmrec_here) -> None:
+    run = llmrec_here("batch", "--input", str(tmp_path / "missing.jsonl"), "--out", str(tmp_path / "o"), check=False)
     assert run.returncode == 1 and run.stderr.strip().endswith("no such input file")
-    run = subprocess.run(
-        [sys.executable, "-m", "llmrec", "batch", "--input", "x", "--out", "y", "--task", "summarise"],
-        capture_output=True,
-        text=True,
-    )
+    run = llmrec_here("batch", "--input", "x", "--out", "y", "--task", "summarise", check=False)
     assert run.returncode == 1 and "unknown task 'summarise'" in run.stderr
     source = write_jsonl(tmp_path / "in.jsonl", generate_rows(1))
-    run = subprocess.run(
-        [sys.executable, "-m", "llmrec", "batch", "--input", str(source), "--out", str(tmp_path / "o.jsonl"),
-         "--engine", "openai", "--overflow", "reject"],
-        capture_output=True,
-        text=True,
-    )  # fmt: skip
+    run = llmrec_here("batch", "--input", str(source), "--out", str(tmp_path / "o.jsonl"), "--engine", "openai",
+                      "--overflow", "reject", check=False)  # fmt: skip
     assert run.returncode == 1 and "--overflow does not apply to the openai engine" in run.stderr
 
 
