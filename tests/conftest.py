@@ -158,12 +158,15 @@ def _finished(args: tuple[str, ...], code: int, out: str, err: str, check: bool)
 
 @pytest.fixture(scope="session")
 def llmrec_cli() -> Callable[..., subprocess.CompletedProcess]:
-    """``llmrec_cli(*args, check=True, env=None)``: ``llmrec ARGS`` in a new Python process, as a user runs it (its
-    exit code, stdout and stderr; ``check`` asserts it succeeded; ``env`` replaces the environment)."""
+    """``llmrec_cli(*args, check=True, env=None, timeout=900)``: ``llmrec ARGS`` in a new Python process, as a user
+    runs it (its exit code, stdout and stderr; ``check`` asserts it succeeded; ``env`` replaces the environment)."""
 
-    def run(*args: str, check: bool = True, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    def run(
+        *args: str, check: bool = True, env: dict[str, str] | None = None, timeout: float = 900
+    ) -> subprocess.CompletedProcess:
         command = [sys.executable, "-m", "llmrec", *args]
-        result = subprocess.run(command, capture_output=True, text=True, env=env or os.environ)
+        environment = os.environ if env is None else env
+        result = subprocess.run(command, capture_output=True, text=True, env=environment, timeout=timeout)
         return _finished(args, result.returncode, result.stdout, result.stderr, check)
 
     return run
@@ -173,8 +176,9 @@ def llmrec_cli() -> Callable[..., subprocess.CompletedProcess]:
 def llmrec_here(capsys: pytest.CaptureFixture[str]) -> Callable[..., subprocess.CompletedProcess]:
     """``llmrec_here(*args, check=True)``: the same command line run inside the test process (the CLI's own entry
     point, its exit code and captured output), without a new interpreter's imports (~10 s for a command that loads
-    transformers). Commands that are killed, need another environment or start vLLM run in :func:`llmrec_cli`."""
-    from llmrec.cli import main
+    transformers). What a user sees only from a fresh process (import-time output, warnings, logging) and commands
+    that are killed, need another environment or start vLLM run in :func:`llmrec_cli`."""
+    from llmrec.cli import INTERRUPTED, main
 
     def run(*args: str, check: bool = True) -> subprocess.CompletedProcess:
         threads = torch.get_num_threads()  # a command may set the thread count for the whole process
@@ -187,6 +191,8 @@ def llmrec_here(capsys: pytest.CaptureFixture[str]) -> Callable[..., subprocess.
             raise AssertionError("llmrec's main() returns only by exiting")
         finally:
             torch.set_num_threads(threads)
+        if code == INTERRUPTED:
+            raise KeyboardInterrupt  # Ctrl-C stops the test session, not just this command
         out, err = capsys.readouterr()
         return _finished(args, code, out, err, check)
 

@@ -16,6 +16,8 @@ import typer
 from llmrec.cli import agent, batch, data, demo, encoder, llm, models, profiles, rl
 from llmrec.errors import LlmrecError
 
+INTERRUPTED = 130  # the shell's exit code for a process stopped by SIGINT
+
 app = typer.Typer(
     help="llmrec: LLM-augmented sequential recommendation.",
     no_args_is_help=True,
@@ -40,7 +42,8 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point: run the app on ``argv`` (the process's arguments when None); a user-fixable error becomes one
     line on stderr and a non-zero exit code.
 
-    Usage errors (a missing option, an unknown command or flag) exit 2, errors in the work itself exit 1.
+    Usage errors (a missing option, an unknown command or flag) exit 2, errors in the work itself exit 1, an
+    interrupt (Ctrl-C) 130.
     """
     from typer._click.exceptions import NoArgsIsHelpError, UsageError  # typer vendors click
 
@@ -55,7 +58,8 @@ def main(argv: list[str] | None = None) -> None:
     except LlmrecError as err:
         print(f"llmrec: error: {err}", file=sys.stderr)
         sys.exit(1)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # typer turns one inside a command into exit code 130; this is one outside
+        code = INTERRUPTED
+    if code == INTERRUPTED:
         print("llmrec: interrupted", file=sys.stderr)
-        sys.exit(130)
     sys.exit(code if isinstance(code, int) else 0)

@@ -42,7 +42,7 @@ def test_a_killed_build_resumes_without_applying_a_review_twice(
     # a finished build run again starts no engine: an openai engine with no server behind it is never reached
     dead = {**os.environ, "OPENAI_BASE_URL": "http://127.0.0.1:9/v1"}
     again = llmrec_cli("profiles", "build", str(amazon.path), "--db", url, "--users", "2", "--engine", "openai",
-                       "--resume", "--json", env=dead)  # fmt: skip
+                       "--resume", "--json", env=dead, timeout=300)  # fmt: skip
     assert json.loads(again.stdout.splitlines()[-1])["skipped"] == len(reviews)
     store = open_store(url)
     try:

@@ -262,9 +262,10 @@ def test_the_run_serves_through_eval_recommend_and_batch(
     assert row["item_id"] in (100, 258, 288, 181) and len(row["paths"]) == 2
 
 
-def test_mistakes_stop_the_cli_before_training(tmp_path: Path, rl_run: Path, llmrec_here) -> None:
+def test_mistakes_stop_the_cli_before_training(tmp_path: Path, rl_run: Path, llmrec_cli, llmrec_here) -> None:
     bad = write_recipe(tmp_path / "bad.yaml", {**TINY, "rewards": ["format", "ndcg"]})
-    result = llmrec_here("rl", "--recipe", str(bad), "--out", str(tmp_path / "a"), check=False)
+    # a fresh process, as a user sees it: one line, before TRL and transformers are imported
+    result = llmrec_cli("rl", "--recipe", str(bad), "--out", str(tmp_path / "a"), check=False)
     assert result.returncode == 1 and "unknown reward 'ndcg'" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "a").exists()
 
