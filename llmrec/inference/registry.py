@@ -62,9 +62,10 @@ def batch_engine_options(
     server, holding the tokenizer, rejects over-long prompts itself); otherwise the ``overflow`` rule (default
     truncate) and, for vLLM, LoRA support with a LoRA adapter (vLLM fixes it when it starts) and, with
     ``compiled``, vLLM's ``torch.compile`` graphs (which it runs without on the CPU unless asked)."""
-    if compiled and engine_name(engine) != "vllm":
-        raise LlmrecError(f"--compile applies to the vllm engine (torch.compile graphs), not to {engine_name(engine)}")
-    if engine == "openai":
+    name = engine_name(engine)
+    if compiled and name != "vllm":
+        raise LlmrecError(f"--compile applies to the vllm engine (torch.compile graphs), not to {name}")
+    if name == "openai":
         if overflow is not None:
             raise LlmrecError(
                 "--overflow does not apply to the openai engine: the server holds the tokenizer and rejects an "
@@ -72,7 +73,7 @@ def batch_engine_options(
             )
         return {"base_url": base_url}
     options: dict[str, Any] = {"overflow": overflow or "truncate"}
-    if lora is not None and engine_name(engine) == "vllm":
+    if lora is not None and name == "vllm":
         options["enable_lora"] = True
     if compiled:
         options["enforce_eager"] = False

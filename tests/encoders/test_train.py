@@ -143,7 +143,7 @@ def test_holdout_leaves_each_users_last_training_items_out(walk_dataset, tmp_pat
     # the cut run still ranks its validation and test users after their whole training history
     assert cut["valid"]["examples"] == cut["test"]["examples"] == len(lengths)
     llmrec_here("encoder", "train", "--dataset", str(walk_dataset), "--model", "pop", "--holdout", "3", "--out",
-        str(tmp_path / "pop"))  # fmt: skip
+                str(tmp_path / "pop"))  # fmt: skip
     assert "holdout: 3" in (tmp_path / "pop" / "config.yaml").read_text()
 
 

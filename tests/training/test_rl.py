@@ -257,7 +257,7 @@ def test_the_run_serves_through_eval_recommend_and_batch(
     rows.write_text(json.dumps({"id": 1, "history": [1, 95, 50], "candidates": [100, 258, 288, 181]}) + "\n")
     answers = tmp_path / "out.jsonl"
     llmrec_cli("batch", "--input", str(rows), "--out", str(answers), "--task", "reason", "--dataset", "ml-100k",
-        "--paths", "2", "--max-new-tokens", "32", "--lora", str(rl_run / "lora"))  # fmt: skip
+               "--paths", "2", "--max-new-tokens", "32", "--lora", str(rl_run / "lora"))  # fmt: skip
     row = json.loads(answers.read_text())
     assert row["item_id"] in (100, 258, 288, 181) and len(row["paths"]) == 2
 

@@ -390,7 +390,6 @@ def test_distillation_refuses_a_teacher_with_an_item_bias(tiny_recipe, tmp_path:
 
 
 def test_the_cli_scores_validation_by_default(ml100k, tmp_path: Path, llmrec_here) -> None:
-
     from llmrec.data.dataset import write_dataset
 
     users = ml100k.users[ml100k.users["user_id"] <= 12]
