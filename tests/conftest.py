@@ -173,12 +173,22 @@ def llmrec_cli() -> Callable[..., subprocess.CompletedProcess]:
 
 
 @pytest.fixture
-def llmrec_here(capsys: pytest.CaptureFixture[str]) -> Callable[..., subprocess.CompletedProcess]:
+def llmrec_here(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> Callable[..., subprocess.CompletedProcess]:
     """``llmrec_here(*args, check=True)``: the same command line run inside the test process (the CLI's own entry
     point, its exit code and captured output), without a new interpreter's imports (~10 s for a command that loads
     transformers). What a user sees only from a fresh process (import-time output, warnings, logging) and commands
-    that are killed, need another environment or start vLLM run in :func:`llmrec_cli`."""
+    that are killed, need another environment or start vLLM run in :func:`llmrec_cli`: a command that would start
+    vLLM here (``--engine vllm``, or ``auto`` where vLLM is installed) fails the test with that advice instead."""
     from llmrec.cli import INTERRUPTED, main
+    from llmrec.inference.registry import ENGINES
+
+    def refuse(*_: object, **__: object) -> None:
+        # vLLM's engine core would hold the test process's threads and memory for the rest of the session
+        raise AssertionError("this command starts vLLM: run it with llmrec_cli (a fresh process), or pass --engine hf")
+
+    monkeypatch.setitem(ENGINES, "vllm", refuse)
 
     def run(*args: str, check: bool = True) -> subprocess.CompletedProcess:
         threads = torch.get_num_threads()  # a command may set the thread count for the whole process

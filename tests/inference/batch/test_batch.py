@@ -242,6 +242,8 @@ def test_cli_batch_bad_arguments_are_one_line_errors(tmp_path, llmrec_here) -> N
     run = llmrec_here("batch", "--input", str(source), "--out", str(tmp_path / "o.jsonl"), "--engine", "openai",
                       "--overflow", "reject", check=False)  # fmt: skip
     assert run.returncode == 1 and "--overflow does not apply to the openai engine" in run.stderr
+    with pytest.raises(AssertionError, match="starts vLLM"):  # in process, the fixture keeps vLLM's engine out
+        llmrec_here("batch", "--input", str(source), "--out", str(tmp_path / "v.jsonl"), "--engine", "vllm")
 
 
 def test_ray_backend_gives_the_local_result(hf_engine, tmp_path) -> None:
