@@ -587,7 +587,7 @@ def write_results(
         "# LLM-recommender benchmark: ML-100K, c20 (LLaRA's 20-candidate protocol)",
         "",
         f"Measured {datetime.now(UTC):%Y-%m-%d} on {os.cpu_count()} CPU cores ({platform.machine()}) by "
-        f"`{' '.join(['python', 'eval/llm/benchmark.py', *sys.argv[1:]])}` ({wall / 60:.0f} min; fine-tunings and "
+        f"`{' '.join(['python', 'eval/llm/benchmark.py', *args.argv])}` ({wall / 60:.0f} min; fine-tunings and "
         "scores kept from earlier invocations are reused, each row's train time is its own run's).",
         "",
         f"Every row ranks the same candidates of the same {users} users of each split (the c20 protocol's target + "
@@ -669,7 +669,8 @@ def valid_report(rows: list[dict[str, Any]], groups: dict[str, dict[str, np.ndar
     return "\n".join(lines)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    """The command line (``argv``: its arguments, default ``sys.argv[1:]``)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=0, help="Optimiser steps per fine-tuning (0: the recipe's).")
     parser.add_argument(
@@ -697,7 +698,8 @@ def main() -> None:
     parser.add_argument(
         "--evidence", type=Path, default=HERE / "kept", help="Where each row's ranks and figures are kept (see Kept)."
     )
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    args.argv = sys.argv[1:] if argv is None else argv  # as RESULTS.md names the command
     skip = set(filter(None, args.skip.split(",")))
     if args.work is None:
         from llmrec.paths import llmrec_home

@@ -7,32 +7,45 @@ from __future__ import annotations
 import argparse
 import functools
 import json
-import os
 import shutil
-import subprocess
-import sys
 from collections.abc import Iterable
 from pathlib import Path
+from types import ModuleType
 
-SCRIPT = Path(__file__).resolve().parents[2] / "eval" / "llm" / "benchmark.py"
+import pytest
+import torch
 
 
-def run_script(rows: Iterable[str], sasrec: Path, work: Path, out: Path, *extra: str) -> subprocess.CompletedProcess:
-    """The script on a reduced budget; ``rows`` are its LLM rows, of which only the recipe runs."""
+def run_script(
+    benchmark: ModuleType,
+    capsys: pytest.CaptureFixture[str],
+    rows: Iterable[str],
+    sasrec: Path,
+    work: Path,
+    out: Path,
+    *extra: str,
+) -> str:
+    """The script's command line on a reduced budget, inside the test process (its fine-tunings still run as
+    their own processes); ``rows`` are its LLM rows, of which only the recipe runs. What it printed."""
     evidence = out.parent / "kept"  # never the repository's eval/llm/kept
     # zero-shot and the recipe row: the other LLM rows train the same way at other costs
     skip = ",".join(["gru4rec", *(name for name in rows if name != "recipe")])
-    command = [sys.executable, str(SCRIPT), "--sasrec", str(sasrec), "--skip", skip]
-    command += ["--steps", "2", "--users", "6", "--seeds", "1", "--work", str(work), "--out", str(out)]
-    command += ["--evidence", str(evidence), *extra]
-    return subprocess.run(command, capture_output=True, text=True, env=os.environ.copy(), timeout=900)
+    argv = ["--sasrec", str(sasrec), "--skip", skip, "--steps", "2", "--users", "6", "--seeds", "1"]
+    argv += ["--work", str(work), "--out", str(out), "--evidence", str(evidence), *extra]
+    threads = torch.get_num_threads()  # scoring sets the thread count for the whole process
+    capsys.readouterr()
+    try:
+        benchmark.main(argv)
+    finally:
+        torch.set_num_threads(threads)
+    return capsys.readouterr().out
 
 
-def test_benchmark_rows_and_reuse(sasrec_run: Path, tmp_path: Path, eval_script) -> None:
+def test_benchmark_rows_and_reuse(sasrec_run: Path, tmp_path: Path, eval_script, capsys) -> None:
     work, out = tmp_path / "work", tmp_path / "RESULTS.md"
-    run_benchmark = functools.partial(run_script, eval_script("llm").LLM_ROWS)
-    first = run_benchmark(sasrec_run, work, out)
-    assert first.returncode == 0, first.stderr[-3000:]
+    benchmark = eval_script("llm")
+    run_benchmark = functools.partial(run_script, benchmark, capsys, benchmark.LLM_ROWS)
+    run_benchmark(sasrec_run, work, out)
     rows = {row["model"]: row for row in json.loads((tmp_path / "results.json").read_text())}
     assert {"random", "pop", "sasrec", "base LLM zero-shot"} <= rows.keys()
     (recipe,) = (row for name, row in rows.items() if name.endswith("(the recipe)"))
@@ -53,27 +66,24 @@ def test_benchmark_rows_and_reuse(sasrec_run: Path, tmp_path: Path, eval_script)
     kept = {path.name: path.stat().st_mtime_ns for path in evidence.glob("*.json")}
     trained = (work / "sft-recipe" / "metrics.json").stat().st_mtime_ns
     assert set(kept) == {"sasrec.json", "zero-shot.json", "recipe.json"}
-    second = run_benchmark(sasrec_run, work, out)
-    assert second.returncode == 0, second.stderr[-3000:]
+    run_benchmark(sasrec_run, work, out)
     assert (work / "sft-recipe" / "metrics.json").stat().st_mtime_ns == trained  # the fine-tuning reused
     assert {path.name: path.stat().st_mtime_ns for path in evidence.glob("*.json")} == kept  # scores reused
     assert json.loads((tmp_path / "results.json").read_text()) == list(rows.values())
 
     # developing a lever: validation alone, printed; the rows the full run scored are read from it, not redone
     rendered = out.stat().st_mtime_ns
-    lever = [name for name in eval_script("llm").LLM_ROWS if name != "r16"]  # r16 trains, the recipe is kept
-    valid = run_script(lever, sasrec_run, work, out, "--splits", "valid")
-    assert valid.returncode == 0, valid.stderr[-3000:]
-    assert "Validation only (6 users)" in valid.stdout and "| valid | all (6) |" in valid.stdout
-    assert "| test |" not in valid.stdout and out.stat().st_mtime_ns == rendered
+    lever = [name for name in benchmark.LLM_ROWS if name != "r16"]  # r16 trains, the recipe is kept
+    valid = run_script(benchmark, capsys, lever, sasrec_run, work, out, "--splits", "valid")
+    assert "Validation only (6 users)" in valid and "| valid | all (6) |" in valid
+    assert "| test |" not in valid and out.stat().st_mtime_ns == rendered
     assert (work / "sft-recipe" / "metrics.json").stat().st_mtime_ns == trained
     assert [path.name for path in (evidence / "valid").glob("*.json")] == ["r16.json"]
     assert "test_ranks" not in json.loads((evidence / "valid" / "r16.json").read_text())["row"]
-    assert f"| {recipe['model']} | 1 | {recipe['valid']['hr@1']:.4f} |" in valid.stdout
+    assert f"| {recipe['model']} | 1 | {recipe['valid']['hr@1']:.4f} |" in valid
 
     shutil.rmtree(work)  # a later session on another machine: only the repository's evidence is left
-    third = run_benchmark(sasrec_run, work, out)
-    assert third.returncode == 0, third.stderr[-3000:]
+    run_benchmark(sasrec_run, work, out)
     assert not (work / "sft-recipe").exists()  # nothing trained again
     assert {path.name: path.stat().st_mtime_ns for path in evidence.glob("*.json")} == kept
     assert json.loads((tmp_path / "results.json").read_text()) == list(rows.values())
@@ -81,7 +91,7 @@ def test_benchmark_rows_and_reuse(sasrec_run: Path, tmp_path: Path, eval_script)
     choices = out.read_text().split("## Choices made on validation")[1].split("##")[0]
     (line,) = (line for line in choices.splitlines() if line.startswith(f"| {recipe['model']} |"))
     assert line.split(" | ")[1:3] == ["1", f"{recipe['valid']['hr@1']:.4f}"]  # seeds, valid HR@1
-    assert f"| {eval_script('llm').LLM_ROWS['r16'][0]} | 1 |" in choices
+    assert f"| {benchmark.LLM_ROWS['r16'][0]} | 1 |" in choices
     recipe_entry = json.loads((evidence / "recipe.json").read_text())
     assert recipe_entry["users"] == 6 and recipe_entry["row"]["steps"] == 2
     assert len(recipe_entry["row"]["test_ranks"]) == len(recipe_entry["row"]["valid_ranks"]) == 6
