@@ -28,6 +28,14 @@ def llmrec_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return home
 
 
+@pytest.fixture(autouse=True)
+def restore_threads():
+    """Each test leaves torch's thread count as it found it: training and scoring set it for the whole process."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def ml100k(llmrec_home: Path):
     """The builtin ML-100K dataset, imported once per session from the recbole wheel."""

@@ -374,14 +374,10 @@ def test_distillation_refuses_a_teacher_with_an_item_bias(tiny_recipe, tmp_path:
     those two alone would teach another ranking, so the recipe stops with the reason."""
     from llmrec.encoders.train import train_encoder
 
-    threads = torch.get_num_threads()
     run = tmp_path / "bert4rec"
-    try:
-        encoder = {"hidden_size": 32, "max_len": 20, "num_layers": 1, "inner_size": 64, "output_bias": True}
-        train = {"epochs": 1, "batch_size": 256, "stride": 20, "threads": 1}
-        train_encoder(run, "bert4rec", "ml-100k", encoder, train)
-    finally:
-        torch.set_num_threads(threads)
+    encoder = {"hidden_size": 32, "max_len": 20, "num_layers": 1, "inner_size": 64, "output_bias": True}
+    train = {"epochs": 1, "batch_size": 256, "stride": 20, "threads": 1}
+    train_encoder(run, "bert4rec", "ml-100k", encoder, train)
     task = {"item_text": "vector", "user_vector": True, "output": "item"}
     trainer = {"item_loss": "catalog", "distill": 0.5}
     recipe = tiny_recipe(task=task, curriculum={"kind": "none"}, trainer=trainer, encoder=str(run))
